@@ -1,0 +1,34 @@
+"""The engine state machine: commands in, events (or a Rejection) out."""
+
+from margin_engine.engine.commands import Command, parse_command
+from margin_engine.engine.engine import apply, decide
+from margin_engine.engine.events import Event, event_from_json
+from margin_engine.engine.rejection import Rejection
+from margin_engine.engine.state import State, audit, evolve, replay
+
+__all__ = ["Command", "Event", "Rejection", "State", "apply", "audit", "decide", "event_from_json", "evolve",
+           "parse_command", "replay", "Engine"]
+
+
+class Engine:
+    """A state with its journal of events: what the CLI, the service and the simulator drive."""
+
+    def __init__(self, profile):
+        self.state = State(profile)
+        self.journal: list[Event] = []
+
+    def submit(self, obj: dict):
+        """Parse (raises InputError on bad input, state untouched) and apply one JSON command."""
+        return self.apply(parse_command(obj, self.state.profile))
+
+    def apply(self, command: Command):
+        outcome = apply(self.state, command)
+        if not isinstance(outcome, Rejection):
+            self.journal.extend(outcome)
+        return outcome
+
+    def margins(self):
+        from margin_engine.margin.calculator import compute_margins
+
+        s = self.state
+        return compute_margins([s.view(a) for a in s.accounts], s.markets, s.profile, s.now_s or 0)

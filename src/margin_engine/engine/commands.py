@@ -1,0 +1,258 @@
+"""Engine commands and their parsing from JSON objects.
+
+Parsing checks the shape of a command (types, signs, decimals of the asset, instrument names)
+and raises `InputError` naming the field; whether the command is allowed in the current state is
+the engine's decision, answered with a `Rejection`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from margin_engine.errors import InputError
+from margin_engine.instruments.names import Instrument, Option, Perpetual, parse_expiry, parse_instrument
+from margin_engine.ledger.units import parse_decimal, to_units
+from margin_engine.margin.book import MARGIN_MODES, MarginMode
+from margin_engine.margin.profile import Profile
+from margin_engine.market.snapshot import MarketSnapshot, parse_market
+
+ACCOUNT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+FUNDING_RATE_MAX = Decimal("0.1")  # per application; beyond it is surely a unit error
+
+
+@dataclass(frozen=True)
+class OpenAccount:
+    account: str
+    mode: MarginMode
+
+
+@dataclass(frozen=True)
+class Deposit:
+    account: str
+    asset: str
+    amount: int  # smallest units
+
+
+@dataclass(frozen=True)
+class Withdraw:
+    account: str
+    asset: str
+    amount: int
+
+
+@dataclass(frozen=True)
+class SetMarket:
+    market: MarketSnapshot
+    raw: dict[str, Any]  # as given, kept for the event
+
+
+@dataclass(frozen=True)
+class Trade:
+    """A fill from a matching engine: `buyer` buys `size` from `seller` at `price` (USD per unit)."""
+
+    buyer: str
+    seller: str
+    instrument: Instrument
+    size: Decimal
+    price: Decimal
+    aggressor: Literal["buyer", "seller"] | None = None
+
+
+@dataclass(frozen=True)
+class Allocate:
+    """Move collateral into (amount > 0) or out of (< 0) an isolated position."""
+
+    account: str
+    instrument: Instrument
+    amount: int
+
+
+@dataclass(frozen=True)
+class ApplyFunding:
+    """Longs pay shorts size * index * rate (shorts pay longs when the rate is negative)."""
+
+    instrument: Perpetual
+    rate: Decimal
+
+
+@dataclass(frozen=True)
+class SettleExpiry:
+    underlying: str
+    expiry_s: int
+    price: Decimal
+
+
+@dataclass(frozen=True)
+class AdvanceTime:
+    time_s: int
+
+
+Command = OpenAccount | Deposit | Withdraw | SetMarket | Trade | Allocate | ApplyFunding | SettleExpiry | AdvanceTime
+
+
+def parse_time(value: object, field: str) -> int:
+    """ISO 8601 with a zone (`2026-11-25T08:00:00Z`) or Unix seconds, to Unix seconds."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise InputError(field, f"Unix seconds must be >= 0, got {value}")
+        return value
+    if not isinstance(value, str):
+        raise InputError(field, f"expected an ISO 8601 time like 2026-11-25T08:00:00Z, got {value!r}")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(field, f"expected an ISO 8601 time like 2026-11-25T08:00:00Z, got {value!r}") from None
+    if moment.tzinfo is None:
+        raise InputError(field, f"time {value!r} needs a zone, e.g. a trailing Z for UTC")
+    return int(moment.astimezone(UTC).timestamp())
+
+
+def format_time(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class _Fields:
+    """Reads fields of one command object, naming each in errors, and rejects unknown ones."""
+
+    def __init__(self, obj: dict[str, Any], allowed: set[str]):
+        unknown = set(obj) - allowed - {"type"}
+        if unknown:
+            raise InputError(sorted(unknown)[0], f"unknown field for {obj.get('type')!r}; expected {sorted(allowed)}")
+        self.obj = obj
+
+    def get(self, name: str, default: Any = ...) -> Any:
+        if name not in self.obj or self.obj[name] is None:
+            if default is ...:
+                raise InputError(name, "missing")
+            return default
+        return self.obj[name]
+
+    def account(self, name: str = "account") -> str:
+        value = self.get(name)
+        if not isinstance(value, str) or not ACCOUNT_ID_RE.match(value):
+            raise InputError(name, f"account id must be 1-64 characters [A-Za-z0-9_.-], got {value!r}")
+        return value
+
+
+def _size(value: object, instrument: Instrument, profile: Profile, field: str) -> Decimal:
+    size = parse_decimal(value, field, positive=True)
+    decimals = profile.underlying(instrument.underlying, "instrument").size_decimals
+    to_units(size, decimals, field)  # rejects sizes finer than the underlying's size step
+    return size
+
+
+def _instrument(fields: _Fields, profile: Profile, name: str = "instrument") -> Instrument:
+    inst = parse_instrument(fields.get(name), name)
+    profile.underlying(inst.underlying, name)
+    return inst
+
+
+def parse_command(obj: object, profile: Profile) -> Command:
+    if not isinstance(obj, dict):
+        raise InputError("command", f"expected a JSON object with a 'type', got {type(obj).__name__}")
+    kind = obj.get("type")
+    parser = _PARSERS.get(kind) if isinstance(kind, str) else None
+    if parser is None:
+        raise InputError("type", f"unknown command type {kind!r}; expected one of {', '.join(_PARSERS)}")
+    return parser(obj, profile)
+
+
+def _open_account(obj, profile) -> OpenAccount:
+    f = _Fields(obj, {"account", "mode"})
+    mode = f.get("mode", "cross")
+    if mode not in MARGIN_MODES:
+        raise InputError("mode", f"must be one of {', '.join(MARGIN_MODES)}, got {mode!r}")
+    return OpenAccount(f.account(), mode)
+
+
+def _money(f: _Fields, profile: Profile) -> tuple[str, int]:
+    asset = f.get("asset", profile.settlement_asset)
+    params = profile.asset(asset)
+    amount = parse_decimal(f.get("amount"), "amount", positive=True)
+    return asset, to_units(amount, params.decimals, "amount")
+
+
+def _deposit(obj, profile) -> Deposit:
+    f = _Fields(obj, {"account", "asset", "amount"})
+    return Deposit(f.account(), *_money(f, profile))
+
+
+def _withdraw(obj, profile) -> Withdraw:
+    f = _Fields(obj, {"account", "asset", "amount"})
+    return Withdraw(f.account(), *_money(f, profile))
+
+
+def _set_market(obj, profile) -> SetMarket:
+    f = _Fields(obj, {"underlying", "index", "vol", "rate"})
+    underlying = f.get("underlying")
+    profile.underlying(underlying)
+    raw = {k: obj[k] for k in ("index", "vol", "rate") if k in obj}
+    return SetMarket(parse_market(underlying, raw, "market"), raw)
+
+
+def _trade(obj, profile) -> Trade:
+    f = _Fields(obj, {"buyer", "seller", "instrument", "size", "price", "aggressor"})
+    inst = _instrument(f, profile)
+    size = _size(f.get("size"), inst, profile, "size")
+    price = parse_decimal(f.get("price"), "price", positive=not inst.is_option, non_negative=True)
+    aggressor = f.get("aggressor", None)
+    if aggressor not in (None, "buyer", "seller"):
+        raise InputError("aggressor", f"must be 'buyer' or 'seller' (the taker), got {aggressor!r}")
+    buyer, seller = f.account("buyer"), f.account("seller")
+    if buyer == seller:
+        raise InputError("seller", "buyer and seller are the same account (self-trade)")
+    return Trade(buyer, seller, inst, size, price, aggressor)
+
+
+def _allocate(obj, profile) -> Allocate:
+    f = _Fields(obj, {"account", "instrument", "amount"})
+    inst = _instrument(f, profile)
+    amount = parse_decimal(f.get("amount"), "amount")
+    if amount == 0:
+        raise InputError("amount", "must not be zero (positive adds collateral, negative takes it back)")
+    return Allocate(f.account(), inst, to_units(amount, profile.settlement_decimals, "amount"))
+
+
+def _apply_funding(obj, profile) -> ApplyFunding:
+    f = _Fields(obj, {"instrument", "rate"})
+    inst = _instrument(f, profile)
+    if not isinstance(inst, Perpetual):
+        raise InputError("instrument", f"funding applies to perpetuals, got option {inst.name}")
+    rate = parse_decimal(f.get("rate"), "rate")
+    if abs(rate) > FUNDING_RATE_MAX:
+        raise InputError("rate", f"funding rate is a fraction per application, |rate| <= {FUNDING_RATE_MAX}, got {rate}")
+    return ApplyFunding(inst, rate)
+
+
+def _settle_expiry(obj, profile) -> SettleExpiry:
+    f = _Fields(obj, {"underlying", "expiry", "price"})
+    underlying = f.get("underlying")
+    profile.underlying(underlying)
+    expiry = f.get("expiry")
+    expiry_s = parse_time(expiry, "expiry") if isinstance(expiry, int) or "T" in str(expiry) else int(parse_expiry(str(expiry)).timestamp())
+    return SettleExpiry(underlying, expiry_s, parse_decimal(f.get("price"), "price", positive=True))
+
+
+def _advance_time(obj, profile) -> AdvanceTime:
+    f = _Fields(obj, {"time"})
+    return AdvanceTime(parse_time(f.get("time"), "time"))
+
+
+_PARSERS = {
+    "open_account": _open_account,
+    "deposit": _deposit,
+    "withdraw": _withdraw,
+    "set_market": _set_market,
+    "trade": _trade,
+    "allocate": _allocate,
+    "apply_funding": _apply_funding,
+    "settle_expiry": _settle_expiry,
+    "advance_time": _advance_time,
+}
+
+__all__ = ["Command", "parse_command", "parse_time", "format_time", "Option"] + [
+    c.__name__ for c in (OpenAccount, Deposit, Withdraw, SetMarket, Trade, Allocate, ApplyFunding, SettleExpiry, AdvanceTime)]

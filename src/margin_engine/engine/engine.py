@@ -1,0 +1,370 @@
+"""The engine: `apply(state, command) -> events | Rejection`.
+
+`decide` reads the state and builds the events of a command on a scratch copy (so that margin
+after a trade is computed on exactly the state the events will produce); `apply` then evolves the
+real state with them. A rejected command leaves the state untouched. No wall clock, no
+randomness: the same commands give the same events, bit for bit.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from margin_engine.engine.commands import (
+    AdvanceTime,
+    Allocate,
+    ApplyFunding,
+    Command,
+    Deposit,
+    OpenAccount,
+    SetMarket,
+    SettleExpiry,
+    Trade,
+    Withdraw,
+)
+from margin_engine.engine.events import (
+    AccountOpened,
+    Event,
+    ExpirySettled,
+    FundingApplied,
+    MarketSet,
+    PositionChanged,
+    TimeAdvanced,
+    TradeExecuted,
+    Transferred,
+)
+from margin_engine.engine.rejection import Rejection
+from margin_engine.engine.state import Position, State, evolve
+from margin_engine.errors import InputError
+from margin_engine.instruments.names import Instrument, Option
+from margin_engine.ledger.ledger import EXTERNAL, FEES, SETTLEMENT, allocation_key, user_key
+from margin_engine.ledger.units import (
+    ceil_units,
+    decimal_to_units_ceil,
+    decimal_to_units_floor,
+    decimal_to_units_half_even,
+)
+from margin_engine.margin.calculator import compute_margins
+from margin_engine.margin.result import AccountMargin
+
+
+class _Tx:
+    """Events of one command, each applied at once to a scratch state that later steps read."""
+
+    def __init__(self, state: State, accounts: tuple[str, ...] = ()):
+        self.scratch = state.scratch(accounts)
+        self.events: list[Event] = []
+
+    def emit(self, event: Event) -> None:
+        evolve(self.scratch, event)
+        self.events.append(event)
+
+    def transfer(self, debit: str, credit: str, asset: str, amount: int, reason: str) -> None:
+        """A signed amount: negative moves money the other way; zero moves nothing."""
+        if amount < 0:
+            debit, credit, amount = credit, debit, -amount
+        if amount:
+            self.emit(Transferred(debit, credit, asset, amount, reason))
+
+    def margin(self, account: str) -> AccountMargin:
+        s = self.scratch
+        return compute_margins([s.view(account)], s.markets, s.profile, s.now_s or 0)[0]
+
+
+def apply(state: State, command: Command) -> list[Event] | Rejection:
+    """Decide, then evolve the state with the events; a Rejection changes nothing."""
+    outcome = decide(state, command)
+    if isinstance(outcome, Rejection):
+        return outcome
+    for event in outcome:
+        evolve(state, event)
+    return outcome
+
+
+def decide(state: State, command: Command) -> list[Event] | Rejection:
+    handler = _HANDLERS[type(command)]
+    try:
+        return handler(state, command)
+    except _Reject as r:
+        return r.rejection
+    except InputError as exc:  # a market the margin maths needs is missing
+        return Rejection("no_market", str(exc))
+
+
+class _Reject(Exception):
+    def __init__(self, rejection: Rejection):
+        self.rejection = rejection
+
+
+def _reject(code: str, message: str, **numbers) -> _Reject:
+    return _Reject(Rejection(code, message, **numbers))
+
+
+def _require_account(state: State, account: str) -> None:
+    if account not in state.accounts:
+        raise _reject("unknown_account", f"no account {account!r}; open it first", account=account)
+
+
+def _margin_reject(state: State, account: str, needed: int, available: int, what: str) -> _Reject:
+    p = state.profile
+    return _reject("insufficient_margin", f"{account}: {what}", account=account, needed=needed,
+                   available=available, asset=p.settlement_asset, decimals=p.settlement_decimals)
+
+
+def _open_account(state: State, cmd: OpenAccount) -> list[Event]:
+    if cmd.account in state.accounts:
+        raise _reject("account_exists", f"account {cmd.account!r} already exists", account=cmd.account)
+    return [AccountOpened(cmd.account, cmd.mode)]
+
+
+def _deposit(state: State, cmd: Deposit) -> list[Event]:
+    _require_account(state, cmd.account)
+    return [Transferred(EXTERNAL, user_key(cmd.account), cmd.asset, cmd.amount, "deposit")]
+
+
+def _withdraw(state: State, cmd: Withdraw) -> list[Event]:
+    _require_account(state, cmd.account)
+    balance = state.ledger.balance(user_key(cmd.account), cmd.asset)
+    decimals = state.profile.asset(cmd.asset).decimals
+    if balance < cmd.amount:
+        raise _reject("insufficient_balance", f"{cmd.account} holds less {cmd.asset} than it asks to withdraw",
+                      account=cmd.account, needed=cmd.amount, available=max(balance, 0), asset=cmd.asset,
+                      decimals=decimals)
+    tx = _Tx(state, (cmd.account,))
+    tx.emit(Transferred(user_key(cmd.account), EXTERNAL, cmd.asset, cmd.amount, "withdrawal"))
+    m = tx.margin(cmd.account)
+    if m.free_collateral < 0:
+        raise _margin_reject(state, cmd.account, m.initial_margin, m.equity,
+                             "withdrawal would leave initial margin uncovered")
+    return tx.events
+
+
+def _set_market(state: State, cmd: SetMarket) -> list[Event]:
+    return [MarketSet(cmd.market.underlying, cmd.market.to_json())]
+
+
+def _advance_time(state: State, cmd: AdvanceTime) -> list[Event]:
+    if state.now_s is not None and cmd.time_s < state.now_s:
+        raise _reject("time_backwards", f"time {cmd.time_s} is before the engine's clock {state.now_s}")
+    return [TimeAdvanced(cmd.time_s)]
+
+
+def _check_tradable(state: State, inst: Instrument) -> None:
+    if inst.underlying not in state.markets:
+        raise _reject("no_market", f"no market for {inst.underlying}; send set_market first")
+    if isinstance(inst, Option):
+        if state.now_s is None:
+            raise _reject("time_unset", "the engine clock is not set; send advance_time first")
+        if state.now_s >= inst.expiry_s:
+            raise _reject("instrument_expired", f"{inst.name} expired at its 08:00 UTC expiry")
+
+
+def _fee(state: State, inst: Instrument, size: Decimal, price: Decimal, is_taker: bool) -> int:
+    """Deribit-style fees: perps maker/taker share of notional; options a share of the underlying
+    per contract, capped at a share of the premium. Rounded up: fees are owed to the venue."""
+    f = state.profile.fees
+    if isinstance(inst, Option):
+        index = Decimal(repr(state.markets[inst.underlying].index))
+        fee = min(Decimal(repr(f.option_rate)) * index * size, Decimal(repr(f.option_fee_cap_premium_ratio)) * price * size)
+    else:
+        rate = f.perp_taker_rate if is_taker else f.perp_maker_rate
+        fee = Decimal(repr(rate)) * price * size
+    return decimal_to_units_ceil(fee, state.profile.settlement_decimals)
+
+
+def _adds_risk(old: Decimal, new: Decimal) -> bool:
+    """Only a pure reduction (same side, smaller, possibly closed) is risk-reducing."""
+    return not (old != 0 and (new == 0 or (new > 0) == (old > 0)) and abs(new) < abs(old))
+
+
+def _trade(state: State, cmd: Trade) -> list[Event]:
+    for account in (cmd.buyer, cmd.seller):
+        _require_account(state, account)
+    _check_tradable(state, cmd.instrument)
+    p = state.profile
+    d, settle = p.settlement_decimals, p.settlement_asset
+    name = cmd.instrument.name
+    notional = decimal_to_units_half_even(cmd.size * cmd.price, d)  # both sides book the same integer
+    fees = {side: _fee(state, cmd.instrument, cmd.size, cmd.price, cmd.aggressor == side) for side in ("buyer", "seller")}
+    tx = _Tx(state, (cmd.buyer, cmd.seller))
+    tx.emit(TradeExecuted(cmd.buyer, cmd.seller, name, cmd.size, cmd.price, fees["buyer"], fees["seller"]))
+    if isinstance(cmd.instrument, Option):
+        tx.transfer(user_key(cmd.buyer), user_key(cmd.seller), settle, notional, "premium")
+    risky = []
+    for account, side, sign in ((cmd.buyer, "buyer", 1), (cmd.seller, "seller", -1)):
+        acct = state.accounts[account]
+        old = acct.positions.get(name)
+        if old is None and len(acct.positions) >= p.max_positions_per_account:
+            raise _reject("too_many_positions", f"{account} holds the maximum of {p.max_positions_per_account} positions",
+                          account=account)
+        old_size = old.size if old else Decimal(0)
+        new_size = old_size + sign * cmd.size
+        _fill(tx, account, cmd.instrument, old, new_size, -sign * notional)
+        tx.transfer(user_key(account), FEES, settle, fees[side], "fee")
+        if _adds_risk(old_size, new_size):
+            risky.append(account)
+    for account in risky:
+        _check_after_risk(tx, account, name)
+    return tx.events
+
+
+def _fill(tx: _Tx, account: str, inst: Instrument, old: Position | None, new_size: Decimal, quote_delta: int) -> None:
+    """Book one side of a fill: new size, and for perps the quote and any realized P&L."""
+    settle = tx.scratch.profile.settlement_asset
+    name = inst.name
+    isolated = tx.scratch.accounts[account].mode == "isolated"
+    pnl_key = allocation_key(account, name) if isolated else user_key(account)
+    new_quote = 0
+    if not inst.is_option:
+        old_size, old_quote = (old.size, old.quote) if old else (Decimal(0), 0)
+        raw = old_quote + quote_delta
+        if new_size == 0:
+            realized = raw
+        elif old_size != 0 and (new_size > 0) != (old_size > 0):  # flipped: close all, open the rest
+            opening = decimal_to_units_half_even(abs(new_size) * Decimal(abs(quote_delta)) / abs(new_size - old_size), 0)
+            new_quote = opening if new_size < 0 else -opening
+            realized = raw - new_quote
+        elif abs(new_size) < abs(old_size):  # reduced: keep the cost basis of what is left
+            new_quote = decimal_to_units_half_even(Decimal(old_quote) * new_size / old_size, 0)
+            realized = raw - new_quote
+        else:
+            new_quote, realized = raw, 0
+        tx.transfer(SETTLEMENT, pnl_key, settle, realized, "realized_pnl")
+    tx.emit(PositionChanged(account, name, new_size, new_quote))
+    if isolated and new_size == 0:
+        _release_allocation(tx, account, name)
+
+
+def _release_allocation(tx: _Tx, account: str, name: str) -> None:
+    """A closed isolated position hands its collateral back to the free pool (a deficit is
+    taken from it: the account's own collateral is first in the loss waterfall)."""
+    settle = tx.scratch.profile.settlement_asset
+    left = tx.scratch.ledger.balance(allocation_key(account, name), settle)
+    tx.transfer(allocation_key(account, name), user_key(account), settle, left, "release")
+
+
+def _check_after_risk(tx: _Tx, account: str, name: str) -> None:
+    """A risk-adding fill needs initial margin after it; isolated positions draw what they lack
+    from the free pool."""
+    state = tx.scratch
+    d, settle = state.profile.settlement_decimals, state.profile.settlement_asset
+    if state.accounts[account].mode == "isolated" and name in state.accounts[account].positions:
+        m = tx.margin(account)
+        pos = next(x for x in m.positions if x.instrument == name)
+        shortfall = ceil_units(pos.initial_margin - pos.value, d) - (pos.allocation_units or 0)
+        if shortfall > 0:
+            free = state.ledger.balance(user_key(account), settle)
+            if free < shortfall:
+                raise _margin_reject(state, account, shortfall, max(free, 0),
+                                     f"isolated {name} needs more collateral than the free pool holds")
+            tx.transfer(user_key(account), allocation_key(account, name), settle, shortfall, "allocation")
+    m = tx.margin(account)
+    if m.free_collateral < 0:
+        what = "free collateral would be negative" if m.mode == "isolated" else "trade would leave initial margin uncovered"
+        raise _margin_reject(state, account, m.initial_margin, m.equity, what)
+
+
+def _allocate(state: State, cmd: Allocate) -> list[Event]:
+    _require_account(state, cmd.account)
+    if state.accounts[cmd.account].mode != "isolated":
+        raise _reject("wrong_mode", f"{cmd.account} is not in isolated mode; only isolated positions hold collateral",
+                      account=cmd.account)
+    name = cmd.instrument.name
+    if name not in state.accounts[cmd.account].positions:
+        raise _reject("no_position", f"{cmd.account} has no {name} position", account=cmd.account)
+    settle, d = state.profile.settlement_asset, state.profile.settlement_decimals
+    source = user_key(cmd.account) if cmd.amount > 0 else allocation_key(cmd.account, name)
+    held = state.ledger.balance(source, settle)
+    if held < abs(cmd.amount):
+        raise _reject("insufficient_balance", f"{source} holds less than {abs(cmd.amount)} units", account=cmd.account,
+                      needed=abs(cmd.amount), available=max(held, 0), asset=settle, decimals=d)
+    tx = _Tx(state, (cmd.account,))
+    tx.transfer(user_key(cmd.account), allocation_key(cmd.account, name), settle, cmd.amount, "allocation")
+    if cmd.amount < 0:
+        pos = next(x for x in tx.margin(cmd.account).positions if x.instrument == name)
+        equity = ceil_units(pos.initial_margin - pos.value, d)
+        if (pos.allocation_units or 0) < equity:
+            raise _margin_reject(state, cmd.account, equity, pos.allocation_units or 0,
+                                 f"taking collateral out of {name} would leave its initial margin uncovered")
+    return tx.events
+
+
+def _apply_funding(state: State, cmd: ApplyFunding) -> list[Event]:
+    """Payers pay rounded up, receivers get rounded down; the dust goes to the fee pool."""
+    name = cmd.instrument.name
+    market = state.markets.get(cmd.instrument.underlying)
+    if market is None:
+        raise _reject("no_market", f"no market for {cmd.instrument.underlying}; send set_market first")
+    settle, d = state.profile.settlement_asset, state.profile.settlement_decimals
+    index = Decimal(repr(market.index))
+    tx = _Tx(state)
+    tx.emit(FundingApplied(name, cmd.rate, repr(market.index)))
+    dust = 0
+    for account in state.holders.get(name, {}):
+        size = state.accounts[account].positions[name].size
+        owed = size * index * cmd.rate  # > 0: this account pays
+        isolated = state.accounts[account].mode == "isolated"
+        key = allocation_key(account, name) if isolated else user_key(account)
+        if owed > 0:
+            paid = decimal_to_units_ceil(owed, d)
+            tx.transfer(key, SETTLEMENT, settle, paid, "funding")
+            dust += paid
+        else:
+            got = decimal_to_units_floor(-owed, d)
+            tx.transfer(SETTLEMENT, key, settle, got, "funding")
+            dust -= got
+    tx.transfer(SETTLEMENT, FEES, settle, dust, "rounding")
+    return tx.events
+
+
+def _settle_expiry(state: State, cmd: SettleExpiry) -> list[Event]:
+    """Cash-settle every option of that expiry at the settlement price: shorts pay intrinsic
+    value rounded up, longs receive it rounded down, the dust goes to the fee pool."""
+    if state.now_s is None or state.now_s < cmd.expiry_s:
+        raise _reject("not_expired", "options settle only once the engine clock has reached their expiry")
+    if (cmd.underlying, cmd.expiry_s) in state.settled:
+        raise _reject("already_settled", f"{cmd.underlying} expiry {cmd.expiry_s} is settled already")
+    settle, d = state.profile.settlement_asset, state.profile.settlement_decimals
+    expiring = {name: tuple(holders) for name, holders in state.holders.items() if holders
+                and _expires_with(state.accounts[next(iter(holders))].positions[name].instrument, cmd)}
+    tx = _Tx(state, tuple(dict.fromkeys(a for holders in expiring.values() for a in holders)))
+    tx.emit(ExpirySettled(cmd.underlying, cmd.expiry_s, cmd.price))
+    dust = 0
+    for name, holders in expiring.items():
+        for account in holders:
+            pos = state.accounts[account].positions[name]
+            inst = pos.instrument
+            intrinsic = max(cmd.price - inst.strike, Decimal(0)) if inst.is_call else max(inst.strike - cmd.price, Decimal(0))
+            payoff = pos.size * intrinsic
+            isolated = state.accounts[account].mode == "isolated"
+            key = allocation_key(account, name) if isolated else user_key(account)
+            if payoff > 0:
+                got = decimal_to_units_floor(payoff, d)
+                tx.transfer(SETTLEMENT, key, settle, got, "expiry")
+                dust -= got
+            else:
+                paid = decimal_to_units_ceil(-payoff, d)
+                tx.transfer(key, SETTLEMENT, settle, paid, "expiry")
+                dust += paid
+            tx.emit(PositionChanged(account, name, Decimal(0), 0))
+            if isolated:
+                _release_allocation(tx, account, name)
+    tx.transfer(SETTLEMENT, FEES, settle, dust, "rounding")
+    return tx.events
+
+
+def _expires_with(inst: Instrument, cmd: SettleExpiry) -> bool:
+    return isinstance(inst, Option) and inst.underlying == cmd.underlying and inst.expiry_s == cmd.expiry_s
+
+
+_HANDLERS = {
+    OpenAccount: _open_account,
+    Deposit: _deposit,
+    Withdraw: _withdraw,
+    SetMarket: _set_market,
+    AdvanceTime: _advance_time,
+    Trade: _trade,
+    Allocate: _allocate,
+    ApplyFunding: _apply_funding,
+    SettleExpiry: _settle_expiry,
+}

@@ -1,0 +1,35 @@
+"""Rejections: an expected outcome of a command, with a reason code and the numbers behind it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from margin_engine.ledger.units import format_units
+
+REASON_CODES = (
+    "unknown_account", "account_exists", "wrong_mode", "no_market", "time_unset", "time_backwards",
+    "instrument_expired", "not_expired", "already_settled", "no_position", "too_many_positions",
+    "insufficient_balance", "insufficient_margin",
+)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    code: str
+    message: str
+    account: str | None = None
+    needed: int | None = None  # smallest units of `asset`
+    available: int | None = None
+    asset: str | None = None
+    decimals: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "rejected", "code": self.code, "message": self.message}
+        if self.account is not None:
+            out["account"] = self.account
+        if self.needed is not None and self.decimals is not None:
+            out["needed"] = format_units(self.needed, self.decimals)
+            out["available"] = format_units(self.available or 0, self.decimals)
+            out["asset"] = self.asset
+        return out

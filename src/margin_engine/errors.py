@@ -1,0 +1,21 @@
+"""The two kinds of error, kept apart (TigerBeetle style).
+
+`InputError` and its subclasses are operating errors: bad input that the caller can fix. They
+name the field and say what is expected. `InvariantViolation` is a bug: a broken invariant such as
+money created or destroyed; it stops the engine loudly and must never be caught and ignored.
+"""
+
+from __future__ import annotations
+
+
+class InputError(ValueError):
+    """Bad input: names the field at fault and what would be accepted."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
+class InvariantViolation(AssertionError):
+    """A broken invariant of the engine (a bug, never bad input)."""

@@ -1,0 +1,72 @@
+"""Double-entry ledger in integer smallest units.
+
+Every movement of money is a `Transfer` from one ledger account to another, so the sum over all
+ledger accounts of each asset is zero at all times. `external` is the world outside: its balance
+is minus the net deposits. The others: `user:<id>` (an account's free collateral),
+`user:<id>/<instrument>` (collateral allocated to an isolated position), `settlement` (perp and
+option clearing), `insurance` (insurance fund) and `fees` (fee pool).
+"""
+
+from __future__ import annotations
+
+from collections import ChainMap
+from dataclasses import dataclass
+
+from margin_engine.errors import InvariantViolation
+
+EXTERNAL = "external"
+SETTLEMENT = "settlement"
+INSURANCE = "insurance"
+FEES = "fees"
+SYSTEM_ACCOUNTS = (EXTERNAL, SETTLEMENT, INSURANCE, FEES)
+
+
+def user_key(account: str) -> str:
+    return f"user:{account}"
+
+
+def allocation_key(account: str, instrument: str) -> str:
+    return f"user:{account}/{instrument}"
+
+
+@dataclass(frozen=True)
+class Transfer:
+    debit: str  # the ledger account money leaves
+    credit: str  # the ledger account money enters
+    asset: str
+    amount: int
+    reason: str
+
+    def check(self) -> None:
+        """Paired check before a transfer touches balances: a bug, never bad input."""
+        if type(self.amount) is not int or self.amount <= 0:
+            raise InvariantViolation(f"transfer amount must be a positive int, got {self.amount!r} ({self.reason})")
+        if self.debit == self.credit:
+            raise InvariantViolation(f"transfer from {self.debit} to itself ({self.reason})")
+
+
+class Ledger:
+    """Balances by (ledger account, asset); only `post` changes them."""
+
+    def __init__(self) -> None:
+        self.balances: dict[tuple[str, str], int] = {}
+
+    def overlay(self) -> Ledger:
+        """A scratch copy whose writes stay in a layer of their own (for what-if checks)."""
+        scratch = Ledger()
+        scratch.balances = ChainMap({}, self.balances)  # type: ignore[assignment]
+        return scratch
+
+    def balance(self, account: str, asset: str) -> int:
+        return self.balances.get((account, asset), 0)
+
+    def post(self, t: Transfer) -> None:
+        t.check()
+        self.balances[(t.debit, t.asset)] = self.balance(t.debit, t.asset) - t.amount
+        self.balances[(t.credit, t.asset)] = self.balance(t.credit, t.asset) + t.amount
+
+    def assets(self) -> set[str]:
+        return {asset for _, asset in self.balances}
+
+    def total(self, asset: str, prefix: str = "") -> int:
+        return sum(v for (acct, a), v in self.balances.items() if a == asset and acct.startswith(prefix))

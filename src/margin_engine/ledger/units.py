@@ -1,0 +1,82 @@
+"""Conversions between decimal amounts and integer smallest units, with the rounding direction named.
+
+Money is an integer count of an asset's smallest unit (USDC 6 decimals, BTC 8, ETH 18). A value
+that comes from float risk maths meets the ledger rounded against the user: requirements up
+(`ceil_units`), equity and payouts down (`floor_units`), so rounding never creates money.
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation
+
+from margin_engine.errors import InputError, InvariantViolation
+
+
+def parse_decimal(value: object, field: str, *, positive: bool = False, non_negative: bool = False) -> Decimal:
+    """A finite Decimal from a JSON/TOML value; strings are preferred as they are exact."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
+        raise InputError(field, f"expected a decimal number (as a string), got {value!r}")
+    try:
+        number = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+    except InvalidOperation:
+        raise InputError(field, f"expected a decimal number, got {value!r}") from None
+    if not number.is_finite():
+        raise InputError(field, f"must be a finite number, got {value!r}")
+    if positive and number <= 0:
+        raise InputError(field, f"must be > 0, got {value}")
+    if non_negative and number < 0:
+        raise InputError(field, f"must be >= 0, got {value}")
+    return number
+
+
+def to_units(amount: Decimal, decimals: int, field: str = "amount") -> int:
+    """Exact conversion; an amount finer than the asset's decimals is an error, never rounded."""
+    scaled = amount.scaleb(decimals)
+    if scaled != scaled.to_integral_value():
+        raise InputError(field, f"{amount} has more than {decimals} decimal places")
+    return int(scaled)
+
+
+def from_units(units: int, decimals: int) -> Decimal:
+    return Decimal(units).scaleb(-decimals)
+
+
+def format_units(units: int, decimals: int) -> str:
+    """Decimal string with exactly `decimals` places, as the JSON outputs carry amounts."""
+    return format(from_units(units, decimals).quantize(Decimal(1).scaleb(-decimals)), "f")
+
+
+def decimal_to_units_half_even(amount: Decimal, decimals: int) -> int:
+    """For cash flows both sides book with the same integer (premium, trade notional)."""
+    return int(amount.scaleb(decimals).to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+def decimal_to_units_ceil(amount: Decimal, decimals: int) -> int:
+    return int(amount.scaleb(decimals).to_integral_value(rounding=ROUND_CEILING))
+
+
+def decimal_to_units_floor(amount: Decimal, decimals: int) -> int:
+    return int(amount.scaleb(decimals).to_integral_value(rounding=ROUND_FLOOR))
+
+
+# Float risk maths carries relative noise near 1e-16; a product such as 65000 * 0.02005 lands a
+# hair above the exact unit. Snapping to a millionth of a unit first keeps such noise from
+# adding a unit, and is far below any amount the ledger can hold.
+_SNAP = Decimal("1e-6")
+
+
+def ceil_units(value: float, decimals: int) -> int:
+    """A float requirement in whole units of the asset, rounded up."""
+    return math.ceil(_snapped(value, decimals))
+
+
+def floor_units(value: float, decimals: int) -> int:
+    """A float equity or payout in whole units of the asset, rounded down."""
+    return math.floor(_snapped(value, decimals))
+
+
+def _snapped(value: float, decimals: int) -> Decimal:
+    if not math.isfinite(value):
+        raise InvariantViolation(f"non-finite money value {value!r} reached the ledger")
+    return Decimal(value).scaleb(decimals).quantize(_SNAP, rounding=ROUND_HALF_EVEN)

@@ -1,0 +1,169 @@
+"""Margin profiles: named, versioned parameter sets read from TOML.
+
+A profile holds everything the margin and ledger maths need: assets (decimals, collateral
+weights), per-underlying perp parameters, the option model and its parameters, fees and bounds.
+The packaged profiles (`deribit`, `derive`) live in `margin_engine/profiles/`; users copy one and
+pass its path instead of a name. Units sit in the names (`_ratio`, `_rate`, `_weight`).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from margin_engine.errors import InputError
+
+SCHEMA_VERSION = 1
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class AssetParams(_Frozen):
+    """A collateral asset: its smallest unit and the share of its value that counts as margin."""
+
+    decimals: int = Field(ge=0, le=18)
+    im_weight: float = Field(ge=0, le=1)
+    mm_weight: float = Field(ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _im_not_looser(self) -> AssetParams:
+        if self.im_weight > self.mm_weight:
+            raise ValueError("im_weight must be <= mm_weight (initial margin is the stricter one)")
+        return self
+
+
+class PerpParams(_Frozen):
+    """Requirement ratio of notional = base ratio + size_ratio_per_unit * |size| (Deribit's size add-on)."""
+
+    im_ratio: float = Field(gt=0, le=1)
+    mm_ratio: float = Field(gt=0, le=1)
+    size_ratio_per_unit: float = Field(default=0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _im_above_mm(self) -> PerpParams:
+        if self.im_ratio < self.mm_ratio:
+            raise ValueError("im_ratio must be >= mm_ratio")
+        return self
+
+
+class UnderlyingParams(_Frozen):
+    size_decimals: int = Field(ge=0, le=18)
+    perp: PerpParams
+
+
+class DeribitOptionParams(_Frozen):
+    """Deribit standard margin, USD form (Deribit knowledge base; bit.com's USD statement)."""
+
+    im_spot_ratio: float = 0.15
+    im_min_spot_ratio: float = 0.10
+    mm_spot_ratio: float = 0.075
+    put_mm_mark_ratio: float = 0.075
+
+
+class DeriveOptionParams(_Frozen):
+    """Lyra v2 / Derive Standard Risk Manager (v2-core StandardManager.sol, mainnet config)."""
+
+    max_spot_req: float = 0.15
+    min_spot_req: float = 0.13
+    mm_call_spot_req: float = 0.09
+    mm_put_spot_req: float = 0.09
+    mm_put_mtm_req: float = 0.09
+    mm_offset_scale: float = 1.05
+    unpaired_im_scale: float = 1.2
+    unpaired_mm_scale: float = 1.1
+
+
+class OptionParams(_Frozen):
+    model: Literal["deribit", "derive"]
+    long_value_im_weight: float = Field(ge=0, le=1)
+    long_value_mm_weight: float = Field(ge=0, le=1)
+    deribit: DeribitOptionParams = DeribitOptionParams()
+    derive: DeriveOptionParams = DeriveOptionParams()
+
+
+class FeeParams(_Frozen):
+    perp_maker_rate: float = Field(ge=0, le=0.01)
+    perp_taker_rate: float = Field(ge=0, le=0.01)
+    option_rate: float = Field(ge=0, le=0.01)
+    option_fee_cap_premium_ratio: float = Field(ge=0, le=1)
+
+
+class Profile(_Frozen):
+    name: str
+    schema_version: int
+    description: str = ""
+    settlement_asset: str
+    max_positions_per_account: int = Field(gt=0, le=10_000)
+    assets: dict[str, AssetParams]
+    underlyings: dict[str, UnderlyingParams]
+    options: OptionParams
+    fees: FeeParams
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Profile:
+        if self.schema_version != SCHEMA_VERSION:
+            raise ValueError(f"schema_version {self.schema_version} is not supported (expected {SCHEMA_VERSION})")
+        if self.settlement_asset not in self.assets:
+            raise ValueError(f"settlement_asset {self.settlement_asset!r} is not among the assets")
+        for symbol in self.assets:
+            if symbol != self.settlement_asset and symbol not in self.underlyings:
+                raise ValueError(f"collateral asset {symbol!r} needs an underlying of the same name for its price")
+        return self
+
+    @property
+    def settlement_decimals(self) -> int:
+        return self.assets[self.settlement_asset].decimals
+
+    def asset(self, symbol: str, field: str = "asset") -> AssetParams:
+        try:
+            return self.assets[symbol]
+        except KeyError:
+            raise InputError(field, f"unknown asset {symbol!r}; known: {', '.join(sorted(self.assets))}") from None
+
+    def underlying(self, symbol: str, field: str = "underlying") -> UnderlyingParams:
+        try:
+            return self.underlyings[symbol]
+        except KeyError:
+            known = ", ".join(sorted(self.underlyings))
+            raise InputError(field, f"unknown underlying {symbol!r}; known: {known}") from None
+
+
+def packaged_profiles() -> list[str]:
+    return sorted(p.name.removesuffix(".toml") for p in resources.files("margin_engine.profiles").iterdir()
+                  if p.name.endswith(".toml"))
+
+
+@cache
+def load_profile(name_or_path: str = "deribit") -> Profile:
+    """A packaged profile by name, or a TOML file by path."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise InputError("profile", f"no profile file at {name_or_path!r}")
+        text = path.read_text()
+    else:
+        resource = resources.files("margin_engine.profiles") / f"{name_or_path}.toml"
+        if not resource.is_file():
+            raise InputError("profile", f"unknown profile {name_or_path!r}; packaged: {', '.join(packaged_profiles())}, or give a .toml path")
+        text = resource.read_text()
+    return parse_profile(text, source=name_or_path)
+
+
+def parse_profile(text: str, source: str = "<profile>") -> Profile:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError("profile", f"{source} is not valid TOML: {exc}") from None
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "profile"
+        raise InputError(f"profile.{where}", f"{first['msg']} (in {source})") from None

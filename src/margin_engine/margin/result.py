@@ -1,0 +1,129 @@
+"""Margin results: immutable, explain themselves, render as JSON with decimal-string amounts."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from margin_engine.ledger.units import format_units
+
+GREEK_NAMES = ("delta", "gamma", "vega", "theta")
+
+
+def _num(x: float, places: int = 8) -> str:
+    """A float as a plain decimal string (no exponent), for Greeks and prices."""
+    return format(Decimal(repr(float(x))).quantize(Decimal(1).scaleb(-places)), "f")
+
+
+@dataclass(frozen=True)
+class PositionMargin:
+    """One position's share: standalone requirements and Greeks (per position, in USD)."""
+
+    instrument: str
+    size: Decimal
+    mark_price: float
+    value: float  # mark-to-market, incl. a perp's unrealized P&L; + allocation when isolated
+    initial_margin: float
+    maintenance_margin: float
+    greeks: tuple[float, float, float, float]
+    allocation_units: int | None = None  # isolated only
+    liquidatable: bool | None = None  # isolated only
+
+    def to_json(self, decimals: int) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "instrument": self.instrument,
+            "size": format(self.size, "f"),
+            "mark_price": _num(self.mark_price, decimals),
+            "value": _num(self.value, decimals),
+            "initial_margin": _num(self.initial_margin, decimals),
+            "maintenance_margin": _num(self.maintenance_margin, decimals),
+            "greeks": {n: _num(g) for n, g in zip(GREEK_NAMES, self.greeks, strict=True)},
+        }
+        if self.allocation_units is not None:
+            out["collateral"] = format_units(self.allocation_units, decimals)
+            out["liquidatable"] = self.liquidatable
+        return out
+
+
+@dataclass(frozen=True)
+class CollateralLine:
+    asset: str
+    balance: Decimal
+    value: float  # USD
+    im_haircut: float
+    mm_haircut: float
+
+    def to_json(self, decimals: int) -> dict[str, Any]:
+        return {"asset": self.asset, "balance": format(self.balance, "f"), "value": _num(self.value, decimals),
+                "im_haircut": _num(self.im_haircut, decimals), "mm_haircut": _num(self.mm_haircut, decimals)}
+
+
+@dataclass(frozen=True)
+class Adjustment:
+    """A change to the sum of standalone requirements, e.g. Lyra's max-loss cap on a spread."""
+
+    kind: str
+    scope: str
+    initial_margin: float
+    maintenance_margin: float
+
+    def to_json(self, decimals: int) -> dict[str, Any]:
+        return {"kind": self.kind, "scope": self.scope, "initial_margin": _num(self.initial_margin, decimals),
+                "maintenance_margin": _num(self.maintenance_margin, decimals)}
+
+
+@dataclass(frozen=True)
+class AccountMargin:
+    """Margin of one account, in integer settlement units (equity rounded down, requirements up)."""
+
+    id: str
+    mode: str
+    decimals: int
+    equity: int
+    initial_margin: int
+    maintenance_margin: int
+    free_collateral: int
+    liquidatable: bool
+    positions: tuple[PositionMargin, ...]
+    collateral: tuple[CollateralLine, ...]
+    adjustments: tuple[Adjustment, ...]
+    greeks_by_underlying: dict[str, tuple[float, float, float, float]]
+
+    @property
+    def margin_ratio(self) -> float | None:
+        """MM / equity (Deribit's maintenance margin ratio): 1 or more is liquidatable.
+        None when equity <= 0 while something is required (infinitely under water)."""
+        if self.maintenance_margin == 0:
+            return 0.0
+        return self.maintenance_margin / self.equity if self.equity > 0 else None
+
+    @property
+    def greeks(self) -> dict[str, float | None]:
+        """Account totals; delta and gamma only when one underlying (they do not add across)."""
+        rows = list(self.greeks_by_underlying.values())
+        totals = [math.fsum(r[i] for r in rows) for i in range(4)]
+        single = len(rows) <= 1
+        return {"delta": totals[0] if single else None, "gamma": totals[1] if single else None,
+                "vega": totals[2], "theta": totals[3]}
+
+    def to_json(self) -> dict[str, Any]:
+        d = self.decimals
+        ratio = self.margin_ratio
+        return {
+            "id": self.id,
+            "mode": self.mode,
+            "equity": format_units(self.equity, d),
+            "initial_margin": format_units(self.initial_margin, d),
+            "maintenance_margin": format_units(self.maintenance_margin, d),
+            "free_collateral": format_units(self.free_collateral, d),
+            "margin_ratio": None if ratio is None else _num(ratio, 6),
+            "liquidatable": self.liquidatable,
+            "greeks": {k: None if v is None else _num(v) for k, v in self.greeks.items()},
+            "greeks_by_underlying": {u: {n: _num(g) for n, g in zip(GREEK_NAMES, gs, strict=True)}
+                                     for u, gs in sorted(self.greeks_by_underlying.items())},
+            "positions": [p.to_json(d) for p in self.positions],
+            "collateral": [c.to_json(d) for c in self.collateral],
+            "adjustments": [a.to_json(d) for a in self.adjustments],
+        }

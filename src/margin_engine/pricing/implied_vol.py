@@ -1,0 +1,188 @@
+"""Vectorized Black-76 implied volatility.
+
+The margin engine backs volatilities out of whole option chains, so the solver
+runs Newton's method on all options at once.  Every element keeps a bracket
+[lo, hi] around its root and falls back to bisection whenever a Newton step
+leaves it, so a bad step can slow an element down but never send it astray.
+
+The solver works on the out-of-the-money side: an in-the-money option is
+replaced by its time value, which put-call parity (Hull; Black 1976) turns into
+the price of the out-of-the-money option on the same strike.  Its undiscounted
+value g(s), with s = vol * sqrt(T) the total standard deviation, rises from 0
+at s = 0 to min(F, K) as s -> infinity and has its inflection point at
+s_c = sqrt(2 |ln(F/K)|) (Manaster and Koehler, J. Finance 37, 1982).  Below
+g(s_c) Newton runs on ln g(s), above it on -ln(min(F, K) - g(s)); both are
+close to linear in s where they are used, so Newton converges in a few steps
+even for prices many orders of magnitude below the forward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import ndtr
+
+from .black76 import (
+    PricingInputError,
+    _as_float,
+    _broadcast,
+    _checked_flag,
+    _index,
+    _invalid,
+    _requirement,
+)
+
+BELOW_INTRINSIC = "price below intrinsic value"
+ABOVE_UPPER_BOUND = "price above the no-arbitrage upper bound"
+EXPIRED_WITH_TIME_VALUE = "time_years is 0 but price is above intrinsic value"
+NOT_CONVERGED = "did not converge"
+
+_SQRT_2PI = np.sqrt(2.0 * np.pi)
+_EPS = np.finfo(np.float64).eps
+_INPUT_NAMES = ("price", "forward", "strike", "time_years", "rate")
+_REASON_DTYPE = f"<U{max(len(_requirement(n)) for n in _INPUT_NAMES) + 16}"
+
+
+class ImpliedVolError(ValueError):
+    """Raised by implied_vol when some element has no implied volatility.
+
+    ``reasons`` has the shape of the broadcast inputs, "" where the element was fine.
+    """
+
+    def __init__(self, message: str, reasons: np.ndarray):
+        super().__init__(message)
+        self.reasons = reasons
+
+
+@dataclass(frozen=True)
+class ImpliedVolResult:
+    """Per-element outcome, for callers that must keep going when some quotes are bad."""
+
+    vol: np.ndarray
+    ok: np.ndarray
+    reason: np.ndarray
+    iterations: int
+
+
+def implied_vol_result(
+    price, forward, strike, time_years, rate, is_call, *, tol=1e-12, max_iter=100
+) -> ImpliedVolResult:
+    """Black-76 implied volatility of discounted option prices, element by element.
+
+    ``tol`` is an absolute tolerance on the volatility.  A price equal to the
+    discounted intrinsic value (up to rounding) has implied volatility 0; failed
+    elements get vol NaN, ok False and a reason instead of raising.
+    """
+    arrays = _broadcast(*(_as_float(n, a) for n, a in zip(_INPUT_NAMES, (price, forward, strike, time_years, rate))),
+                        _checked_flag(is_call))
+    shape = arrays[0].shape
+    p, f, k, t, r, call = (a.ravel() for a in arrays)
+
+    reason = np.full(p.size, "", dtype=_REASON_DTYPE)
+    for name, arr in zip(_INPUT_NAMES, (p, f, k, t, r)):
+        reason[(reason == "") & _invalid(name, arr)] = _requirement(name)
+
+    vol = np.full(p.size, np.nan)
+    valid = np.flatnonzero(reason == "")
+    p, f, k, t, r, call = (a[valid] for a in (p, f, k, t, r, call))
+    intrinsic = np.maximum(np.where(call, f - k, k - f), 0.0)
+    time_value = p * np.exp(r * t) - intrinsic
+    upper = np.minimum(f, k)  # undiscounted ceiling of the out-of-the-money option
+    # Dividing by the discount factor and subtracting the intrinsic value each
+    # round once, so prices within a few ulps of max(F, K) of intrinsic count as intrinsic.
+    at_intrinsic = np.abs(time_value) <= 4 * _EPS * np.maximum(f, k)
+
+    verdict = np.full(valid.size, "", dtype=_REASON_DTYPE)
+    verdict[(time_value < 0) & ~at_intrinsic] = BELOW_INTRINSIC
+    verdict[time_value >= upper] = ABOVE_UPPER_BOUND
+    verdict[(t == 0) & (verdict == "") & ~at_intrinsic] = EXPIRED_WITH_TIME_VALUE
+    vol[valid[(verdict == "") & at_intrinsic]] = 0.0
+
+    solve = (verdict == "") & ~at_intrinsic
+    total_std, converged, iterations = _solve_total_std(
+        time_value[solve], f[solve], k[solve], upper[solve], tol * np.sqrt(t[solve]), max_iter
+    )
+    vol[valid[solve]] = np.where(converged, total_std / np.sqrt(t[solve]), np.nan)
+    verdict[np.flatnonzero(solve)[~converged]] = NOT_CONVERGED
+    reason[valid] = verdict
+
+    return ImpliedVolResult(
+        vol=vol.reshape(shape),
+        ok=(reason == "").reshape(shape),
+        reason=reason.reshape(shape),
+        iterations=iterations,
+    )
+
+
+def implied_vol(price, forward, strike, time_years, rate, is_call, *, tol=1e-12, max_iter=100) -> np.ndarray:
+    """Like implied_vol_result, but raise ImpliedVolError instead of returning NaN."""
+    result = implied_vol_result(price, forward, strike, time_years, rate, is_call, tol=tol, max_iter=max_iter)
+    if not result.ok.all():
+        flat = int(np.flatnonzero(~result.ok)[0])
+        where = "" if result.ok.ndim == 0 else f" at index {_index(flat, result.ok.shape)}"
+        raise ImpliedVolError(f"no implied volatility{where}: {result.reason.flat[flat]}", result.reason)
+    return result.vol
+
+
+def _solve_total_std(target, f, k, upper, tol_std, max_iter):
+    """Solve g(s) = target for the total standard deviation s of the out-of-the-money option.
+
+    Returns (s, converged mask, iterations used).  Requires 0 < target < upper.
+    """
+    s_out = np.full(target.size, np.nan)
+    converged = np.zeros(target.size, dtype=bool)
+    x = np.log(f / k)
+    theta = np.where(x > 0, -1.0, 1.0)  # +1: out-of-the-money call, -1: out-of-the-money put
+    s_c = np.sqrt(2.0 * np.abs(x))
+    high = target >= _otm_value(x, s_c, f, k, theta)
+    # Brenner and Subrahmanyam (Financial Analysts J. 44, 1988): g(s) <= F s / sqrt(2 pi),
+    # so this is a lower bound on the root for every strike.
+    lo = np.maximum(target * _SQRT_2PI / f, np.where(high, s_c, 0.0))
+    hi = np.where(high, np.inf, s_c)
+    s = np.where(high, lo, s_c)
+
+    # Objective h = sign * (ln value(s) - ln goal), increasing in s, with
+    # value = g (low side) or upper - g = F N(-d1) + K N(d2) (high side, no cancellation).
+    sign = np.where(high, -1.0, 1.0)
+    a1 = np.where(high, -1.0, theta)
+    a2 = np.where(high, 1.0, theta)
+    c = np.where(high, 1.0, -theta)
+    m = np.where(high, 1.0, theta)
+    log_goal = np.log(np.where(high, upper - target, target))
+
+    lanes = np.arange(target.size)
+    iterations = 0
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        while lanes.size and iterations < max_iter:
+            iterations += 1
+            d1 = x / s + 0.5 * s
+            d2 = d1 - s
+            value = m * (f * ndtr(a1 * d1) + c * k * ndtr(a2 * d2))
+            h = sign * (np.log(value) - log_goal)
+            lo = np.where(h < 0, s, lo)
+            hi = np.where(h > 0, s, hi)
+            newton = s - h * value / (f * np.exp(-0.5 * d1 * d1) / _SQRT_2PI)
+            inside = (newton > lo) & (newton < hi)
+            fallback = np.where(np.isfinite(hi), 0.5 * (lo + hi), 2.0 * s)
+            step_to = np.where(inside, newton, fallback)
+            # Stop on the requested tolerance or, if that is below it, machine precision.
+            done = (h == 0) | (np.abs(step_to - s) <= np.maximum(tol_std, 4 * _EPS * s)) | (hi - lo <= tol_std)
+            s = np.where(h == 0, s, step_to)
+
+            s_out[lanes[done]] = s[done]
+            converged[lanes[done]] = True
+            keep = ~done
+            lanes, s, lo, hi, x, f, k, sign, a1, a2, c, m, log_goal, tol_std = (
+                arr[keep] for arr in (lanes, s, lo, hi, x, f, k, sign, a1, a2, c, m, log_goal, tol_std)
+            )
+    return s_out, converged, iterations
+
+
+def _otm_value(x, s, f, k, theta):
+    """Undiscounted Black value of the out-of-the-money option at total std s (0 at s = 0)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d1 = x / s + 0.5 * s
+    d1 = np.where(s > 0, d1, -theta * np.inf)  # ATM at s = 0 is worth 0; the sign makes N() = 0
+    d2 = d1 - s
+    return theta * (f * ndtr(theta * d1) - k * ndtr(theta * d2))
