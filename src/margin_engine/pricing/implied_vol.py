@@ -41,7 +41,10 @@ NOT_CONVERGED = "did not converge"
 _SQRT_2PI = np.sqrt(2.0 * np.pi)
 _EPS = np.finfo(np.float64).eps
 _INPUT_NAMES = ("price", "forward", "strike", "time_years", "rate")
-_REASON_DTYPE = f"<U{max(len(_requirement(n)) for n in _INPUT_NAMES) + 16}"
+_REASON_DTYPE = "<U{}".format(
+    max(len(m) for m in (BELOW_INTRINSIC, ABOVE_UPPER_BOUND, EXPIRED_WITH_TIME_VALUE, NOT_CONVERGED,
+                         *(_requirement(n) for n in _INPUT_NAMES)))
+)
 
 
 class ImpliedVolError(ValueError):
@@ -74,8 +77,8 @@ def implied_vol_result(
     discounted intrinsic value (up to rounding) has implied volatility 0; failed
     elements get vol NaN, ok False and a reason instead of raising.
     """
-    arrays = _broadcast(*(_as_float(n, a) for n, a in zip(_INPUT_NAMES, (price, forward, strike, time_years, rate))),
-                        _checked_flag(is_call))
+    inputs = (price, forward, strike, time_years, rate)
+    arrays = _broadcast(*(_as_float(n, a) for n, a in zip(_INPUT_NAMES, inputs)), _checked_flag(is_call))
     shape = arrays[0].shape
     p, f, k, t, r, call = (a.ravel() for a in arrays)
 
@@ -133,9 +136,10 @@ def _solve_total_std(target, f, k, upper, tol_std, max_iter):
     s_out = np.full(target.size, np.nan)
     converged = np.zeros(target.size, dtype=bool)
     x = np.log(f / k)
-    theta = np.where(x > 0, -1.0, 1.0)  # +1: out-of-the-money call, -1: out-of-the-money put
+    side = np.where(x > 0, -1.0, 1.0)  # +1: out-of-the-money call, -1: out-of-the-money put
     s_c = np.sqrt(2.0 * np.abs(x))
-    high = target >= _otm_value(x, s_c, f, k, theta)
+    # At the money s_c = 0 and g(0) = 0, so every target lies on the high side.
+    high = (s_c == 0) | (target >= _otm_value(x, np.where(s_c > 0, s_c, 1.0), f, k, side))
     # Brenner and Subrahmanyam (Financial Analysts J. 44, 1988): g(s) <= F s / sqrt(2 pi),
     # so this is a lower bound on the root for every strike.
     lo = np.maximum(target * _SQRT_2PI / f, np.where(high, s_c, 0.0))
@@ -145,10 +149,9 @@ def _solve_total_std(target, f, k, upper, tol_std, max_iter):
     # Objective h = sign * (ln value(s) - ln goal), increasing in s, with
     # value = g (low side) or upper - g = F N(-d1) + K N(d2) (high side, no cancellation).
     sign = np.where(high, -1.0, 1.0)
-    a1 = np.where(high, -1.0, theta)
-    a2 = np.where(high, 1.0, theta)
-    c = np.where(high, 1.0, -theta)
-    m = np.where(high, 1.0, theta)
+    a1 = np.where(high, -1.0, side)
+    a2 = np.where(high, 1.0, side)
+    m = np.where(high, 1.0, side)
     log_goal = np.log(np.where(high, upper - target, target))
 
     lanes = np.arange(target.size)
@@ -158,11 +161,14 @@ def _solve_total_std(target, f, k, upper, tol_std, max_iter):
             iterations += 1
             d1 = x / s + 0.5 * s
             d2 = d1 - s
-            value = m * (f * ndtr(a1 * d1) + c * k * ndtr(a2 * d2))
+            value = m * (f * ndtr(a1 * d1) - sign * k * ndtr(a2 * d2))
             h = sign * (np.log(value) - log_goal)
             lo = np.where(h < 0, s, lo)
             hi = np.where(h > 0, s, hi)
-            newton = s - h * value / (f * np.exp(-0.5 * d1 * d1) / _SQRT_2PI)
+            # Newton in w = s**-2 (low side) or u = s**2 (high side), where the objective
+            # is close to linear: ln g ~ -x**2 / (2 s**2) and ln(upper - g) ~ -s**2 / 8.
+            newton_ds = h * value / (f * np.exp(-0.5 * d1 * d1) / _SQRT_2PI)
+            newton = s * (1.0 + 2.0 * sign * newton_ds / s) ** (-0.5 * sign)
             inside = (newton > lo) & (newton < hi)
             fallback = np.where(np.isfinite(hi), 0.5 * (lo + hi), 2.0 * s)
             step_to = np.where(inside, newton, fallback)
@@ -173,16 +179,13 @@ def _solve_total_std(target, f, k, upper, tol_std, max_iter):
             s_out[lanes[done]] = s[done]
             converged[lanes[done]] = True
             keep = ~done
-            lanes, s, lo, hi, x, f, k, sign, a1, a2, c, m, log_goal, tol_std = (
-                arr[keep] for arr in (lanes, s, lo, hi, x, f, k, sign, a1, a2, c, m, log_goal, tol_std)
+            lanes, s, lo, hi, x, f, k, sign, a1, a2, m, log_goal, tol_std = (
+                arr[keep] for arr in (lanes, s, lo, hi, x, f, k, sign, a1, a2, m, log_goal, tol_std)
             )
     return s_out, converged, iterations
 
 
-def _otm_value(x, s, f, k, theta):
-    """Undiscounted Black value of the out-of-the-money option at total std s (0 at s = 0)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        d1 = x / s + 0.5 * s
-    d1 = np.where(s > 0, d1, -theta * np.inf)  # ATM at s = 0 is worth 0; the sign makes N() = 0
-    d2 = d1 - s
-    return theta * (f * ndtr(theta * d1) - k * ndtr(theta * d2))
+def _otm_value(x, s, f, k, side):
+    """Undiscounted Black value of the out-of-the-money option at total std s > 0."""
+    d1 = x / s + 0.5 * s
+    return side * (f * ndtr(side * d1) - k * ndtr(side * (d1 - s)))

@@ -1,0 +1,146 @@
+"""`margin-engine`: margin of a portfolio file, engine command scripts, and a guided demo.
+
+Bad input exits with code 2 and one line naming the field; nothing is applied.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from margin_engine.engine import Engine, Rejection, State, audit
+from margin_engine.errors import InputError
+from margin_engine.files.commands_file import load_commands
+from margin_engine.files.portfolio import load_portfolio
+from margin_engine.ledger.units import format_units
+from margin_engine.margin.calculator import compute_margins
+from margin_engine.margin.profile import load_profile
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="A deterministic margin engine for crypto options and perpetuals.")
+EXIT_BAD_INPUT = 2
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+
+
+ProfileOpt = Annotated[str, typer.Option("--profile", "-p", help="Packaged profile name (deribit, derive) or a .toml path.")]
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table for people, json for programs.")]
+
+
+def _fail(exc: InputError) -> typer.Exit:
+    typer.echo(f"error: {exc.field}: {exc.message}", err=True)
+    return typer.Exit(EXIT_BAD_INPUT)
+
+
+def _console() -> Console:
+    return Console(width=max(Console().width, 120))
+
+
+def _print_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+
+
+@app.command()
+def margin(file: Annotated[Path, typer.Argument(help="Portfolio file, JSON or TOML.")],
+           profile: ProfileOpt = "deribit", format: FormatOpt = Format.table) -> None:
+    """Margin of every account in a portfolio file."""
+    from margin_engine.cli.render import print_margins
+
+    try:
+        prof = load_profile(profile)
+        portfolio = load_portfolio(file, prof)
+        results = compute_margins(portfolio.accounts, portfolio.markets, prof, portfolio.valuation_s)
+    except InputError as exc:
+        raise _fail(exc) from None
+    if format is Format.json:
+        _print_json({"profile": prof.name, "accounts": [m.to_json() for m in results]})
+    else:
+        print_margins(_console(), results, title=f"Margin ({prof.name} profile)")
+
+
+@app.command()
+def run(file: Annotated[Path, typer.Argument(help="Engine commands, one JSON object per line.")],
+        profile: ProfileOpt = "deribit", format: FormatOpt = Format.table) -> None:
+    """Apply a script of engine commands; print every event or rejection, the final state and margins."""
+    from margin_engine.cli.render import print_margins, state_json, state_tables
+
+    try:
+        prof = load_profile(profile)
+        commands = load_commands(file, prof)
+    except InputError as exc:
+        raise _fail(exc) from None
+    engine = Engine(prof)
+    results = []
+    console = _console()
+    for line, raw, command in commands:
+        outcome = engine.apply(command)
+        audit(engine.state)  # conservation after every command: a break is a bug and stops the run
+        entry = {"line": line, "command": _plain(raw)}
+        if isinstance(outcome, Rejection):
+            entry["rejection"] = outcome.to_json()
+        else:
+            entry["events"] = [e.to_json() for e in outcome]
+        results.append(entry)
+        if format is Format.table:
+            _print_outcome(console, line, raw, outcome)
+    margins = _margins(engine.state)
+    state_obj = state_json(engine.state)
+    if format is Format.json:
+        _print_json({"profile": prof.name, "results": results, "state": state_obj,
+                     "margin": {"accounts": [m.to_json() for m in margins]},
+                     "conservation": _conservation(engine.state)})
+        return
+    for table in state_tables(state_obj):
+        console.print(table)
+    print_margins(console, margins, title="Margin")
+
+
+def _plain(obj):
+    return json.loads(json.dumps(obj, default=str))
+
+
+def _margins(state: State):
+    return compute_margins([state.view(a) for a in state.accounts], state.markets, state.profile, state.now_s or 0)
+
+
+def _conservation(state: State) -> dict:
+    """The audit's per-asset totals as decimal strings."""
+    return {asset: {k: format_units(v, state.profile.assets[asset].decimals) for k, v in row.items()}
+            for asset, row in audit(state).items()}
+
+
+def _print_outcome(console: Console, line: int, raw: dict, outcome) -> None:
+    head = f"[dim]{line:>4}[/] [bold]{raw.get('type')}[/]"
+    if isinstance(outcome, Rejection):
+        numbers = f" (needed {outcome.to_json()['needed']}, available {outcome.to_json()['available']})" \
+            if outcome.needed is not None else ""
+        console.print(f"{head} [red]rejected {outcome.code}[/]: {outcome.message}{numbers}")
+        return
+    console.print(head)
+    for event in outcome:
+        fields = {k: v for k, v in event.to_json().items() if k != "type"}
+        console.print(f"       {event.type} " + " ".join(f"{k}={v}" for k, v in fields.items()), highlight=False)
+
+
+@app.command()
+def demo(profile: ProfileOpt = "deribit") -> None:
+    """A short guided scenario on embedded defaults: accounts, trades, a price move, margin before and after."""
+    from margin_engine.cli.demo import run_demo
+
+    try:
+        run_demo(_console(), load_profile(profile))
+    except InputError as exc:
+        raise _fail(exc) from None
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,101 @@
+"""Rich tables for margin results and engine state: the human-facing side of the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from margin_engine.engine.state import State
+from margin_engine.ledger.ledger import FEES, INSURANCE, SETTLEMENT, allocation_key, user_key
+from margin_engine.ledger.units import format_units
+from margin_engine.margin.result import AccountMargin
+
+
+def _usd(units: int, decimals: int) -> str:
+    return f"{units / 10**decimals:,.2f}"
+
+
+def margin_table(results: Sequence[AccountMargin], title: str = "Margin") -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in ("account", "mode", "equity", "initial", "maintenance", "free", "MM ratio", "liquidatable"):
+        table.add_column(col, justify="left" if col in ("account", "mode") else "right")
+    for m in results:
+        d = m.decimals
+        ratio = m.margin_ratio
+        table.add_row(m.id, m.mode, _usd(m.equity, d), _usd(m.initial_margin, d), _usd(m.maintenance_margin, d),
+                      _usd(m.free_collateral, d), "inf" if ratio is None else f"{ratio:.2%}",
+                      "[bold red]yes[/]" if m.liquidatable else "no")
+    return table
+
+
+def positions_table(m: AccountMargin) -> Table:
+    table = Table(title=f"{m.id}: positions", title_justify="left")
+    for col in ("instrument", "size", "mark", "value", "IM", "MM", "delta", "gamma", "vega", "theta"):
+        table.add_column(col, justify="left" if col == "instrument" else "right")
+    for p in m.positions:
+        delta, gamma, vega, theta = p.greeks
+        table.add_row(p.instrument, format(p.size, "f"), f"{p.mark_price:,.2f}", f"{p.value:,.2f}",
+                      f"{p.initial_margin:,.2f}", f"{p.maintenance_margin:,.2f}",
+                      f"{delta:.4f}", f"{gamma:.3g}", f"{vega:,.2f}", f"{theta:,.2f}")
+    for a in m.adjustments:
+        table.add_row(f"[italic]{a.kind} {a.scope}[/]", "", "", "", f"{a.initial_margin:,.2f}", f"{a.maintenance_margin:,.2f}",
+                      "", "", "", "")
+    for c in m.collateral:
+        if c.im_haircut or c.mm_haircut:
+            table.add_row(f"[italic]haircut {c.asset}[/]", format(c.balance, "f"), "", f"{c.value:,.2f}",
+                          f"{c.im_haircut:,.2f}", f"{c.mm_haircut:,.2f}", "", "", "", "")
+    return table
+
+
+def print_margins(console: Console, results: Sequence[AccountMargin], title: str = "Margin") -> None:
+    console.print(margin_table(results, title))
+    for m in results:
+        if m.positions:
+            console.print(positions_table(m))
+
+
+def state_json(state: State) -> dict:
+    """Balances, positions, insurance fund, fee pool and settlement account, amounts as strings."""
+    p = state.profile
+    assets = list(p.assets)
+    settle = p.settlement_asset
+
+    def balances(key: str) -> dict[str, str]:
+        return {a: format_units(state.ledger.balance(key, a), p.assets[a].decimals) for a in assets
+                if state.ledger.balance(key, a)}
+
+    accounts = []
+    for account in state.accounts.values():
+        positions = []
+        for name, pos in account.positions.items():
+            row = {"instrument": name, "size": format(pos.size, "f")}
+            if not pos.instrument.is_option:
+                row["quote"] = format_units(pos.quote, p.settlement_decimals)
+            if account.mode == "isolated":
+                row["collateral"] = format_units(state.ledger.balance(allocation_key(account.id, name), settle), p.settlement_decimals)
+            positions.append(row)
+        accounts.append({"id": account.id, "mode": account.mode, "balances": balances(user_key(account.id)),
+                         "positions": positions})
+    from margin_engine.engine.commands import format_time
+
+    return {"time": None if state.now_s is None else format_time(state.now_s), "accounts": accounts,
+            "insurance_fund": balances(INSURANCE), "fee_pool": balances(FEES), "settlement": balances(SETTLEMENT)}
+
+
+def state_tables(state_obj: dict) -> list[Table]:
+    balances = Table(title=f"State at {state_obj['time']}", title_justify="left")
+    for col in ("account", "mode", "balances", "positions"):
+        balances.add_column(col)
+    for a in state_obj["accounts"]:
+        bal = ", ".join(f"{v} {k}" for k, v in a["balances"].items()) or "-"
+        pos = "\n".join(f"{p['instrument']} {p['size']}" + (f" (collateral {p['collateral']})" if "collateral" in p else "")
+                        for p in a["positions"]) or "-"
+        balances.add_row(a["id"], a["mode"], bal, pos)
+    pools = Table(title="Pools", title_justify="left")
+    pools.add_column("pool")
+    pools.add_column("balance", justify="right")
+    for label, key in (("insurance fund", "insurance_fund"), ("fee pool", "fee_pool"), ("settlement", "settlement")):
+        pools.add_row(label, ", ".join(f"{v} {k}" for k, v in state_obj[key].items()) or "0")
+    return [balances, pools]
