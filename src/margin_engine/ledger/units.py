@@ -8,7 +8,7 @@ that comes from float risk maths meets the ledger rounded against the user: requ
 from __future__ import annotations
 
 import math
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 
 from margin_engine.errors import InputError, InvariantViolation
 
@@ -60,10 +60,12 @@ def decimal_to_units_floor(amount: Decimal, decimals: int) -> int:
     return int(amount.scaleb(decimals).to_integral_value(rounding=ROUND_FLOOR))
 
 
-# Float risk maths carries relative noise near 1e-16; a product such as 65000 * 0.02005 lands a
-# hair above the exact unit. Snapping to a millionth of a unit first keeps such noise from
-# adding a unit, and is far below any amount the ledger can hold.
-_SNAP = Decimal("1e-6")
+# Float risk maths carries relative noise of a few 1e-16 per operation: 0.05 * 120000 comes out
+# as 6000.0000000000055 because 1 - 0.95 is not exact. Keeping 13 significant digits before
+# rounding in the named direction stops such noise from adding a unit. Real sub-unit fractions
+# survive for amounts under 1e12 units (a million USDC); above 1e13 units the snap itself may
+# move an amount by up to half a unit, a relative 5e-14.
+_SNAP_CONTEXT = Context(prec=13, rounding=ROUND_HALF_EVEN)
 
 
 def ceil_units(value: float, decimals: int) -> int:
@@ -79,4 +81,4 @@ def floor_units(value: float, decimals: int) -> int:
 def _snapped(value: float, decimals: int) -> Decimal:
     if not math.isfinite(value):
         raise InvariantViolation(f"non-finite money value {value!r} reached the ledger")
-    return Decimal(value).scaleb(decimals).quantize(_SNAP, rounding=ROUND_HALF_EVEN)
+    return _SNAP_CONTEXT.create_decimal(Decimal(value).scaleb(decimals))

@@ -62,7 +62,8 @@ class VolSurface:
         total_var = var_left + w * (var_right - var_left)
         by_variance = np.sqrt(np.maximum(total_var, 0.0) / np.where(t > 0, t, 1.0))
         by_vol = vol_left + w * (vol_right - vol_left)
-        return np.where(variance_ok, by_variance, by_vol)
+        inside = np.where(variance_ok, by_variance, by_vol)
+        return np.where(t <= t_left, vol_left, np.where(t >= t_right, vol_right, inside))
 
     def to_json(self) -> Any:
         def smile_json(smile: Smile) -> Any:

@@ -87,7 +87,7 @@ def _checked(name: str, values) -> np.ndarray:
     if bad.any():
         flat = int(np.flatnonzero(bad)[0])
         where = "" if arr.ndim == 0 else f" at index {_index(flat, arr.shape)}"
-        raise PricingInputError(f"{_requirement(name)}, got {arr.flat[flat]!r}{where}")
+        raise PricingInputError(f"{_requirement(name)}, got {float(arr.flat[flat])!r}{where}")
     return arr
 
 

@@ -60,7 +60,10 @@ class ImpliedVolError(ValueError):
 
 @dataclass(frozen=True)
 class ImpliedVolResult:
-    """Per-element outcome, for callers that must keep going when some quotes are bad."""
+    """Per-element outcome, for callers that must keep going when some quotes are bad.
+
+    ``iterations`` is the number of solver rounds the slowest element needed.
+    """
 
     vol: np.ndarray
     ok: np.ndarray
@@ -92,9 +95,10 @@ def implied_vol_result(
     intrinsic = np.maximum(np.where(call, f - k, k - f), 0.0)
     time_value = p * np.exp(r * t) - intrinsic
     upper = np.minimum(f, k)  # undiscounted ceiling of the out-of-the-money option
-    # Dividing by the discount factor and subtracting the intrinsic value each
-    # round once, so prices within a few ulps of max(F, K) of intrinsic count as intrinsic.
-    at_intrinsic = np.abs(time_value) <= 4 * _EPS * np.maximum(f, k)
+    # How well any pricer can know the undiscounted price: an in-the-money price comes
+    # from cancelling terms of size F and K, an out-of-the-money one only rounds itself.
+    price_noise = 4 * _EPS * np.where(intrinsic > 0, np.maximum(f, k), time_value)
+    at_intrinsic = np.abs(time_value) <= price_noise
 
     verdict = np.full(valid.size, "", dtype=_REASON_DTYPE)
     verdict[(time_value < 0) & ~at_intrinsic] = BELOW_INTRINSIC
@@ -104,7 +108,7 @@ def implied_vol_result(
 
     solve = (verdict == "") & ~at_intrinsic
     total_std, converged, iterations = _solve_total_std(
-        time_value[solve], f[solve], k[solve], upper[solve], tol * np.sqrt(t[solve]), max_iter
+        time_value[solve], f[solve], k[solve], upper[solve], tol * np.sqrt(t[solve]), price_noise[solve], max_iter
     )
     vol[valid[solve]] = np.where(converged, total_std / np.sqrt(t[solve]), np.nan)
     verdict[np.flatnonzero(solve)[~converged]] = NOT_CONVERGED
@@ -128,9 +132,12 @@ def implied_vol(price, forward, strike, time_years, rate, is_call, *, tol=1e-12,
     return result.vol
 
 
-def _solve_total_std(target, f, k, upper, tol_std, max_iter):
+def _solve_total_std(target, f, k, upper, tol_std, price_noise, max_iter):
     """Solve g(s) = target for the total standard deviation s of the out-of-the-money option.
 
+    An element stops when its Newton step is below ``tol_std``, machine precision
+    of s, or ``price_noise`` divided by vega (the step rounding noise alone would
+    cause), or when its bracket is narrower than ``tol_std``.
     Returns (s, converged mask, iterations used).  Requires 0 < target < upper.
     """
     s_out = np.full(target.size, np.nan)
@@ -162,25 +169,27 @@ def _solve_total_std(target, f, k, upper, tol_std, max_iter):
             d1 = x / s + 0.5 * s
             d2 = d1 - s
             value = m * (f * ndtr(a1 * d1) - sign * k * ndtr(a2 * d2))
-            h = sign * (np.log(value) - log_goal)
+            # A value rounded to <= 0 is below any goal: ln -> -inf keeps the bracket right.
+            h = sign * (np.log(np.maximum(value, 0.0)) - log_goal)
             lo = np.where(h < 0, s, lo)
             hi = np.where(h > 0, s, hi)
             # Newton in w = s**-2 (low side) or u = s**2 (high side), where the objective
             # is close to linear: ln g ~ -x**2 / (2 s**2) and ln(upper - g) ~ -s**2 / 8.
-            newton_ds = h * value / (f * np.exp(-0.5 * d1 * d1) / _SQRT_2PI)
+            vega = f * np.exp(-0.5 * d1 * d1) / _SQRT_2PI
+            newton_ds = h * value / vega
             newton = s * (1.0 + 2.0 * sign * newton_ds / s) ** (-0.5 * sign)
             inside = (newton > lo) & (newton < hi)
-            fallback = np.where(np.isfinite(hi), 0.5 * (lo + hi), 2.0 * s)
-            step_to = np.where(inside, newton, fallback)
-            # Stop on the requested tolerance or, if that is below it, machine precision.
-            done = (h == 0) | (np.abs(step_to - s) <= np.maximum(tol_std, 4 * _EPS * s)) | (hi - lo <= tol_std)
-            s = np.where(h == 0, s, step_to)
+            bisection = np.where(np.isfinite(hi), 0.5 * (lo + hi), 2.0 * s)
+            limit = np.maximum(np.maximum(tol_std, 4 * _EPS * s), price_noise / vega)
+            small = np.abs(newton - s) <= limit
+            s = np.where(small | inside, newton, bisection)
+            done = small | (hi - lo <= tol_std)
 
             s_out[lanes[done]] = s[done]
             converged[lanes[done]] = True
             keep = ~done
-            lanes, s, lo, hi, x, f, k, sign, a1, a2, m, log_goal, tol_std = (
-                arr[keep] for arr in (lanes, s, lo, hi, x, f, k, sign, a1, a2, m, log_goal, tol_std)
+            lanes, s, lo, hi, x, f, k, sign, a1, a2, m, log_goal, tol_std, price_noise = (
+                arr[keep] for arr in (lanes, s, lo, hi, x, f, k, sign, a1, a2, m, log_goal, tol_std, price_noise)
             )
     return s_out, converged, iterations
 

@@ -1,0 +1,168 @@
+"""The command line: outputs people and programs read, and bad input that exits 2 in one line."""
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from margin_engine.cli.app import app
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+runner = CliRunner()
+
+BASE = {"valuation_time": "2026-11-25T08:00:00Z", "market": {"BTC": {"index": 60000, "vol": 0.6, "rate": 0.0}},
+        "accounts": [{"id": "alice", "mode": "cross", "collateral": {"USDC": "100000"},
+                      "positions": [{"instrument": "BTC-PERP", "size": "-2", "entry_price": "61000"},
+                                    {"instrument": "BTC-25DEC26-60000-C", "size": "-1", "entry_price": "3000"}]}]}
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def write(tmp_path, obj, name="p.json"):
+    path = tmp_path / name
+    path.write_text(obj if isinstance(obj, str) else json.dumps(obj))
+    return path
+
+
+def test_margin_json_shape(tmp_path):
+    result = invoke("margin", write(tmp_path, BASE), "--format", "json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    (acct,) = out["accounts"]
+    assert {"id", "mode", "equity", "initial_margin", "maintenance_margin", "free_collateral", "liquidatable",
+            "greeks", "positions"} <= set(acct)
+    assert set(acct["greeks"]) == {"delta", "gamma", "vega", "theta"}
+    for key in ("equity", "initial_margin", "maintenance_margin", "free_collateral"):
+        assert isinstance(acct[key], str) and Decimal(acct[key]).as_tuple().exponent == -6
+    # perp IM: 120,000 * 2.01% = 2,412 -> the perp row carries it
+    assert acct["positions"][0]["initial_margin"] == "2412.000000"
+    assert Decimal(acct["free_collateral"]) == Decimal(acct["equity"]) - Decimal(acct["initial_margin"])
+
+
+def test_margin_table_and_toml_and_profile(tmp_path):
+    toml = """valuation_time = "2026-11-25T08:00:00Z"
+[market.BTC]
+index = 60000
+vol = 0.6
+[[accounts]]
+id = "bob"
+collateral = { USDC = "5000" }
+positions = [{ instrument = "BTC-PERP", size = "1" }]
+"""
+    result = invoke("margin", write(tmp_path, toml, "p.toml"), "--profile", "derive")
+    assert result.exit_code == 0, result.output
+    assert "bob" in result.stdout and "derive" in result.stdout
+    # derive perp IM 6.5% of 60,000 = 3,900
+    assert "3,900.00" in result.stdout
+
+
+def test_examples_run(tmp_path):
+    assert invoke("margin", EXAMPLES / "portfolio.json").exit_code == 0
+    result = invoke("run", EXAMPLES / "scenario.jsonl", "--format", "json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    codes = [r["rejection"]["code"] for r in out["results"] if "rejection" in r]
+    assert codes == ["insufficient_margin"]
+    assert set(out["state"]) >= {"accounts", "insurance_fund", "fee_pool", "settlement", "time"}
+    usdc = out["conservation"]["USDC"]
+    held = sum(Decimal(usdc[k]) for k in ("users", "insurance", "fees", "settlement"))
+    assert held == Decimal(usdc["deposits"]) - Decimal(usdc["withdrawals"])
+    assert out["margin"]["accounts"][0]["id"] == "alice"
+
+
+def test_run_table_prints_events_and_rejections():
+    result = invoke("run", EXAMPLES / "scenario.jsonl")
+    assert result.exit_code == 0, result.output
+    assert "rejected insufficient_margin" in result.stdout
+    assert "position_changed" in result.stdout and "Pools" in result.stdout
+
+
+def test_demo_runs():
+    result = invoke("demo")
+    assert result.exit_code == 0, result.output
+    assert "rejected" in result.stdout and "Conservation" in result.stdout
+
+
+def _position(**over):
+    pos = {"instrument": "BTC-PERP", "size": "1", "entry_price": "60000"}
+    pos.update(over)
+    return pos
+
+
+@pytest.mark.parametrize(("mutate", "field"), [
+    (lambda d: d["accounts"][0]["positions"].append(_position(instrument="BTC-PERPX")), "accounts[0].positions[2].instrument"),
+    (lambda d: d["accounts"][0]["positions"].append(_position(instrument="DOGE-PERP")), "accounts[0].positions[2].instrument"),
+    (lambda d: d["market"]["BTC"].update(index="NaN"), "market.BTC.index"),
+    (lambda d: d["accounts"][0]["positions"].append(_position(entry_price="-5")), "accounts[0].positions[2].entry_price"),
+    (lambda d: d["accounts"][0]["positions"].append(_position(size="0")), "accounts[0].positions[2].size"),
+    (lambda d: d["accounts"][0]["positions"].append(_position(instrument="BTC-25OCT26-60000-C")), "accounts[0].positions[2].instrument"),
+    (lambda d: d["accounts"][0]["collateral"].update(USDC="1.0000001"), "accounts[0].collateral.USDC"),
+    (lambda d: d["accounts"][0]["positions"].append(_position(size="0.000000001")), "accounts[0].positions[2].size"),
+    (lambda d: d.pop("valuation_time"), "portfolio.valuation_time"),
+])
+def test_margin_bad_input_exits_2_naming_the_field(tmp_path, mutate, field):
+    doc = json.loads(json.dumps(BASE))
+    mutate(doc)
+    result = invoke("margin", write(tmp_path, doc))
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {field}:"), result.stderr
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", ""])
+def test_margin_malformed_file(tmp_path, text):
+    result = invoke("margin", write(tmp_path, text))
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: ") and "Traceback" not in result.output
+
+
+def test_missing_file_and_unknown_profile(tmp_path):
+    assert invoke("margin", tmp_path / "nope.json").exit_code == 2
+    result = invoke("margin", write(tmp_path, BASE), "--profile", "nosuch")
+    assert result.exit_code == 2 and "unknown profile" in result.stderr
+
+
+GOOD_LINES = [
+    {"type": "advance_time", "time": "2026-11-25T08:00:00Z"},
+    {"type": "set_market", "underlying": "BTC", "index": "60000", "vol": "0.6"},
+    {"type": "open_account", "account": "a"},
+    {"type": "deposit", "account": "a", "asset": "USDC", "amount": "100"},
+]
+
+
+@pytest.mark.parametrize(("bad", "field"), [
+    ({"type": "deposit", "account": "a", "asset": "USDC", "amount": "0.0000001"}, "amount"),
+    ({"type": "deposit", "account": "a", "asset": "USDC", "amount": "NaN"}, "amount"),
+    ({"type": "trade", "buyer": "a", "seller": "b", "instrument": "BTC-PERP", "size": "0", "price": "1"}, "size"),
+    ({"type": "trade", "buyer": "a", "seller": "b", "instrument": "BTC-PERP", "size": "1", "price": "-1"}, "price"),
+    ({"type": "trade", "buyer": "a", "seller": "b", "instrument": "BTC-X", "size": "1", "price": "1"}, "instrument"),
+    ({"type": "set_market", "underlying": "BTC", "index": "-3", "vol": 0.5}, "market.index"),
+    ({"type": "teleport"}, "type"),
+])
+def test_run_bad_line_exits_2_and_applies_nothing(tmp_path, bad, field):
+    lines = [json.dumps(x) for x in GOOD_LINES] + [json.dumps(bad)]
+    result = invoke("run", write(tmp_path, "\n".join(lines), "c.jsonl"))
+    assert result.exit_code == 2
+    assert result.stdout == ""  # nothing was applied or printed
+    assert result.stderr.strip() == result.stderr.strip().splitlines()[0]
+    assert result.stderr.startswith(f"error: line 5: {field}:"), result.stderr
+
+
+def test_run_invalid_json_line(tmp_path):
+    result = invoke("run", write(tmp_path, '{"type": "advance_time", "time": 0}\n{oops', "c.jsonl"))
+    assert result.exit_code == 2 and result.stderr.startswith("error: line 2:")
+
+
+def test_run_expired_option_is_a_rejection_not_an_input_error(tmp_path):
+    lines = GOOD_LINES + [{"type": "open_account", "account": "b"},
+                          {"type": "trade", "buyer": "a", "seller": "b", "instrument": "BTC-25OCT26-60000-C",
+                           "size": "1", "price": "1"}]
+    result = invoke("run", write(tmp_path, "\n".join(json.dumps(x) for x in lines), "c.jsonl"), "--format", "json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["results"][-1]["rejection"]["code"] == "instrument_expired"

@@ -1,0 +1,53 @@
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from margin_engine.errors import InputError, InvariantViolation
+from margin_engine.ledger.units import ceil_units, floor_units, format_units, parse_decimal, to_units
+
+
+def test_to_units_exact_and_rejects_finer_than_decimals():
+    assert to_units(Decimal("1.5"), 6) == 1_500_000
+    assert to_units(Decimal("0.00000001"), 8) == 1
+    with pytest.raises(InputError, match="more than 6 decimal places"):
+        to_units(Decimal("0.0000001"), 6)
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-Infinity", "abc", None, True, [1]])
+def test_parse_decimal_rejects_non_finite_and_non_numbers(bad):
+    with pytest.raises(InputError):
+        parse_decimal(bad, "amount")
+
+
+def test_parse_decimal_signs():
+    with pytest.raises(InputError, match="must be > 0"):
+        parse_decimal("0", "size", positive=True)
+    with pytest.raises(InputError, match="must be >= 0"):
+        parse_decimal("-1", "price", non_negative=True)
+
+
+def test_rounding_directions_and_float_noise():
+    assert ceil_units(1303.2500000000002, 6) == 1_303_250_000  # noise is not a unit
+    assert ceil_units(6000.0000000000055, 6) == 6_000_000_000
+    assert ceil_units(0.0000001, 6) == 1  # a real fraction of a unit is owed in full
+    assert floor_units(0.0000019, 6) == 1
+    assert floor_units(-0.0000001, 6) == -1  # equity below zero rounds further down
+    with pytest.raises(InvariantViolation):
+        ceil_units(float("nan"), 6)
+
+
+def test_format_units():
+    assert format_units(-1_500_000, 6) == "-1.500000"
+    assert format_units(1, 18) == "0.000000000000000001"
+
+
+@given(st.integers(min_value=-10**15, max_value=10**15), st.integers(min_value=0, max_value=18))
+def test_units_round_trip(units, decimals):
+    assert to_units(Decimal(format_units(units, decimals)), decimals) == units
+
+
+@given(st.floats(min_value=-1e6, max_value=1e6, allow_nan=False))
+def test_ceil_never_below_floor(x):
+    assert floor_units(x, 6) <= ceil_units(x, 6) <= floor_units(x, 6) + 1
