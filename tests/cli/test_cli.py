@@ -12,10 +12,21 @@ from margin_engine.cli.app import app
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 runner = CliRunner()
 
-BASE = {"valuation_time": "2026-11-25T08:00:00Z", "market": {"BTC": {"index": 60000, "vol": 0.6, "rate": 0.0}},
-        "accounts": [{"id": "alice", "mode": "cross", "collateral": {"USDC": "100000"},
-                      "positions": [{"instrument": "BTC-PERP", "size": "-2", "entry_price": "61000"},
-                                    {"instrument": "BTC-25DEC26-60000-C", "size": "-1", "entry_price": "3000"}]}]}
+BASE = {
+    "valuation_time": "2026-11-25T08:00:00Z",
+    "market": {"BTC": {"index": 60000, "vol": 0.6, "rate": 0.0}},
+    "accounts": [
+        {
+            "id": "alice",
+            "mode": "cross",
+            "collateral": {"USDC": "100000"},
+            "positions": [
+                {"instrument": "BTC-PERP", "size": "-2", "entry_price": "61000"},
+                {"instrument": "BTC-25DEC26-60000-C", "size": "-1", "entry_price": "3000"},
+            ],
+        }
+    ],
+}
 
 
 def invoke(*args):
@@ -33,8 +44,17 @@ def test_margin_json_shape(tmp_path):
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     (acct,) = out["accounts"]
-    assert {"id", "mode", "equity", "initial_margin", "maintenance_margin", "free_collateral", "liquidatable",
-            "greeks", "positions"} <= set(acct)
+    assert {
+        "id",
+        "mode",
+        "equity",
+        "initial_margin",
+        "maintenance_margin",
+        "free_collateral",
+        "liquidatable",
+        "greeks",
+        "positions",
+    } <= set(acct)
     assert set(acct["greeks"]) == {"delta", "gamma", "vega", "theta"}
     for key in ("equity", "initial_margin", "maintenance_margin", "free_collateral"):
         assert isinstance(acct[key], str) and Decimal(acct[key]).as_tuple().exponent == -6
@@ -93,17 +113,35 @@ def _position(**over):
     return pos
 
 
-@pytest.mark.parametrize(("mutate", "field"), [
-    (lambda d: d["accounts"][0]["positions"].append(_position(instrument="BTC-PERPX")), "accounts[0].positions[2].instrument"),
-    (lambda d: d["accounts"][0]["positions"].append(_position(instrument="DOGE-PERP")), "accounts[0].positions[2].instrument"),
-    (lambda d: d["market"]["BTC"].update(index="NaN"), "market.BTC.index"),
-    (lambda d: d["accounts"][0]["positions"].append(_position(entry_price="-5")), "accounts[0].positions[2].entry_price"),
-    (lambda d: d["accounts"][0]["positions"].append(_position(size="0")), "accounts[0].positions[2].size"),
-    (lambda d: d["accounts"][0]["positions"].append(_position(instrument="BTC-25OCT26-60000-C")), "accounts[0].positions[2].instrument"),
-    (lambda d: d["accounts"][0]["collateral"].update(USDC="1.0000001"), "accounts[0].collateral.USDC"),
-    (lambda d: d["accounts"][0]["positions"].append(_position(size="0.000000001")), "accounts[0].positions[2].size"),
-    (lambda d: d.pop("valuation_time"), "portfolio.valuation_time"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (
+            lambda d: d["accounts"][0]["positions"].append(_position(instrument="BTC-PERPX")),
+            "accounts[0].positions[2].instrument",
+        ),
+        (
+            lambda d: d["accounts"][0]["positions"].append(_position(instrument="DOGE-PERP")),
+            "accounts[0].positions[2].instrument",
+        ),
+        (lambda d: d["market"]["BTC"].update(index="NaN"), "market.BTC.index"),
+        (
+            lambda d: d["accounts"][0]["positions"].append(_position(entry_price="-5")),
+            "accounts[0].positions[2].entry_price",
+        ),
+        (lambda d: d["accounts"][0]["positions"].append(_position(size="0")), "accounts[0].positions[2].size"),
+        (
+            lambda d: d["accounts"][0]["positions"].append(_position(instrument="BTC-25OCT26-60000-C")),
+            "accounts[0].positions[2].instrument",
+        ),
+        (lambda d: d["accounts"][0]["collateral"].update(USDC="1.0000001"), "accounts[0].collateral.USDC"),
+        (
+            lambda d: d["accounts"][0]["positions"].append(_position(size="0.000000001")),
+            "accounts[0].positions[2].size",
+        ),
+        (lambda d: d.pop("valuation_time"), "portfolio.valuation_time"),
+    ],
+)
 def test_margin_bad_input_exits_2_naming_the_field(tmp_path, mutate, field):
     doc = json.loads(json.dumps(BASE))
     mutate(doc)
@@ -136,15 +174,21 @@ GOOD_LINES = [
 ]
 
 
-@pytest.mark.parametrize(("bad", "field"), [
-    ({"type": "deposit", "account": "a", "asset": "USDC", "amount": "0.0000001"}, "amount"),
-    ({"type": "deposit", "account": "a", "asset": "USDC", "amount": "NaN"}, "amount"),
-    ({"type": "trade", "buyer": "a", "seller": "b", "instrument": "BTC-PERP", "size": "0", "price": "1"}, "size"),
-    ({"type": "trade", "buyer": "a", "seller": "b", "instrument": "BTC-PERP", "size": "1", "price": "-1"}, "price"),
-    ({"type": "trade", "buyer": "a", "seller": "b", "instrument": "BTC-X", "size": "1", "price": "1"}, "instrument"),
-    ({"type": "set_market", "underlying": "BTC", "index": "-3", "vol": 0.5}, "market.index"),
-    ({"type": "teleport"}, "type"),
-])
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        ({"type": "deposit", "account": "a", "asset": "USDC", "amount": "0.0000001"}, "amount"),
+        ({"type": "deposit", "account": "a", "asset": "USDC", "amount": "NaN"}, "amount"),
+        ({"type": "trade", "buyer": "a", "seller": "b", "instrument": "BTC-PERP", "size": "0", "price": "1"}, "size"),
+        ({"type": "trade", "buyer": "a", "seller": "b", "instrument": "BTC-PERP", "size": "1", "price": "-1"}, "price"),
+        (
+            {"type": "trade", "buyer": "a", "seller": "b", "instrument": "BTC-X", "size": "1", "price": "1"},
+            "instrument",
+        ),
+        ({"type": "set_market", "underlying": "BTC", "index": "-3", "vol": 0.5}, "market.index"),
+        ({"type": "teleport"}, "type"),
+    ],
+)
 def test_run_bad_line_exits_2_and_applies_nothing(tmp_path, bad, field):
     lines = [json.dumps(x) for x in GOOD_LINES] + [json.dumps(bad)]
     result = invoke("run", write(tmp_path, "\n".join(lines), "c.jsonl"))
@@ -160,9 +204,10 @@ def test_run_invalid_json_line(tmp_path):
 
 
 def test_run_expired_option_is_a_rejection_not_an_input_error(tmp_path):
-    lines = GOOD_LINES + [{"type": "open_account", "account": "b"},
-                          {"type": "trade", "buyer": "a", "seller": "b", "instrument": "BTC-25OCT26-60000-C",
-                           "size": "1", "price": "1"}]
+    lines = GOOD_LINES + [
+        {"type": "open_account", "account": "b"},
+        {"type": "trade", "buyer": "a", "seller": "b", "instrument": "BTC-25OCT26-60000-C", "size": "1", "price": "1"},
+    ]
     result = invoke("run", write(tmp_path, "\n".join(json.dumps(x) for x in lines), "c.jsonl"), "--format", "json")
     assert result.exit_code == 0
     assert json.loads(result.stdout)["results"][-1]["rejection"]["code"] == "instrument_expired"

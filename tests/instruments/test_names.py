@@ -27,8 +27,20 @@ def test_single_digit_day_and_fractional_strike():
     assert parse_instrument("XRP-27DEC26-0d625-C").strike == Decimal("0.625")
 
 
-@pytest.mark.parametrize("bad", ["btc-perp", "BTC", "BTC-25DEC26-60000", "BTC-25DEC26-60000-X", "BTC-25DXC26-1-C",
-                                 "BTC-25DEC2026-60000-C", "BTC-PERPETUAL", "", "BTC-25DEC26--1-C"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "btc-perp",
+        "BTC",
+        "BTC-25DEC26-60000",
+        "BTC-25DEC26-60000-X",
+        "BTC-25DXC26-1-C",
+        "BTC-25DEC2026-60000-C",
+        "BTC-PERPETUAL",
+        "",
+        "BTC-25DEC26--1-C",
+    ],
+)
 def test_malformed_names_show_expected_form(bad):
     with pytest.raises(InputError, match="expected UNDERLYING-PERP or UNDERLYING-DMMMYY-STRIKE-C\\|P"):
         parse_instrument(bad)
@@ -40,8 +52,12 @@ def test_impossible_date_or_zero_strike(bad):
         parse_instrument(bad)
 
 
-@given(st.dates(min_value=datetime(2001, 1, 1).date(), max_value=datetime(2099, 12, 31).date()),
-       st.integers(min_value=1, max_value=10**7), st.booleans(), st.sampled_from(["BTC", "ETH", "SOL"]))
+@given(
+    st.dates(min_value=datetime(2001, 1, 1).date(), max_value=datetime(2099, 12, 31).date()),
+    st.integers(min_value=1, max_value=10**7),
+    st.booleans(),
+    st.sampled_from(["BTC", "ETH", "SOL"]),
+)
 def test_format_parse_round_trip(day, strike, is_call, underlying):
     opt = Option(underlying, datetime(day.year, day.month, day.day, 8, tzinfo=UTC), Decimal(strike), is_call)
     assert parse_instrument(opt.name) == opt

@@ -43,7 +43,7 @@ def test_format_units():
     assert format_units(1, 18) == "0.000000000000000001"
 
 
-@given(st.integers(min_value=-10**15, max_value=10**15), st.integers(min_value=0, max_value=18))
+@given(st.integers(min_value=-(10**15), max_value=10**15), st.integers(min_value=0, max_value=18))
 def test_units_round_trip(units, decimals):
     assert to_units(Decimal(format_units(units, decimals)), decimals) == units
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from margin_engine.margin.profile import DeribitOptionParams, DeriveOptionParams
-from margin_engine.margin.standard import derive_max_loss, derive_short_option, deribit_short_option, perp_requirements
+from margin_engine.margin.standard import deribit_short_option, derive_max_loss, derive_short_option, perp_requirements
 
 DERIBIT = DeribitOptionParams()
 DERIVE = DeriveOptionParams()
@@ -31,8 +31,9 @@ def test_perp_size_add_on_deribit():
     ],
 )
 def test_deribit_short_option(strike, is_call, mark, im_unit, mm_unit):
-    im, mm = deribit_short_option(np.array([60000.0]), np.array([strike]), np.array([is_call]), np.array([2.0]),
-                                  np.array([mark]), DERIBIT)
+    im, mm = deribit_short_option(
+        np.array([60000.0]), np.array([strike]), np.array([is_call]), np.array([2.0]), np.array([mark]), DERIBIT
+    )
     assert im[0] == pytest.approx(2 * im_unit, rel=1e-12)
     assert mm[0] == pytest.approx(2 * mm_unit, rel=1e-12)
 
@@ -51,8 +52,9 @@ def test_deribit_short_option(strike, is_call, mark, im_unit, mm_unit):
     ],
 )
 def test_derive_short_option(strike, is_call, mark, im_unit, mm_unit):
-    im, mm = derive_short_option(np.array([2000.0]), np.array([strike]), np.array([is_call]), np.array([1.0]),
-                                 np.array([mark]), DERIVE)
+    im, mm = derive_short_option(
+        np.array([2000.0]), np.array([strike]), np.array([is_call]), np.array([1.0]), np.array([mark]), DERIVE
+    )
     assert im[0] == pytest.approx(im_unit, rel=1e-12)
     assert mm[0] == pytest.approx(mm_unit, rel=1e-12)
 

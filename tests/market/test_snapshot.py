@@ -34,15 +34,18 @@ def test_smile_linear_in_strike_flat_beyond():
     assert got.tolist() == pytest.approx([0.7, 0.65, 0.625, 0.65])
 
 
-@pytest.mark.parametrize(("value", "field"), [
-    ({"vol": 0.6}, "m.index"),
-    ({"index": -1, "vol": 0.6}, "m.index"),
-    ({"index": "nan", "vol": 0.6}, "m.index"),
-    ({"index": 1, "vol": 60}, "m.vol"),  # percent instead of a fraction
-    ({"index": 1, "vol": {"25XYZ26": 0.6}}, "m.vol.25XYZ26"),
-    ({"index": 1, "vol": 0.6, "rate": 5}, "m.rate"),
-    ({"index": 1, "vol": 0.6, "spot": 2}, "m"),
-])
+@pytest.mark.parametrize(
+    ("value", "field"),
+    [
+        ({"vol": 0.6}, "m.index"),
+        ({"index": -1, "vol": 0.6}, "m.index"),
+        ({"index": "nan", "vol": 0.6}, "m.index"),
+        ({"index": 1, "vol": 60}, "m.vol"),  # percent instead of a fraction
+        ({"index": 1, "vol": {"25XYZ26": 0.6}}, "m.vol.25XYZ26"),
+        ({"index": 1, "vol": 0.6, "rate": 5}, "m.rate"),
+        ({"index": 1, "vol": 0.6, "spot": 2}, "m"),
+    ],
+)
 def test_bad_market_names_the_field(value, field):
     with pytest.raises(InputError) as info:
         parse_market("BTC", value, "m")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -22,17 +22,23 @@ from margin_engine.ledger.units import format_units
 from margin_engine.margin.calculator import compute_margins
 from margin_engine.margin.profile import load_profile
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="A deterministic margin engine for crypto options and perpetuals.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="A deterministic margin engine for crypto options and perpetuals.",
+)
 EXIT_BAD_INPUT = 2
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     table = "table"
     json = "json"
 
 
-ProfileOpt = Annotated[str, typer.Option("--profile", "-p", help="Packaged profile name (deribit, derive) or a .toml path.")]
+ProfileOpt = Annotated[
+    str, typer.Option("--profile", "-p", help="Packaged profile name (deribit, derive) or a .toml path.")
+]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table for people, json for programs.")]
 
 
@@ -50,8 +56,11 @@ def _print_json(obj) -> None:
 
 
 @app.command()
-def margin(file: Annotated[Path, typer.Argument(help="Portfolio file, JSON or TOML.")],
-           profile: ProfileOpt = "deribit", format: FormatOpt = Format.table) -> None:
+def margin(
+    file: Annotated[Path, typer.Argument(help="Portfolio file, JSON or TOML.")],
+    profile: ProfileOpt = "deribit",
+    format: FormatOpt = Format.table,
+) -> None:
     """Margin of every account in a portfolio file."""
     from margin_engine.cli.render import print_margins
 
@@ -68,8 +77,11 @@ def margin(file: Annotated[Path, typer.Argument(help="Portfolio file, JSON or TO
 
 
 @app.command()
-def run(file: Annotated[Path, typer.Argument(help="Engine commands, one JSON object per line.")],
-        profile: ProfileOpt = "deribit", format: FormatOpt = Format.table) -> None:
+def run(
+    file: Annotated[Path, typer.Argument(help="Engine commands, one JSON object per line.")],
+    profile: ProfileOpt = "deribit",
+    format: FormatOpt = Format.table,
+) -> None:
     """Apply a script of engine commands; print every event or rejection, the final state and margins."""
     from margin_engine.cli.render import print_margins, state_json, state_tables
 
@@ -95,9 +107,15 @@ def run(file: Annotated[Path, typer.Argument(help="Engine commands, one JSON obj
     margins = _margins(engine.state)
     state_obj = state_json(engine.state)
     if format is Format.json:
-        _print_json({"profile": prof.name, "results": results, "state": state_obj,
-                     "margin": {"accounts": [m.to_json() for m in margins]},
-                     "conservation": _conservation(engine.state)})
+        _print_json(
+            {
+                "profile": prof.name,
+                "results": results,
+                "state": state_obj,
+                "margin": {"accounts": [m.to_json() for m in margins]},
+                "conservation": _conservation(engine.state),
+            }
+        )
         return
     for table in state_tables(state_obj):
         console.print(table)
@@ -114,15 +132,20 @@ def _margins(state: State):
 
 def _conservation(state: State) -> dict:
     """The audit's per-asset totals as decimal strings."""
-    return {asset: {k: format_units(v, state.profile.assets[asset].decimals) for k, v in row.items()}
-            for asset, row in audit(state).items()}
+    return {
+        asset: {k: format_units(v, state.profile.assets[asset].decimals) for k, v in row.items()}
+        for asset, row in audit(state).items()
+    }
 
 
 def _print_outcome(console: Console, line: int, raw: dict, outcome) -> None:
     head = f"[dim]{line:>4}[/] [bold]{raw.get('type')}[/]"
     if isinstance(outcome, Rejection):
-        numbers = f" (needed {outcome.to_json()['needed']}, available {outcome.to_json()['available']})" \
-            if outcome.needed is not None else ""
+        numbers = (
+            f" (needed {outcome.to_json()['needed']}, available {outcome.to_json()['available']})"
+            if outcome.needed is not None
+            else ""
+        )
         console.print(f"{head} [red]rejected {outcome.code}[/]: {outcome.message}{numbers}")
         return
     console.print(head)

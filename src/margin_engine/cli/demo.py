@@ -10,32 +10,74 @@ from margin_engine.engine import Engine, Rejection, audit
 from margin_engine.margin.profile import Profile
 
 STEPS: list[tuple[str, list[dict]]] = [
-    ("A market and three accounts. Carol keeps each position apart (isolated margin); Alice and Bob "
-     "pool their collateral (cross margin).", [
-        {"type": "advance_time", "time": "2026-11-25T08:00:00Z"},
-        {"type": "set_market", "underlying": "BTC", "index": "60000", "vol": "0.6", "rate": "0"},
-        {"type": "open_account", "account": "alice", "mode": "cross"},
-        {"type": "open_account", "account": "bob", "mode": "cross"},
-        {"type": "open_account", "account": "carol", "mode": "isolated"},
-        {"type": "deposit", "account": "alice", "asset": "USDC", "amount": "30000"},
-        {"type": "deposit", "account": "bob", "asset": "USDC", "amount": "150000"},
-        {"type": "deposit", "account": "bob", "asset": "BTC", "amount": "1"},
-        {"type": "deposit", "account": "carol", "asset": "USDC", "amount": "10000"},
-    ]),
-    ("Alice sells Bob two BTC calls and goes long a perp; Carol buys a perp against Bob. Every fill is "
-     "margin-checked on both sides: a side that adds risk must cover initial margin after it.", [
-        {"type": "trade", "buyer": "bob", "seller": "alice", "instrument": "BTC-25DEC26-60000-C", "size": "2", "price": "4100"},
-        {"type": "trade", "buyer": "alice", "seller": "bob", "instrument": "BTC-PERP", "size": "1", "price": "60000", "aggressor": "buyer"},
-        {"type": "trade", "buyer": "carol", "seller": "bob", "instrument": "BTC-PERP", "size": "2", "price": "60000", "aggressor": "buyer"},
-    ]),
-    ("Alice tries to sell three more calls. Her collateral does not cover the initial margin, so the "
-     "engine rejects the fill and says by how much.", [
-        {"type": "trade", "buyer": "bob", "seller": "alice", "instrument": "BTC-25DEC26-60000-C", "size": "3", "price": "4100"},
-    ]),
-    ("BTC jumps 12% and implied vol rises. Short calls lose; see who is now near or past maintenance.", [
-        {"type": "set_market", "underlying": "BTC", "index": "67200", "vol": "0.75", "rate": "0"},
-        {"type": "apply_funding", "instrument": "BTC-PERP", "rate": "0.0001"},
-    ]),
+    (
+        "A market and three accounts. Carol keeps each position apart (isolated margin); Alice and Bob "
+        "pool their collateral (cross margin).",
+        [
+            {"type": "advance_time", "time": "2026-11-25T08:00:00Z"},
+            {"type": "set_market", "underlying": "BTC", "index": "60000", "vol": "0.6", "rate": "0"},
+            {"type": "open_account", "account": "alice", "mode": "cross"},
+            {"type": "open_account", "account": "bob", "mode": "cross"},
+            {"type": "open_account", "account": "carol", "mode": "isolated"},
+            {"type": "deposit", "account": "alice", "asset": "USDC", "amount": "30000"},
+            {"type": "deposit", "account": "bob", "asset": "USDC", "amount": "150000"},
+            {"type": "deposit", "account": "bob", "asset": "BTC", "amount": "1"},
+            {"type": "deposit", "account": "carol", "asset": "USDC", "amount": "10000"},
+        ],
+    ),
+    (
+        "Alice sells Bob two BTC calls and goes long a perp; Carol buys a perp against Bob. Every fill is "
+        "margin-checked on both sides: a side that adds risk must cover initial margin after it.",
+        [
+            {
+                "type": "trade",
+                "buyer": "bob",
+                "seller": "alice",
+                "instrument": "BTC-25DEC26-60000-C",
+                "size": "2",
+                "price": "4100",
+            },
+            {
+                "type": "trade",
+                "buyer": "alice",
+                "seller": "bob",
+                "instrument": "BTC-PERP",
+                "size": "1",
+                "price": "60000",
+                "aggressor": "buyer",
+            },
+            {
+                "type": "trade",
+                "buyer": "carol",
+                "seller": "bob",
+                "instrument": "BTC-PERP",
+                "size": "2",
+                "price": "60000",
+                "aggressor": "buyer",
+            },
+        ],
+    ),
+    (
+        "Alice tries to sell three more calls. Her collateral does not cover the initial margin, so the "
+        "engine rejects the fill and says by how much.",
+        [
+            {
+                "type": "trade",
+                "buyer": "bob",
+                "seller": "alice",
+                "instrument": "BTC-25DEC26-60000-C",
+                "size": "3",
+                "price": "4100",
+            },
+        ],
+    ),
+    (
+        "BTC jumps 12% and implied vol rises. Short calls lose; see who is now near or past maintenance.",
+        [
+            {"type": "set_market", "underlying": "BTC", "index": "67200", "vol": "0.75", "rate": "0"},
+            {"type": "apply_funding", "instrument": "BTC-PERP", "rate": "0.0001"},
+        ],
+    ),
 ]
 
 
@@ -62,5 +104,7 @@ def run_demo(console: Console, profile: Profile) -> None:
             print_margins(console, results, title="Margin " + ("before" if number == 2 else "after") + " the move")
     report = audit(engine.state)["USDC"]
     console.rule("Conservation")
-    console.print(f"deposits - withdrawals = {report['deposits'] - report['withdrawals']} units = users {report['users']} "
-                  f"+ insurance {report['insurance']} + fees {report['fees']} + settlement {report['settlement']}")
+    console.print(
+        f"deposits - withdrawals = {report['deposits'] - report['withdrawals']} units = users {report['users']} "
+        f"+ insurance {report['insurance']} + fees {report['fees']} + settlement {report['settlement']}"
+    )

@@ -24,9 +24,16 @@ def margin_table(results: Sequence[AccountMargin], title: str = "Margin") -> Tab
     for m in results:
         d = m.decimals
         ratio = m.margin_ratio
-        table.add_row(m.id, m.mode, _usd(m.equity, d), _usd(m.initial_margin, d), _usd(m.maintenance_margin, d),
-                      _usd(m.free_collateral, d), "inf" if ratio is None else f"{ratio:.2%}",
-                      "[bold red]yes[/]" if m.liquidatable else "no")
+        table.add_row(
+            m.id,
+            m.mode,
+            _usd(m.equity, d),
+            _usd(m.initial_margin, d),
+            _usd(m.maintenance_margin, d),
+            _usd(m.free_collateral, d),
+            "inf" if ratio is None else f"{ratio:.2%}",
+            "[bold red]yes[/]" if m.liquidatable else "no",
+        )
     return table
 
 
@@ -36,16 +43,45 @@ def positions_table(m: AccountMargin) -> Table:
         table.add_column(col, justify="left" if col == "instrument" else "right")
     for p in m.positions:
         delta, gamma, vega, theta = p.greeks
-        table.add_row(p.instrument, format(p.size, "f"), f"{p.mark_price:,.2f}", f"{p.value:,.2f}",
-                      f"{p.initial_margin:,.2f}", f"{p.maintenance_margin:,.2f}",
-                      f"{delta:.4f}", f"{gamma:.3g}", f"{vega:,.2f}", f"{theta:,.2f}")
+        table.add_row(
+            p.instrument,
+            format(p.size, "f"),
+            f"{p.mark_price:,.2f}",
+            f"{p.value:,.2f}",
+            f"{p.initial_margin:,.2f}",
+            f"{p.maintenance_margin:,.2f}",
+            f"{delta:.4f}",
+            f"{gamma:.3g}",
+            f"{vega:,.2f}",
+            f"{theta:,.2f}",
+        )
     for a in m.adjustments:
-        table.add_row(f"[italic]{a.kind} {a.scope}[/]", "", "", "", f"{a.initial_margin:,.2f}", f"{a.maintenance_margin:,.2f}",
-                      "", "", "", "")
+        table.add_row(
+            f"[italic]{a.kind} {a.scope}[/]",
+            "",
+            "",
+            "",
+            f"{a.initial_margin:,.2f}",
+            f"{a.maintenance_margin:,.2f}",
+            "",
+            "",
+            "",
+            "",
+        )
     for c in m.collateral:
         if c.im_haircut or c.mm_haircut:
-            table.add_row(f"[italic]haircut {c.asset}[/]", format(c.balance, "f"), "", f"{c.value:,.2f}",
-                          f"{c.im_haircut:,.2f}", f"{c.mm_haircut:,.2f}", "", "", "", "")
+            table.add_row(
+                f"[italic]haircut {c.asset}[/]",
+                format(c.balance, "f"),
+                "",
+                f"{c.value:,.2f}",
+                f"{c.im_haircut:,.2f}",
+                f"{c.mm_haircut:,.2f}",
+                "",
+                "",
+                "",
+                "",
+            )
     return table
 
 
@@ -63,8 +99,11 @@ def state_json(state: State) -> dict:
     settle = p.settlement_asset
 
     def balances(key: str) -> dict[str, str]:
-        return {a: format_units(state.ledger.balance(key, a), p.assets[a].decimals) for a in assets
-                if state.ledger.balance(key, a)}
+        return {
+            a: format_units(state.ledger.balance(key, a), p.assets[a].decimals)
+            for a in assets
+            if state.ledger.balance(key, a)
+        }
 
     accounts = []
     for account in state.accounts.values():
@@ -74,14 +113,22 @@ def state_json(state: State) -> dict:
             if not pos.instrument.is_option:
                 row["quote"] = format_units(pos.quote, p.settlement_decimals)
             if account.mode == "isolated":
-                row["collateral"] = format_units(state.ledger.balance(allocation_key(account.id, name), settle), p.settlement_decimals)
+                row["collateral"] = format_units(
+                    state.ledger.balance(allocation_key(account.id, name), settle), p.settlement_decimals
+                )
             positions.append(row)
-        accounts.append({"id": account.id, "mode": account.mode, "balances": balances(user_key(account.id)),
-                         "positions": positions})
+        accounts.append(
+            {"id": account.id, "mode": account.mode, "balances": balances(user_key(account.id)), "positions": positions}
+        )
     from margin_engine.engine.commands import format_time
 
-    return {"time": None if state.now_s is None else format_time(state.now_s), "accounts": accounts,
-            "insurance_fund": balances(INSURANCE), "fee_pool": balances(FEES), "settlement": balances(SETTLEMENT)}
+    return {
+        "time": None if state.now_s is None else format_time(state.now_s),
+        "accounts": accounts,
+        "insurance_fund": balances(INSURANCE),
+        "fee_pool": balances(FEES),
+        "settlement": balances(SETTLEMENT),
+    }
 
 
 def state_tables(state_obj: dict) -> list[Table]:
@@ -90,8 +137,13 @@ def state_tables(state_obj: dict) -> list[Table]:
         balances.add_column(col)
     for a in state_obj["accounts"]:
         bal = ", ".join(f"{v} {k}" for k, v in a["balances"].items()) or "-"
-        pos = "\n".join(f"{p['instrument']} {p['size']}" + (f" (collateral {p['collateral']})" if "collateral" in p else "")
-                        for p in a["positions"]) or "-"
+        pos = (
+            "\n".join(
+                f"{p['instrument']} {p['size']}" + (f" (collateral {p['collateral']})" if "collateral" in p else "")
+                for p in a["positions"]
+            )
+            or "-"
+        )
         balances.add_row(a["id"], a["mode"], bal, pos)
     pools = Table(title="Pools", title_justify="left")
     pools.add_column("pool")

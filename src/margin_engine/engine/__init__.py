@@ -6,8 +6,20 @@ from margin_engine.engine.events import Event, event_from_json
 from margin_engine.engine.rejection import Rejection
 from margin_engine.engine.state import State, audit, evolve, replay
 
-__all__ = ["Command", "Event", "Rejection", "State", "apply", "audit", "decide", "event_from_json", "evolve",
-           "parse_command", "replay", "Engine"]
+__all__ = [
+    "Command",
+    "Event",
+    "Rejection",
+    "State",
+    "apply",
+    "audit",
+    "decide",
+    "event_from_json",
+    "evolve",
+    "parse_command",
+    "replay",
+    "Engine",
+]
 
 
 class Engine:

@@ -224,7 +224,9 @@ def _apply_funding(obj, profile) -> ApplyFunding:
         raise InputError("instrument", f"funding applies to perpetuals, got option {inst.name}")
     rate = parse_decimal(f.get("rate"), "rate")
     if abs(rate) > FUNDING_RATE_MAX:
-        raise InputError("rate", f"funding rate is a fraction per application, |rate| <= {FUNDING_RATE_MAX}, got {rate}")
+        raise InputError(
+            "rate", f"funding rate is a fraction per application, |rate| <= {FUNDING_RATE_MAX}, got {rate}"
+        )
     return ApplyFunding(inst, rate)
 
 
@@ -233,7 +235,11 @@ def _settle_expiry(obj, profile) -> SettleExpiry:
     underlying = f.get("underlying")
     profile.underlying(underlying)
     expiry = f.get("expiry")
-    expiry_s = parse_time(expiry, "expiry") if isinstance(expiry, int) or "T" in str(expiry) else int(parse_expiry(str(expiry)).timestamp())
+    expiry_s = (
+        parse_time(expiry, "expiry")
+        if isinstance(expiry, int) or "T" in str(expiry)
+        else int(parse_expiry(str(expiry)).timestamp())
+    )
     return SettleExpiry(underlying, expiry_s, parse_decimal(f.get("price"), "price", positive=True))
 
 
@@ -255,4 +261,6 @@ _PARSERS = {
 }
 
 __all__ = ["Command", "parse_command", "parse_time", "format_time", "Option"] + [
-    c.__name__ for c in (OpenAccount, Deposit, Withdraw, SetMarket, Trade, Allocate, ApplyFunding, SettleExpiry, AdvanceTime)]
+    c.__name__
+    for c in (OpenAccount, Deposit, Withdraw, SetMarket, Trade, Allocate, ApplyFunding, SettleExpiry, AdvanceTime)
+]

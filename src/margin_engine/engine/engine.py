@@ -107,8 +107,15 @@ def _require_account(state: State, account: str) -> None:
 
 def _margin_reject(state: State, account: str, needed: int, available: int, what: str) -> _Reject:
     p = state.profile
-    return _reject("insufficient_margin", f"{account}: {what}", account=account, needed=needed,
-                   available=available, asset=p.settlement_asset, decimals=p.settlement_decimals)
+    return _reject(
+        "insufficient_margin",
+        f"{account}: {what}",
+        account=account,
+        needed=needed,
+        available=available,
+        asset=p.settlement_asset,
+        decimals=p.settlement_decimals,
+    )
 
 
 def _open_account(state: State, cmd: OpenAccount) -> list[Event]:
@@ -127,15 +134,22 @@ def _withdraw(state: State, cmd: Withdraw) -> list[Event]:
     balance = state.ledger.balance(user_key(cmd.account), cmd.asset)
     decimals = state.profile.asset(cmd.asset).decimals
     if balance < cmd.amount:
-        raise _reject("insufficient_balance", f"{cmd.account} holds less {cmd.asset} than it asks to withdraw",
-                      account=cmd.account, needed=cmd.amount, available=max(balance, 0), asset=cmd.asset,
-                      decimals=decimals)
+        raise _reject(
+            "insufficient_balance",
+            f"{cmd.account} holds less {cmd.asset} than it asks to withdraw",
+            account=cmd.account,
+            needed=cmd.amount,
+            available=max(balance, 0),
+            asset=cmd.asset,
+            decimals=decimals,
+        )
     tx = _Tx(state, (cmd.account,))
     tx.emit(Transferred(user_key(cmd.account), EXTERNAL, cmd.asset, cmd.amount, "withdrawal"))
     m = tx.margin(cmd.account)
     if m.free_collateral < 0:
-        raise _margin_reject(state, cmd.account, m.initial_margin, m.equity,
-                             "withdrawal would leave initial margin uncovered")
+        raise _margin_reject(
+            state, cmd.account, m.initial_margin, m.equity, "withdrawal would leave initial margin uncovered"
+        )
     return tx.events
 
 
@@ -165,7 +179,9 @@ def _fee(state: State, inst: Instrument, size: Decimal, price: Decimal, is_taker
     f = state.profile.fees
     if isinstance(inst, Option):
         index = Decimal(repr(state.markets[inst.underlying].index))
-        fee = min(Decimal(repr(f.option_rate)) * index * size, Decimal(repr(f.option_fee_cap_premium_ratio)) * price * size)
+        fee = min(
+            Decimal(repr(f.option_rate)) * index * size, Decimal(repr(f.option_fee_cap_premium_ratio)) * price * size
+        )
     else:
         rate = f.perp_taker_rate if is_taker else f.perp_maker_rate
         fee = Decimal(repr(rate)) * price * size
@@ -185,7 +201,9 @@ def _trade(state: State, cmd: Trade) -> list[Event]:
     d, settle = p.settlement_decimals, p.settlement_asset
     name = cmd.instrument.name
     notional = decimal_to_units_half_even(cmd.size * cmd.price, d)  # both sides book the same integer
-    fees = {side: _fee(state, cmd.instrument, cmd.size, cmd.price, cmd.aggressor == side) for side in ("buyer", "seller")}
+    fees = {
+        side: _fee(state, cmd.instrument, cmd.size, cmd.price, cmd.aggressor == side) for side in ("buyer", "seller")
+    }
     tx = _Tx(state, (cmd.buyer, cmd.seller))
     tx.emit(TradeExecuted(cmd.buyer, cmd.seller, name, cmd.size, cmd.price, fees["buyer"], fees["seller"]))
     if isinstance(cmd.instrument, Option):
@@ -195,8 +213,11 @@ def _trade(state: State, cmd: Trade) -> list[Event]:
         acct = state.accounts[account]
         old = acct.positions.get(name)
         if old is None and len(acct.positions) >= p.max_positions_per_account:
-            raise _reject("too_many_positions", f"{account} holds the maximum of {p.max_positions_per_account} positions",
-                          account=account)
+            raise _reject(
+                "too_many_positions",
+                f"{account} holds the maximum of {p.max_positions_per_account} positions",
+                account=account,
+            )
         old_size = old.size if old else Decimal(0)
         new_size = old_size + sign * cmd.size
         _fill(tx, account, cmd.instrument, old, new_size, -sign * notional)
@@ -221,7 +242,9 @@ def _fill(tx: _Tx, account: str, inst: Instrument, old: Position | None, new_siz
         if new_size == 0:
             realized = raw
         elif old_size != 0 and (new_size > 0) != (old_size > 0):  # flipped: close all, open the rest
-            opening = decimal_to_units_half_even(abs(new_size) * Decimal(abs(quote_delta)) / abs(new_size - old_size), 0)
+            opening = decimal_to_units_half_even(
+                abs(new_size) * Decimal(abs(quote_delta)) / abs(new_size - old_size), 0
+            )
             new_quote = opening if new_size < 0 else -opening
             realized = raw - new_quote
         elif abs(new_size) < abs(old_size):  # reduced: keep the cost basis of what is left
@@ -255,20 +278,32 @@ def _check_after_risk(tx: _Tx, account: str, name: str) -> None:
         if shortfall > 0:
             free = state.ledger.balance(user_key(account), settle)
             if free < shortfall:
-                raise _margin_reject(state, account, shortfall, max(free, 0),
-                                     f"isolated {name} needs more collateral than the free pool holds")
+                raise _margin_reject(
+                    state,
+                    account,
+                    shortfall,
+                    max(free, 0),
+                    f"isolated {name} needs more collateral than the free pool holds",
+                )
             tx.transfer(user_key(account), allocation_key(account, name), settle, shortfall, "allocation")
     m = tx.margin(account)
     if m.free_collateral < 0:
-        what = "free collateral would be negative" if m.mode == "isolated" else "trade would leave initial margin uncovered"
+        what = (
+            "free collateral would be negative"
+            if m.mode == "isolated"
+            else "trade would leave initial margin uncovered"
+        )
         raise _margin_reject(state, account, m.initial_margin, m.equity, what)
 
 
 def _allocate(state: State, cmd: Allocate) -> list[Event]:
     _require_account(state, cmd.account)
     if state.accounts[cmd.account].mode != "isolated":
-        raise _reject("wrong_mode", f"{cmd.account} is not in isolated mode; only isolated positions hold collateral",
-                      account=cmd.account)
+        raise _reject(
+            "wrong_mode",
+            f"{cmd.account} is not in isolated mode; only isolated positions hold collateral",
+            account=cmd.account,
+        )
     name = cmd.instrument.name
     if name not in state.accounts[cmd.account].positions:
         raise _reject("no_position", f"{cmd.account} has no {name} position", account=cmd.account)
@@ -276,16 +311,28 @@ def _allocate(state: State, cmd: Allocate) -> list[Event]:
     source = user_key(cmd.account) if cmd.amount > 0 else allocation_key(cmd.account, name)
     held = state.ledger.balance(source, settle)
     if held < abs(cmd.amount):
-        raise _reject("insufficient_balance", f"{source} holds less than {abs(cmd.amount)} units", account=cmd.account,
-                      needed=abs(cmd.amount), available=max(held, 0), asset=settle, decimals=d)
+        raise _reject(
+            "insufficient_balance",
+            f"{source} holds less than {abs(cmd.amount)} units",
+            account=cmd.account,
+            needed=abs(cmd.amount),
+            available=max(held, 0),
+            asset=settle,
+            decimals=d,
+        )
     tx = _Tx(state, (cmd.account,))
     tx.transfer(user_key(cmd.account), allocation_key(cmd.account, name), settle, cmd.amount, "allocation")
     if cmd.amount < 0:
         pos = next(x for x in tx.margin(cmd.account).positions if x.instrument == name)
         equity = ceil_units(pos.initial_margin - pos.value, d)
         if (pos.allocation_units or 0) < equity:
-            raise _margin_reject(state, cmd.account, equity, pos.allocation_units or 0,
-                                 f"taking collateral out of {name} would leave its initial margin uncovered")
+            raise _margin_reject(
+                state,
+                cmd.account,
+                equity,
+                pos.allocation_units or 0,
+                f"taking collateral out of {name} would leave its initial margin uncovered",
+            )
     return tx.events
 
 
@@ -325,8 +372,11 @@ def _settle_expiry(state: State, cmd: SettleExpiry) -> list[Event]:
     if (cmd.underlying, cmd.expiry_s) in state.settled:
         raise _reject("already_settled", f"{cmd.underlying} expiry {cmd.expiry_s} is settled already")
     settle, d = state.profile.settlement_asset, state.profile.settlement_decimals
-    expiring = {name: tuple(holders) for name, holders in state.holders.items() if holders
-                and _expires_with(state.accounts[next(iter(holders))].positions[name].instrument, cmd)}
+    expiring = {
+        name: tuple(holders)
+        for name, holders in state.holders.items()
+        if holders and _expires_with(state.accounts[next(iter(holders))].positions[name].instrument, cmd)
+    }
     tx = _Tx(state, tuple(dict.fromkeys(a for holders in expiring.values() for a in holders)))
     tx.emit(ExpirySettled(cmd.underlying, cmd.expiry_s, cmd.price))
     dust = 0
@@ -334,7 +384,9 @@ def _settle_expiry(state: State, cmd: SettleExpiry) -> list[Event]:
         for account in holders:
             pos = state.accounts[account].positions[name]
             inst = pos.instrument
-            intrinsic = max(cmd.price - inst.strike, Decimal(0)) if inst.is_call else max(inst.strike - cmd.price, Decimal(0))
+            intrinsic = (
+                max(cmd.price - inst.strike, Decimal(0)) if inst.is_call else max(inst.strike - cmd.price, Decimal(0))
+            )
             payoff = pos.size * intrinsic
             isolated = state.accounts[account].mode == "isolated"
             key = allocation_key(account, name) if isolated else user_key(account)

@@ -95,9 +95,19 @@ class ExpirySettled(Event):
     price: Decimal
 
 
-EVENT_TYPES: dict[str, type[Event]] = {cls.type: cls for cls in
-                                       (AccountOpened, Transferred, PositionChanged, TradeExecuted, MarketSet,
-                                        TimeAdvanced, FundingApplied, ExpirySettled)}
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.type: cls
+    for cls in (
+        AccountOpened,
+        Transferred,
+        PositionChanged,
+        TradeExecuted,
+        MarketSet,
+        TimeAdvanced,
+        FundingApplied,
+        ExpirySettled,
+    )
+}
 _DECIMAL_FIELDS = {"size", "price", "rate"}
 
 

@@ -8,9 +8,19 @@ from typing import Any
 from margin_engine.ledger.units import format_units
 
 REASON_CODES = (
-    "unknown_account", "account_exists", "wrong_mode", "no_market", "time_unset", "time_backwards",
-    "instrument_expired", "not_expired", "already_settled", "no_position", "too_many_positions",
-    "insufficient_balance", "insufficient_margin",
+    "unknown_account",
+    "account_exists",
+    "wrong_mode",
+    "no_market",
+    "time_unset",
+    "time_backwards",
+    "instrument_expired",
+    "not_expired",
+    "already_settled",
+    "no_position",
+    "too_many_positions",
+    "insufficient_balance",
+    "insufficient_margin",
 )
 
 

@@ -67,10 +67,17 @@ class State:
 
     def scratch(self, account_ids: tuple[str, ...]) -> State:
         """A what-if copy: writes to it never reach this state. Only the named accounts are copied."""
-        accounts = ChainMap({a: copy.deepcopy(self.accounts[a]) for a in account_ids if a in self.accounts},
-                            self.accounts)
-        return replace(self, accounts=accounts, ledger=self.ledger.overlay(), holders=ChainMap({}, self.holders),
-                       deposits=dict(self.deposits), withdrawals=dict(self.withdrawals))
+        accounts = ChainMap(
+            {a: copy.deepcopy(self.accounts[a]) for a in account_ids if a in self.accounts}, self.accounts
+        )
+        return replace(
+            self,
+            accounts=accounts,
+            ledger=self.ledger.overlay(),
+            holders=ChainMap({}, self.holders),
+            deposits=dict(self.deposits),
+            withdrawals=dict(self.withdrawals),
+        )
 
     def view(self, account_id: str) -> AccountView:
         """What the margin maths reads of one account."""
@@ -79,9 +86,14 @@ class State:
         balances = {asset: self.ledger.balance(key, asset) for asset in self.profile.assets}
         settle = self.profile.settlement_asset
         positions = tuple(
-            PositionView(p.instrument, p.size, p.quote,
-                         self.ledger.balance(allocation_key(account_id, name), settle) if account.mode == "isolated" else 0)
-            for name, p in account.positions.items())
+            PositionView(
+                p.instrument,
+                p.size,
+                p.quote,
+                self.ledger.balance(allocation_key(account_id, name), settle) if account.mode == "isolated" else 0,
+            )
+            for name, p in account.positions.items()
+        )
         return AccountView(account_id, account.mode, balances, positions)
 
 
@@ -156,10 +168,14 @@ def audit(state: State) -> dict[str, dict[str, int]]:
         held = row["users"] + row["insurance"] + row["fees"] + row["settlement"]
         net = row["deposits"] - row["withdrawals"]
         if held != net or state.ledger.balance(EXTERNAL, asset) != -net or state.ledger.total(asset) != 0:
-            raise InvariantViolation(f"conservation broken for {asset}: {row}, external {state.ledger.balance(EXTERNAL, asset)}")
+            raise InvariantViolation(
+                f"conservation broken for {asset}: {row}, external {state.ledger.balance(EXTERNAL, asset)}"
+            )
         report[asset] = row
     settle = state.profile.settlement_asset
     open_quotes = sum(p.quote for a in state.accounts.values() for p in a.positions.values())
     if open_quotes != state.ledger.balance(SETTLEMENT, settle):
-        raise InvariantViolation(f"settlement {state.ledger.balance(SETTLEMENT, settle)} != open perp quotes {open_quotes}")
+        raise InvariantViolation(
+            f"settlement {state.ledger.balance(SETTLEMENT, settle)} != open perp quotes {open_quotes}"
+        )
     return report

@@ -45,7 +45,9 @@ def read_structured(path: Path) -> Any:
             return tomllib.loads(text)
         return json.loads(text, parse_float=Decimal)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise InputError("file", f"{path} is not valid {'TOML' if path.suffix.lower() == '.toml' else 'JSON'}: {exc}") from None
+        raise InputError(
+            "file", f"{path} is not valid {'TOML' if path.suffix.lower() == '.toml' else 'JSON'}: {exc}"
+        ) from None
 
 
 def load_portfolio(path: Path, profile: Profile) -> Portfolio:
@@ -90,8 +92,11 @@ def _account(raw: Any, field: str, profile: Profile, markets, now_s: int) -> Acc
         raise InputError(f"{field}.mode", f"must be one of {', '.join(MARGIN_MODES)}, got {mode!r}")
     balances = {}
     for asset, amount in _obj(obj.get("collateral", {}), f"{field}.collateral", set(profile.assets), set()).items():
-        units = to_units(parse_decimal(amount, f"{field}.collateral.{asset}"), profile.assets[asset].decimals,
-                         f"{field}.collateral.{asset}")
+        units = to_units(
+            parse_decimal(amount, f"{field}.collateral.{asset}"),
+            profile.assets[asset].decimals,
+            f"{field}.collateral.{asset}",
+        )
         if units < 0 and asset != profile.settlement_asset:
             raise InputError(f"{field}.collateral.{asset}", "only the settlement asset may be negative (a debt)")
         balances[asset] = units
@@ -104,7 +109,9 @@ def _account(raw: Any, field: str, profile: Profile, markets, now_s: int) -> Acc
     for j, pos in enumerate(raw_positions):
         view = _position(pos, f"{field}.positions[{j}]", profile, markets, now_s, isolated=mode == "isolated")
         if view.instrument.name in names:
-            raise InputError(f"{field}.positions[{j}].instrument", f"{view.instrument.name} listed twice; net it into one position")
+            raise InputError(
+                f"{field}.positions[{j}].instrument", f"{view.instrument.name} listed twice; net it into one position"
+            )
         names.add(view.instrument.name)
         positions.append(view)
     return AccountView(account_id, mode, balances, tuple(positions))
@@ -126,13 +133,19 @@ def _position(raw: Any, field: str, profile: Profile, markets, now_s: int, isola
     quote = 0
     if not inst.is_option:
         entry = obj.get("entry_price")
-        entry_price = parse_decimal(entry, f"{field}.entry_price", positive=True) if entry is not None \
+        entry_price = (
+            parse_decimal(entry, f"{field}.entry_price", positive=True)
+            if entry is not None
             else Decimal(repr(markets[inst.underlying].index))
+        )
         quote = -decimal_to_units_half_even(size * entry_price, profile.settlement_decimals)
     elif "entry_price" in obj:
         parse_decimal(obj["entry_price"], f"{field}.entry_price", non_negative=True)  # paid already; checked only
     collateral = 0
     if "collateral" in obj:
-        collateral = to_units(parse_decimal(obj["collateral"], f"{field}.collateral", non_negative=True),
-                              profile.settlement_decimals, f"{field}.collateral")
+        collateral = to_units(
+            parse_decimal(obj["collateral"], f"{field}.collateral", non_negative=True),
+            profile.settlement_decimals,
+            f"{field}.collateral",
+        )
     return PositionView(inst, size, quote, collateral)

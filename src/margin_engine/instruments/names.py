@@ -15,16 +15,12 @@ from decimal import Decimal
 from margin_engine.errors import InputError
 
 EXPIRY_HOUR_UTC = 8
-EXPECTED_FORM = (
-    "expected UNDERLYING-PERP or UNDERLYING-DMMMYY-STRIKE-C|P, e.g. BTC-PERP or BTC-25DEC26-60000-C"
-)
+EXPECTED_FORM = "expected UNDERLYING-PERP or UNDERLYING-DMMMYY-STRIKE-C|P, e.g. BTC-PERP or BTC-25DEC26-60000-C"
 MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 
 _UNDERLYING = r"[A-Z][A-Z0-9]{1,9}"
 _PERP_RE = re.compile(rf"^({_UNDERLYING})-PERP$")
-_OPTION_RE = re.compile(
-    rf"^({_UNDERLYING})-(\d{{1,2}})({'|'.join(MONTHS)})(\d{{2}})-(\d+(?:d\d+)?)-([CP])$"
-)
+_OPTION_RE = re.compile(rf"^({_UNDERLYING})-(\d{{1,2}})({'|'.join(MONTHS)})(\d{{2}})-(\d+(?:d\d+)?)-([CP])$")
 
 
 @dataclass(frozen=True, order=True)
@@ -53,7 +49,8 @@ class Option:
 
     @property
     def name(self) -> str:
-        return f"{self.underlying}-{format_expiry(self.expiry)}-{format_strike(self.strike)}-{'C' if self.is_call else 'P'}"
+        kind = "C" if self.is_call else "P"
+        return f"{self.underlying}-{format_expiry(self.expiry)}-{format_strike(self.strike)}-{kind}"
 
     @property
     def expiry_s(self) -> int:

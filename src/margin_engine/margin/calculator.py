@@ -11,21 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import numpy as np
 
 from margin_engine.errors import InputError
-from datetime import UTC, datetime
-
 from margin_engine.instruments.names import Option, format_expiry
 from margin_engine.ledger.units import ceil_units, floor_units, from_units
 from margin_engine.margin.book import AccountView
 from margin_engine.margin.profile import Profile
 from margin_engine.margin.result import AccountMargin, Adjustment, CollateralLine, PositionMargin
 from margin_engine.margin.standard import (
+    deribit_short_option,
     derive_max_loss,
     derive_short_option,
-    deribit_short_option,
     perp_requirements,
 )
 from margin_engine.market.snapshot import MarketSnapshot
@@ -58,16 +57,33 @@ def _flatten(accounts: Sequence[AccountView], scale: float) -> tuple[_Flat, list
                 key = option_index.setdefault(inst, len(options))
                 if key == len(options):
                     options.append(inst)
-            rows.append((a, float(pos.size), pos.quote_units / scale, pos.allocation_units / scale,
-                         isinstance(inst, Option), getattr(inst, "is_call", False),
-                         float(getattr(inst, "strike", 0.0)), getattr(inst, "expiry_s", 0), inst.underlying, key))
+            rows.append(
+                (
+                    a,
+                    float(pos.size),
+                    pos.quote_units / scale,
+                    pos.allocation_units / scale,
+                    isinstance(inst, Option),
+                    getattr(inst, "is_call", False),
+                    float(getattr(inst, "strike", 0.0)),
+                    getattr(inst, "expiry_s", 0),
+                    inst.underlying,
+                    key,
+                )
+            )
     cols = list(zip(*rows, strict=True)) if rows else [()] * 10
     flat = _Flat(
-        account=np.asarray(cols[0], dtype=np.int64), size=np.asarray(cols[1], dtype=float),
-        quote=np.asarray(cols[2], dtype=float), allocation=np.asarray(cols[3], dtype=float),
-        is_option=np.asarray(cols[4], dtype=bool), is_call=np.asarray(cols[5], dtype=bool),
-        strike=np.asarray(cols[6], dtype=float), expiry_s=np.asarray(cols[7], dtype=np.int64),
-        underlying=list(cols[8]), option_key=np.asarray(cols[9], dtype=np.int64))
+        account=np.asarray(cols[0], dtype=np.int64),
+        size=np.asarray(cols[1], dtype=float),
+        quote=np.asarray(cols[2], dtype=float),
+        allocation=np.asarray(cols[3], dtype=float),
+        is_option=np.asarray(cols[4], dtype=bool),
+        is_call=np.asarray(cols[5], dtype=bool),
+        strike=np.asarray(cols[6], dtype=float),
+        expiry_s=np.asarray(cols[7], dtype=np.int64),
+        underlying=list(cols[8]),
+        option_key=np.asarray(cols[9], dtype=np.int64),
+    )
     return flat, options
 
 
@@ -75,7 +91,9 @@ def _market(markets: Mapping[str, MarketSnapshot], underlying: str, why: str) ->
     try:
         return markets[underlying]
     except KeyError:
-        raise InputError(f"market.{underlying}", f"no market for {underlying} ({why}); set its index and vol first") from None
+        raise InputError(
+            f"market.{underlying}", f"no market for {underlying} ({why}); set its index and vol first"
+        ) from None
 
 
 def _price_options(options: list[Option], markets, now_s: int):
@@ -101,8 +119,9 @@ def _price_options(options: list[Option], markets, now_s: int):
     return spot, forward, g.price, np.stack([g.delta, g.gamma, g.vega, g.theta])
 
 
-def compute_margins(accounts: Sequence[AccountView], markets: Mapping[str, MarketSnapshot],
-                    profile: Profile, now_s: int) -> list[AccountMargin]:
+def compute_margins(
+    accounts: Sequence[AccountView], markets: Mapping[str, MarketSnapshot], profile: Profile, now_s: int
+) -> list[AccountMargin]:
     """Margin of every account; raises InputError when a needed market is missing."""
     decimals = profile.settlement_decimals
     scale = 10.0**decimals
@@ -118,14 +137,22 @@ def compute_margins(accounts: Sequence[AccountView], markets: Mapping[str, Marke
     is_opt = flat.is_option
     mark = np.where(is_opt, opt_mark[np.maximum(key, 0)] if len(options) else 0.0, spot)
     value = flat.size * mark + flat.quote
-    greeks = np.where(is_opt, flat.size * opt_greeks[:, np.maximum(key, 0)] if len(options) else 0.0,
-                      np.stack([flat.size, np.zeros(n), np.zeros(n), np.zeros(n)]))
+    greeks = np.where(
+        is_opt,
+        flat.size * opt_greeks[:, np.maximum(key, 0)] if len(options) else 0.0,
+        np.stack([flat.size, np.zeros(n), np.zeros(n), np.zeros(n)]),
+    )
 
     im, mm = _position_requirements(flat, spot, mark, value, profile)
-    adjustments = _derive_spread_adjustments(flat, accounts, im, mm, mark, opt_forward, profile) \
-        if profile.options.model == "derive" else {}
-    return [_account_result(a, account, flat, mark, value, im, mm, greeks, adjustments.get(a, ()),
-                            markets, profile) for a, account in enumerate(accounts)]
+    adjustments = (
+        _derive_spread_adjustments(flat, accounts, im, mm, mark, opt_forward, profile)
+        if profile.options.model == "derive"
+        else {}
+    )
+    return [
+        _account_result(a, account, flat, mark, value, im, mm, greeks, adjustments.get(a, ()), markets, profile)
+        for a, account in enumerate(accounts)
+    ]
 
 
 def _position_requirements(flat: _Flat, spot, mark, value, profile: Profile):
@@ -139,7 +166,9 @@ def _position_requirements(flat: _Flat, spot, mark, value, profile: Profile):
     short = flat.is_option & (flat.size < 0)
     if short.any():
         opts = profile.options
-        fn, params = (deribit_short_option, opts.deribit) if opts.model == "deribit" else (derive_short_option, opts.derive)
+        fn, params = (
+            (deribit_short_option, opts.deribit) if opts.model == "deribit" else (derive_short_option, opts.derive)
+        )
         im[short], mm[short] = fn(spot[short], flat.strike[short], flat.is_call[short], qty[short], mark[short], params)
     long = flat.is_option & (flat.size > 0)
     im[long] = value[long] * (1.0 - profile.options.long_value_im_weight)
@@ -178,16 +207,21 @@ def _collateral(account: AccountView, markets, profile: Profile) -> list[Collate
         if units == 0:
             continue
         params = profile.asset(asset)
-        price = 1.0 if asset == profile.settlement_asset else _market(markets, asset, f"to value {asset} collateral").index
+        price = (
+            1.0 if asset == profile.settlement_asset else _market(markets, asset, f"to value {asset} collateral").index
+        )
         amount = from_units(units, params.decimals)
         value = float(amount) * price
         positive = max(value, 0.0)  # a debt counts in full
-        lines.append(CollateralLine(asset, amount, value, positive * (1 - params.im_weight), positive * (1 - params.mm_weight)))
+        lines.append(
+            CollateralLine(asset, amount, value, positive * (1 - params.im_weight), positive * (1 - params.mm_weight))
+        )
     return lines
 
 
-def _account_result(a: int, account: AccountView, flat: _Flat, mark, value, im, mm, greeks,
-                    adjustments, markets, profile: Profile) -> AccountMargin:
+def _account_result(
+    a: int, account: AccountView, flat: _Flat, mark, value, im, mm, greeks, adjustments, markets, profile: Profile
+) -> AccountMargin:
     decimals = profile.settlement_decimals
     idx = np.flatnonzero(flat.account == a)
     collateral = _collateral(account, markets, profile)
@@ -201,9 +235,19 @@ def _account_result(a: int, account: AccountView, flat: _Flat, mark, value, im, 
         if isolated:
             pos_equity = floor_units(value[i] + flat.allocation[i], decimals)
             pos_liq = pos_equity < ceil_units(mm[i], decimals)
-        positions.append(PositionMargin(
-            pos.instrument.name, pos.size, float(mark[i]), float(value[i]), float(im[i]), float(mm[i]),
-            tuple(float(g) for g in greeks[:, i]), pos.allocation_units if isolated else None, pos_liq))
+        positions.append(
+            PositionMargin(
+                pos.instrument.name,
+                pos.size,
+                float(mark[i]),
+                float(value[i]),
+                float(im[i]),
+                float(mm[i]),
+                tuple(float(g) for g in greeks[:, i]),
+                pos.allocation_units if isolated else None,
+                pos_liq,
+            )
+        )
     by_underlying: dict[str, list[float]] = {}
     for i in idx:
         acc = by_underlying.setdefault(flat.underlying[i], [0.0, 0.0, 0.0, 0.0])
@@ -221,6 +265,17 @@ def _account_result(a: int, account: AccountView, flat: _Flat, mark, value, im, 
     else:
         free = equity - total_im
         liquidatable = equity < total_mm
-    return AccountMargin(account.id, account.mode, decimals, equity, total_im, total_mm, free, liquidatable,
-                         tuple(positions), tuple(collateral), tuple(adjustments),
-                         {u: tuple(v) for u, v in sorted(by_underlying.items())})
+    return AccountMargin(
+        account.id,
+        account.mode,
+        decimals,
+        equity,
+        total_im,
+        total_mm,
+        free,
+        liquidatable,
+        tuple(positions),
+        tuple(collateral),
+        tuple(adjustments),
+        {u: tuple(v) for u, v in sorted(by_underlying.items())},
+    )

@@ -136,8 +136,11 @@ class Profile(_Frozen):
 
 
 def packaged_profiles() -> list[str]:
-    return sorted(p.name.removesuffix(".toml") for p in resources.files("margin_engine.profiles").iterdir()
-                  if p.name.endswith(".toml"))
+    return sorted(
+        p.name.removesuffix(".toml")
+        for p in resources.files("margin_engine.profiles").iterdir()
+        if p.name.endswith(".toml")
+    )
 
 
 @cache
@@ -151,7 +154,10 @@ def load_profile(name_or_path: str = "deribit") -> Profile:
     else:
         resource = resources.files("margin_engine.profiles") / f"{name_or_path}.toml"
         if not resource.is_file():
-            raise InputError("profile", f"unknown profile {name_or_path!r}; packaged: {', '.join(packaged_profiles())}, or give a .toml path")
+            raise InputError(
+                "profile",
+                f"unknown profile {name_or_path!r}; packaged: {', '.join(packaged_profiles())}, or give a .toml path",
+            )
         text = resource.read_text()
     return parse_profile(text, source=name_or_path)
 

@@ -56,8 +56,13 @@ class CollateralLine:
     mm_haircut: float
 
     def to_json(self, decimals: int) -> dict[str, Any]:
-        return {"asset": self.asset, "balance": format(self.balance, "f"), "value": _num(self.value, decimals),
-                "im_haircut": _num(self.im_haircut, decimals), "mm_haircut": _num(self.mm_haircut, decimals)}
+        return {
+            "asset": self.asset,
+            "balance": format(self.balance, "f"),
+            "value": _num(self.value, decimals),
+            "im_haircut": _num(self.im_haircut, decimals),
+            "mm_haircut": _num(self.mm_haircut, decimals),
+        }
 
 
 @dataclass(frozen=True)
@@ -70,8 +75,12 @@ class Adjustment:
     maintenance_margin: float
 
     def to_json(self, decimals: int) -> dict[str, Any]:
-        return {"kind": self.kind, "scope": self.scope, "initial_margin": _num(self.initial_margin, decimals),
-                "maintenance_margin": _num(self.maintenance_margin, decimals)}
+        return {
+            "kind": self.kind,
+            "scope": self.scope,
+            "initial_margin": _num(self.initial_margin, decimals),
+            "maintenance_margin": _num(self.maintenance_margin, decimals),
+        }
 
 
 @dataclass(frozen=True)
@@ -105,8 +114,12 @@ class AccountMargin:
         rows = list(self.greeks_by_underlying.values())
         totals = [math.fsum(r[i] for r in rows) for i in range(4)]
         single = len(rows) <= 1
-        return {"delta": totals[0] if single else None, "gamma": totals[1] if single else None,
-                "vega": totals[2], "theta": totals[3]}
+        return {
+            "delta": totals[0] if single else None,
+            "gamma": totals[1] if single else None,
+            "vega": totals[2],
+            "theta": totals[3],
+        }
 
     def to_json(self) -> dict[str, Any]:
         d = self.decimals
@@ -121,8 +134,10 @@ class AccountMargin:
             "margin_ratio": None if ratio is None else _num(ratio, 6),
             "liquidatable": self.liquidatable,
             "greeks": {k: None if v is None else _num(v) for k, v in self.greeks.items()},
-            "greeks_by_underlying": {u: {n: _num(g) for n, g in zip(GREEK_NAMES, gs, strict=True)}
-                                     for u, gs in sorted(self.greeks_by_underlying.items())},
+            "greeks_by_underlying": {
+                u: {n: _num(g) for n, g in zip(GREEK_NAMES, gs, strict=True)}
+                for u, gs in sorted(self.greeks_by_underlying.items())
+            },
             "positions": [p.to_json(d) for p in self.positions],
             "collateral": [c.to_json(d) for c in self.collateral],
             "adjustments": [a.to_json(d) for a in self.adjustments],

@@ -48,7 +48,11 @@ class VolSurface:
             return self.smiles[0].at(strike)
         grid = np.stack([smile.at(strike) for smile in self.smiles])  # expiries x options
         listed = np.asarray(self.expiries_s, dtype=np.int64)
-        right = np.clip(np.searchsorted(listed, expiry_s), 1, len(listed) - 1) if len(listed) > 1 else np.zeros(len(expiry_s), dtype=int)
+        right = (
+            np.clip(np.searchsorted(listed, expiry_s), 1, len(listed) - 1)
+            if len(listed) > 1
+            else np.zeros(len(expiry_s), dtype=int)
+        )
         left = np.maximum(right - 1, 0)
         cols = np.arange(len(expiry_s))
         vol_left, vol_right = grid[left, cols], grid[right, cols]
@@ -75,7 +79,10 @@ class VolSurface:
             return smile_json(self.smiles[0])
         from datetime import UTC, datetime
 
-        return {format_expiry(datetime.fromtimestamp(e, UTC)): smile_json(s) for e, s in zip(self.expiries_s, self.smiles, strict=True)}
+        return {
+            format_expiry(datetime.fromtimestamp(e, UTC)): smile_json(s)
+            for e, s in zip(self.expiries_s, self.smiles, strict=True)
+        }
 
 
 @dataclass(frozen=True)
@@ -104,7 +111,9 @@ def _smile(value: object, field: str) -> Smile:
     if isinstance(value, dict):
         if not value:
             raise InputError(field, "a smile needs at least one strike: vol pair")
-        points = sorted((float(parse_decimal(k, f"{field}.{k}", positive=True)), _vol(v, f"{field}.{k}")) for k, v in value.items())
+        points = sorted(
+            (float(parse_decimal(k, f"{field}.{k}", positive=True)), _vol(v, f"{field}.{k}")) for k, v in value.items()
+        )
         return Smile(tuple(p[0] for p in points), tuple(p[1] for p in points))
     return Smile((math.nan,), (_vol(value, field),))
 

@@ -24,7 +24,6 @@ import numpy as np
 from scipy.special import ndtr
 
 from .black76 import (
-    PricingInputError,
     _as_float,
     _broadcast,
     _checked_flag,
