@@ -187,5 +187,5 @@ def test_greeks_by_underlying_and_totals():
     assert m.greeks_by_underlying["BTC"][0] == 1.0 and m.greeks_by_underlying["ETH"][0] == -3.0
     assert m.greeks["delta"] is None  # BTC and ETH deltas do not add up
     j = m.to_json()
-    assert j["greeks_by_underlying"]["ETH"]["delta"] == "-3.00000000"
+    assert j["greeks_by_underlying"]["ETH"]["delta"] == "-3"
     assert Decimal(j["equity"]) == Decimal("100000.000000")

@@ -12,9 +12,15 @@ from margin_engine.ledger.units import format_units
 GREEK_NAMES = ("delta", "gamma", "vega", "theta")
 
 
-def _num(x: float, places: int = 8) -> str:
-    """A float as a plain decimal string (no exponent), for Greeks and prices."""
+def _num(x: float, places: int) -> str:
+    """A float as a plain decimal string with fixed places (amounts, prices)."""
     return format(Decimal(repr(float(x))).quantize(Decimal(1).scaleb(-places)), "f")
+
+
+def _sig(x: float, digits: int = 12) -> str:
+    """A float as a plain decimal string with significant digits (Greeks: BTC gamma is ~1e-5);
+    below 1e-15 in size it is noise and prints as 0."""
+    return format(Decimal(format(float(x), f".{digits}g")), "f") if abs(x) >= 1e-15 else "0"
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,7 @@ class PositionMargin:
             "value": _num(self.value, decimals),
             "initial_margin": _num(self.initial_margin, decimals),
             "maintenance_margin": _num(self.maintenance_margin, decimals),
-            "greeks": {n: _num(g) for n, g in zip(GREEK_NAMES, self.greeks, strict=True)},
+            "greeks": {n: _sig(g) for n, g in zip(GREEK_NAMES, self.greeks, strict=True)},
         }
         if self.allocation_units is not None:
             out["collateral"] = format_units(self.allocation_units, decimals)
@@ -133,9 +139,9 @@ class AccountMargin:
             "free_collateral": format_units(self.free_collateral, d),
             "margin_ratio": None if ratio is None else _num(ratio, 6),
             "liquidatable": self.liquidatable,
-            "greeks": {k: None if v is None else _num(v) for k, v in self.greeks.items()},
+            "greeks": {k: None if v is None else _sig(v) for k, v in self.greeks.items()},
             "greeks_by_underlying": {
-                u: {n: _num(g) for n, g in zip(GREEK_NAMES, gs, strict=True)}
+                u: {n: _sig(g) for n, g in zip(GREEK_NAMES, gs, strict=True)}
                 for u, gs in sorted(self.greeks_by_underlying.items())
             },
             "positions": [p.to_json(d) for p in self.positions],
