@@ -10,10 +10,11 @@ replaced by its time value, which put-call parity (Hull; Black 1976) turns into
 the price of the out-of-the-money option on the same strike.  Its undiscounted
 value g(s), with s = vol * sqrt(T) the total standard deviation, rises from 0
 at s = 0 to min(F, K) as s -> infinity and has its inflection point at
-s_c = sqrt(2 |ln(F/K)|) (Manaster and Koehler, J. Finance 37, 1982).  Below
-g(s_c) Newton runs on ln g(s), above it on -ln(min(F, K) - g(s)); both are
-close to linear in s where they are used, so Newton converges in a few steps
-even for prices many orders of magnitude below the forward.
+s_c = sqrt(2 |ln(F/K)|) (Manaster and Koehler, J. Finance 37, 1982), where the
+search starts.  Below g(s_c) Newton runs on ln g as a function of 1/s**2, above
+it on -ln(min(F, K) - g) as a function of s**2; both are close to linear in
+those variables, so Newton converges in a few steps even for prices many orders
+of magnitude below the forward.
 """
 
 from __future__ import annotations
@@ -23,14 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import ndtr
 
-from .black76 import (
-    _as_float,
-    _broadcast,
-    _checked_flag,
-    _index,
-    _invalid,
-    _requirement,
-)
+from .black76 import _as_float, _broadcast, _checked_flag, _index, _invalid, _requirement
 
 BELOW_INTRINSIC = "price below intrinsic value"
 ABOVE_UPPER_BOUND = "price above the no-arbitrage upper bound"
@@ -40,10 +34,10 @@ NOT_CONVERGED = "did not converge"
 _SQRT_2PI = np.sqrt(2.0 * np.pi)
 _EPS = np.finfo(np.float64).eps
 _INPUT_NAMES = ("price", "forward", "strike", "time_years", "rate")
-_REASON_DTYPE = "<U{}".format(
-    max(len(m) for m in (BELOW_INTRINSIC, ABOVE_UPPER_BOUND, EXPIRED_WITH_TIME_VALUE, NOT_CONVERGED,
-                         *(_requirement(n) for n in _INPUT_NAMES)))
+_ALL_REASONS = (BELOW_INTRINSIC, ABOVE_UPPER_BOUND, EXPIRED_WITH_TIME_VALUE, NOT_CONVERGED) + tuple(
+    _requirement(name) for name in _INPUT_NAMES
 )
+_REASON_DTYPE = f"<U{max(map(len, _ALL_REASONS))}"
 
 
 class ImpliedVolError(ValueError):
@@ -75,17 +69,19 @@ def implied_vol_result(
 ) -> ImpliedVolResult:
     """Black-76 implied volatility of discounted option prices, element by element.
 
-    ``tol`` is an absolute tolerance on the volatility.  A price equal to the
-    discounted intrinsic value (up to rounding) has implied volatility 0; failed
-    elements get vol NaN, ok False and a reason instead of raising.
+    ``tol`` is an absolute tolerance on the volatility; where the price itself
+    pins the volatility down less tightly (tiny vega), the solver stops once its
+    steps fall to what rounding of the price alone would cause.  A price equal to
+    the discounted intrinsic value up to that rounding has implied volatility 0.
+    Failed elements get vol NaN, ok False and a reason instead of raising.
     """
     inputs = (price, forward, strike, time_years, rate)
-    arrays = _broadcast(*(_as_float(n, a) for n, a in zip(_INPUT_NAMES, inputs)), _checked_flag(is_call))
+    arrays = _broadcast(*(_as_float(n, a) for n, a in zip(_INPUT_NAMES, inputs, strict=True)), _checked_flag(is_call))
     shape = arrays[0].shape
     p, f, k, t, r, call = (a.ravel() for a in arrays)
 
     reason = np.full(p.size, "", dtype=_REASON_DTYPE)
-    for name, arr in zip(_INPUT_NAMES, (p, f, k, t, r)):
+    for name, arr in zip(_INPUT_NAMES, (p, f, k, t, r), strict=True):
         reason[(reason == "") & _invalid(name, arr)] = _requirement(name)
 
     vol = np.full(p.size, np.nan)
@@ -106,10 +102,11 @@ def implied_vol_result(
     vol[valid[(verdict == "") & at_intrinsic]] = 0.0
 
     solve = (verdict == "") & ~at_intrinsic
+    sqrt_t = np.sqrt(t[solve])
     total_std, converged, iterations = _solve_total_std(
-        time_value[solve], f[solve], k[solve], upper[solve], tol * np.sqrt(t[solve]), price_noise[solve], max_iter
+        time_value[solve], f[solve], k[solve], upper[solve], tol * sqrt_t, price_noise[solve], max_iter
     )
-    vol[valid[solve]] = np.where(converged, total_std / np.sqrt(t[solve]), np.nan)
+    vol[valid[solve]] = np.where(converged, total_std / sqrt_t, np.nan)
     verdict[np.flatnonzero(solve)[~converged]] = NOT_CONVERGED
     reason[valid] = verdict
 
