@@ -60,6 +60,9 @@ def margin(
     file: Annotated[Path, typer.Argument(help="Portfolio file, JSON or TOML.")],
     profile: ProfileOpt = "deribit",
     format: FormatOpt = Format.table,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Portfolio margin: scenario P&L and contributions.")
+    ] = False,
 ) -> None:
     """Margin of every account in a portfolio file."""
     from margin_engine.cli.render import print_margins
@@ -67,7 +70,7 @@ def margin(
     try:
         prof = load_profile(profile)
         portfolio = load_portfolio(file, prof)
-        results = compute_margins(portfolio.accounts, portfolio.markets, prof, portfolio.valuation_s)
+        results = compute_margins(portfolio.accounts, portfolio.markets, prof, portfolio.valuation_s, explain=explain)
     except InputError as exc:
         raise _fail(exc) from None
     if format is Format.json:

@@ -40,7 +40,7 @@ def margin_table(results: Sequence[AccountMargin], title: str = "Margin") -> Tab
 def positions_table(m: AccountMargin) -> Table:
     table = Table(title=f"{m.id}: positions", title_justify="left")
     for col in ("instrument", "size", "mark", "value", "IM", "MM", "delta", "gamma", "vega", "theta"):
-        table.add_column(col, justify="left" if col == "instrument" else "right")
+        table.add_column(col, justify="left" if col == "instrument" else "right", no_wrap=col == "instrument")
     for p in m.positions:
         delta, gamma, vega, theta = p.greeks
         table.add_row(
@@ -48,8 +48,8 @@ def positions_table(m: AccountMargin) -> Table:
             format(p.size, "f"),
             f"{p.mark_price:,.2f}",
             f"{p.value:,.2f}",
-            f"{p.initial_margin:,.2f}",
-            f"{p.maintenance_margin:,.2f}",
+            _opt(p.initial_margin),
+            _opt(p.maintenance_margin),
             f"{delta:.4f}",
             f"{gamma:.3g}",
             f"{vega:,.2f}",
@@ -85,11 +85,57 @@ def positions_table(m: AccountMargin) -> Table:
     return table
 
 
+def _opt(x: float | None) -> str:
+    return "-" if x is None else f"{x:,.2f}"
+
+
 def print_margins(console: Console, results: Sequence[AccountMargin], title: str = "Margin") -> None:
     console.print(margin_table(results, title))
     for m in results:
         if m.positions:
             console.print(positions_table(m))
+        if m.portfolio is not None:
+            for table in explain_tables(m):
+                console.print(table)
+
+
+def explain_tables(m: AccountMargin) -> list[Table]:
+    """Portfolio margin, explained: per underlying the worst scenario, contingencies, and (with
+    --explain) each position's share of the worst case and the P&L of every scenario."""
+    pm = m.portfolio
+    summary = Table(
+        title=f"{m.id}: portfolio margin = {pm['im_factor']:g} x base (IM), {pm['mm_factor']:g} x base (MM)",
+        title_justify="left",
+    )
+    for col in ("underlying", "worst scenario", "loss", "contingencies", "base"):
+        summary.add_column(col, justify="right" if col in ("loss", "base") else "left")
+    tables = [summary]
+    for u in pm["underlyings"]:
+        cont = ", ".join(f"{k} {v:,.2f}" for k, v in u["contingencies"].items()) or "-"
+        summary.add_row(u["underlying"], u["worst_scenario"]["label"], f"{u['loss']:,.2f}", cont, f"{u['base']:,.2f}")
+        if "contributions" in u:
+            contrib = Table(title=f"{m.id} {u['underlying']}: P&L in the worst scenario", title_justify="left")
+            contrib.add_column("position")
+            contrib.add_column("P&L", justify="right")
+            for c in u["contributions"]:
+                contrib.add_row(c["instrument"], f"{c['pnl']:,.2f}")
+            tables.append(contrib)
+            tables.append(_scenario_grid(m.id, u))
+    return tables
+
+
+def _scenario_grid(account: str, u: dict) -> Table:
+    grid = Table(title=f"{account} {u['underlying']}: P&L by scenario (weighted)", title_justify="left")
+    grid.add_column("spot")
+    for vol in ("down", "none", "up"):
+        grid.add_column(f"vol {vol}", justify="right")
+    rows: dict[tuple[bool, float], dict[str, str]] = {}
+    for s in u["scenarios"]:
+        rows.setdefault((s["extended"], s["spot_shock"]), {})[s["vol_shock"]] = f"{s['pnl']:,.2f}"
+    for (extended, shock), cells in sorted(rows.items()):
+        label = f"{shock:+.2%}" + (" (extended)" if extended else "")
+        grid.add_row(label, *(cells.get(v, "") for v in ("down", "none", "up")))
+    return grid
 
 
 def state_json(state: State) -> dict:

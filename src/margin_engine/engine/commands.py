@@ -187,10 +187,10 @@ def _withdraw(obj, profile) -> Withdraw:
 
 
 def _set_market(obj, profile) -> SetMarket:
-    f = _Fields(obj, {"underlying", "index", "vol", "rate"})
+    f = _Fields(obj, {"underlying", "index", "vol", "rate", "confidence"})
     underlying = f.get("underlying")
     profile.underlying(underlying)
-    raw = {k: obj[k] for k in ("index", "vol", "rate") if k in obj}
+    raw = {k: obj[k] for k in ("index", "vol", "rate", "confidence") if k in obj}
     return SetMarket(parse_market(underlying, raw, "market"), raw)
 
 

@@ -10,7 +10,7 @@ down, requirements rounded up.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -19,6 +19,7 @@ from margin_engine.errors import InputError
 from margin_engine.instruments.names import Option, format_expiry
 from margin_engine.ledger.units import ceil_units, floor_units, from_units
 from margin_engine.margin.book import AccountView
+from margin_engine.margin.portfolio import book_from_views, explain_account, portfolio_margin
 from margin_engine.margin.profile import Profile
 from margin_engine.margin.result import AccountMargin, Adjustment, CollateralLine, PositionMargin
 from margin_engine.margin.standard import (
@@ -120,9 +121,48 @@ def _price_options(options: list[Option], markets, now_s: int):
 
 
 def compute_margins(
+    accounts: Sequence[AccountView],
+    markets: Mapping[str, MarketSnapshot],
+    profile: Profile,
+    now_s: int,
+    explain: bool = False,
+) -> list[AccountMargin]:
+    """Margin of every account; raises InputError when a needed market is missing.
+
+    Accounts in portfolio mode use the profile's risk matrix when it has one (else cross);
+    `explain` adds each one's scenario P&L vector and per-position contributions.
+    """
+    results = _standard_margins(accounts, markets, profile, now_s)
+    if profile.portfolio is None:
+        return results
+    pm_rows = [i for i, a in enumerate(accounts) if a.mode == "portfolio"]
+    if not pm_rows:
+        return results
+    pm_accounts = [accounts[i] for i in pm_rows]
+    book = book_from_views(pm_accounts, profile)
+    pm = portfolio_margin(book, markets, profile, now_s)
+    decimals = profile.settlement_decimals
+    for r, i in enumerate(pm_rows):
+        std = results[i]
+        im = ceil_units(float(pm.initial_margin[r]), decimals)
+        mm = ceil_units(float(pm.maintenance_margin[r]), decimals)
+        positions = tuple(replace(p, initial_margin=None, maintenance_margin=None) for p in std.positions)
+        results[i] = replace(
+            std,
+            initial_margin=im,
+            maintenance_margin=mm,
+            free_collateral=std.equity - im,
+            liquidatable=std.equity < mm,
+            positions=positions,
+            adjustments=(),
+            portfolio=explain_account(book, pm, r, profile, full=explain),
+        )
+    return results
+
+
+def _standard_margins(
     accounts: Sequence[AccountView], markets: Mapping[str, MarketSnapshot], profile: Profile, now_s: int
 ) -> list[AccountMargin]:
-    """Margin of every account; raises InputError when a needed market is missing."""
     decimals = profile.settlement_decimals
     scale = 10.0**decimals
     flat, options = _flatten(accounts, scale)

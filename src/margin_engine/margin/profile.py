@@ -95,6 +95,61 @@ class FeeParams(_Frozen):
     option_fee_cap_premium_ratio: float = Field(ge=0, le=1)
 
 
+VolShock = Literal["up", "none", "down"]
+
+
+class PmUnderlyingParams(_Frozen):
+    """Scenarios of one underlying: a grid (price_range in steps x vol up/none/down) or an
+    explicit list of (spot multiplier, vol shock) pairs, as Lyra's PMRM lists them."""
+
+    price_range: float | None = Field(default=None, gt=0, le=0.95)
+    price_step: float | None = Field(default=None, gt=0, le=0.95)
+    scenarios: tuple[tuple[float, VolShock], ...] | None = None
+    vol_range_up: float = Field(ge=0, le=10)
+    vol_range_down: float = Field(ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> PmUnderlyingParams:
+        grid = self.price_range is not None and self.price_step is not None
+        if grid == (self.scenarios is not None):
+            raise ValueError("give either price_range and price_step, or an explicit scenarios list")
+        if self.scenarios is not None and any(m <= 0 for m, _ in self.scenarios):
+            raise ValueError("scenario spot multipliers must be > 0")
+        return self
+
+
+class PortfolioParams(_Frozen):
+    """Risk-matrix portfolio margin (Deribit PM, Lyra v2 PMRM, CME SPAN): requirement base =
+    worst scenario loss + contingencies; IM = im_factor * base, MM = mm_factor * base."""
+
+    im_factor: float = Field(ge=1, le=5)
+    mm_factor: float = Field(gt=0, le=1)
+    vol_power_short: float = 0.30  # tenor scaling (30/DTE)^power up to vol_power_switch_days
+    vol_power_long: float = 0.13
+    vol_power_switch_days: float = 30.0
+    min_dte_days: float = Field(default=1.0, gt=0)
+    extended_moves: tuple[float, ...] = ()  # spot moves with vol up, counted at extended_weight
+    extended_weight: float = Field(default=0.0, ge=0, le=1)
+    short_option_min_spot_ratio: float = Field(default=0.0, ge=0)  # per net short option per strike
+    perp_static_spot_ratio: float = Field(default=0.0, ge=0)  # per |perp size|
+    base_static_spot_ratio: float = Field(default=0.0, ge=0)  # per unit of crypto collateral
+    delta_shock_spot_ratio: float = Field(default=0.0, ge=0)  # per unit of |net linear delta| (perps, collateral)
+    basis_shock_ratio: float = Field(default=0.0, ge=0, le=0.5)  # options' forward moved +/- this, perps not
+    confidence_threshold: float = Field(default=0.0, ge=0, le=1)
+    confidence_factor: float = Field(default=0.0, ge=0)
+    gain_discount_static: float = Field(default=1.0, gt=0, le=1)  # shocked option gains * d * e^(-T(r+add))
+    gain_discount_rate_add: float = Field(default=0.0, ge=0)
+    underlyings: dict[str, PmUnderlyingParams]
+
+    @model_validator(mode="after")
+    def _moves(self) -> PortfolioParams:
+        if any(m <= -1 for m in self.extended_moves):
+            raise ValueError("extended moves must be > -1 (a -100% move leaves no price)")
+        if self.mm_factor * 1.0 > self.im_factor:
+            raise ValueError("mm_factor must not exceed im_factor")
+        return self
+
+
 class Profile(_Frozen):
     name: str
     schema_version: int
@@ -105,6 +160,7 @@ class Profile(_Frozen):
     underlyings: dict[str, UnderlyingParams]
     options: OptionParams
     fees: FeeParams
+    portfolio: PortfolioParams | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Profile:
@@ -115,6 +171,10 @@ class Profile(_Frozen):
         for symbol in self.assets:
             if symbol != self.settlement_asset and symbol not in self.underlyings:
                 raise ValueError(f"collateral asset {symbol!r} needs an underlying of the same name for its price")
+        if self.portfolio is not None:
+            missing = set(self.underlyings) - set(self.portfolio.underlyings)
+            if missing:
+                raise ValueError(f"portfolio section lacks scenario parameters for {sorted(missing)}")
         return self
 
     @property

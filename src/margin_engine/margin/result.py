@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from margin_engine.ledger.units import format_units
+from margin_engine.margin.portfolio import CONTINGENCIES
 
 GREEK_NAMES = ("delta", "gamma", "vega", "theta")
 
@@ -30,9 +31,9 @@ class PositionMargin:
     instrument: str
     size: Decimal
     mark_price: float
-    value: float  # mark-to-market, incl. a perp's unrealized P&L; + allocation when isolated
-    initial_margin: float
-    maintenance_margin: float
+    value: float  # mark-to-market, incl. a perp's unrealized P&L
+    initial_margin: float | None  # standalone; None in portfolio margin (see the explain)
+    maintenance_margin: float | None
     greeks: tuple[float, float, float, float]
     allocation_units: int | None = None  # isolated only
     liquidatable: bool | None = None  # isolated only
@@ -43,8 +44,8 @@ class PositionMargin:
             "size": format(self.size, "f"),
             "mark_price": _num(self.mark_price, decimals),
             "value": _num(self.value, decimals),
-            "initial_margin": _num(self.initial_margin, decimals),
-            "maintenance_margin": _num(self.maintenance_margin, decimals),
+            "initial_margin": None if self.initial_margin is None else _num(self.initial_margin, decimals),
+            "maintenance_margin": None if self.maintenance_margin is None else _num(self.maintenance_margin, decimals),
             "greeks": {n: _sig(g) for n, g in zip(GREEK_NAMES, self.greeks, strict=True)},
         }
         if self.allocation_units is not None:
@@ -105,6 +106,7 @@ class AccountMargin:
     collateral: tuple[CollateralLine, ...]
     adjustments: tuple[Adjustment, ...]
     greeks_by_underlying: dict[str, tuple[float, float, float, float]]
+    portfolio: dict | None = None  # portfolio margin: worst scenarios, contributions, contingencies
 
     @property
     def margin_ratio(self) -> float | None:
@@ -147,4 +149,19 @@ class AccountMargin:
             "positions": [p.to_json(d) for p in self.positions],
             "collateral": [c.to_json(d) for c in self.collateral],
             "adjustments": [a.to_json(d) for a in self.adjustments],
+            **({"portfolio": _portfolio_json(self.portfolio, d)} if self.portfolio is not None else {}),
         }
+
+
+def _portfolio_json(explain, decimals: int, key: str = ""):
+    """USD figures of the explain (P&L, losses, contingencies) as decimal strings, like every amount."""
+    if isinstance(explain, dict):
+        return {k: _portfolio_json(v, decimals, k) for k, v in explain.items()}
+    if isinstance(explain, list):
+        return [_portfolio_json(v, decimals, key) for v in explain]
+    if isinstance(explain, float) and key in _USD_KEYS:
+        return _num(explain, decimals)
+    return explain
+
+
+_USD_KEYS = {"worst_pnl", "loss", "base", "pnl", *CONTINGENCIES}

@@ -91,9 +91,13 @@ class MarketSnapshot:
     index: float
     rate: float
     vol: VolSurface
+    confidence: float = 1.0  # oracle confidence in [0, 1]; low confidence raises portfolio IM
 
     def to_json(self) -> dict[str, Any]:
-        return {"index": _fmt(self.index), "rate": _fmt(self.rate), "vol": self.vol.to_json()}
+        out = {"index": _fmt(self.index), "rate": _fmt(self.rate), "vol": self.vol.to_json()}
+        if self.confidence != 1.0:
+            out["confidence"] = _fmt(self.confidence)
+        return out
 
 
 def _fmt(x: float) -> str:
@@ -131,9 +135,9 @@ def parse_vol_surface(value: object, field: str) -> VolSurface:
 def parse_market(underlying: str, value: object, field: str) -> MarketSnapshot:
     if not isinstance(value, dict):
         raise InputError(field, f"expected an object with index, vol and rate, got {value!r}")
-    unknown = set(value) - {"index", "vol", "rate"}
+    unknown = set(value) - {"index", "vol", "rate", "confidence"}
     if unknown:
-        raise InputError(field, f"unknown field(s) {sorted(unknown)}; expected index, vol, rate")
+        raise InputError(field, f"unknown field(s) {sorted(unknown)}; expected index, vol, rate, confidence")
     if "index" not in value:
         raise InputError(f"{field}.index", "missing: the index price in USD")
     index = float(parse_decimal(value["index"], f"{field}.index", positive=True))
@@ -142,4 +146,7 @@ def parse_market(underlying: str, value: object, field: str) -> MarketSnapshot:
         raise InputError(f"{field}.rate", f"rate is a fraction per year (0.05 = 5%), got {rate}")
     if "vol" not in value:
         raise InputError(f"{field}.vol", "missing: implied vol, flat (0.6) or per expiry")
-    return MarketSnapshot(underlying, index, rate, parse_vol_surface(value["vol"], f"{field}.vol"))
+    confidence = float(parse_decimal(value.get("confidence", 1), f"{field}.confidence", non_negative=True))
+    if confidence > 1:
+        raise InputError(f"{field}.confidence", f"must be in [0, 1], got {confidence}")
+    return MarketSnapshot(underlying, index, rate, parse_vol_surface(value["vol"], f"{field}.vol"), confidence)
