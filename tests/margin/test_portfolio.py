@@ -181,3 +181,22 @@ def test_requirement_never_falls_when_the_range_widens(accounts, narrow, extra):
     a = portfolio_margin(book_from_views(views, small), MARKETS, small, NOW_S)
     b = portfolio_margin(book_from_views(views, wide), MARKETS, wide, NOW_S)
     assert np.all(b.initial_margin >= a.initial_margin - 1e-9 * np.maximum(1, a.initial_margin))
+
+
+def test_incremental_update_equals_full_recompute():
+    from margin_engine.margin.portfolio import IncrementalPortfolioMargin
+
+    views = [_view(i, a) for i, a in enumerate([
+        ([("BTC-25DEC26-60000-C", Decimal(-1)), ("BTC-PERP", Decimal("0.5"))], 10**10, 0, 0),
+        ([("ETH-26MAR27-3300-P", Decimal(-4))], 10**10, 10**8, 0),
+        ([("ETH-PERP", Decimal(2)), ("BTC-26MAR27-54000-P", Decimal(1))], 10**9, 0, -10**9),
+    ])]
+    book = book_from_views(views, DERIBIT_PM)
+    inc = IncrementalPortfolioMargin(book, MARKETS, DERIBIT_PM, NOW_S)
+    moved = parse_market("ETH", {"index": 2500, "vol": 0.9}, "m")
+    touched = inc.update_market(moved)
+    assert touched.tolist() == [1, 2]  # the ETH holders only
+    full = portfolio_margin(book, {**MARKETS, "ETH": moved}, DERIBIT_PM, NOW_S)
+    got = inc.result()
+    np.testing.assert_allclose(got.initial_margin, full.initial_margin, rtol=1e-12)
+    np.testing.assert_allclose(got.equity, full.equity, rtol=1e-12)

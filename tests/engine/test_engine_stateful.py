@@ -1,0 +1,338 @@
+"""Random command sequences against the engine (hypothesis rule-based state machine).
+
+After every step: conservation and the clearing identity hold (`audit`), a rejection changed
+nothing, an accepted trade left every side whose position grew or flipped with free collateral
+>= 0 (and isolated positions covered by their allocation), an accepted withdrawal left free
+collateral >= 0, fees follow the schedule, funding and expiry dust stays below one unit per
+position. At the end the journal replays to the same state and a second engine fed the same
+commands emits the same event JSON.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from decimal import ROUND_CEILING, Decimal
+
+from hypothesis import HealthCheck, event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from margin_engine.engine import Engine, Rejection, audit, event_from_json, replay
+from margin_engine.errors import InputError
+from margin_engine.instruments.names import parse_instrument
+from margin_engine.ledger.ledger import FEES, allocation_key
+from margin_engine.ledger.units import ceil_units
+from margin_engine.margin.calculator import compute_margins
+from margin_engine.margin.profile import load_profile
+
+T0 = 1795593600  # 2026-11-25T08:00:00Z
+EXPIRIES = {"25DEC26": 1798185600, "26MAR27": 1806048000}  # 08:00 UTC
+NAMES = ("a0", "a1", "a2", "a3", "a4", "ghost")  # "ghost" is never opened: unknown_account
+MODES = ("cross", "isolated", "portfolio")
+PERPS = ("BTC-PERP", "ETH-PERP")
+OPTIONS = ("BTC-25DEC26-60000-C", "BTC-25DEC26-55000-P", "BTC-25DEC26-70000-C", "BTC-26MAR27-60000-C",
+           "BTC-26MAR27-50000-P", "ETH-25DEC26-3000-C")
+INSTRUMENTS = PERPS + OPTIONS
+BASE_INDEX = {"BTC": 60000, "ETH": 3000}
+
+OPENED = NAMES[:4]  # opened at the start; a4 only by the open_account rule
+accounts = st.one_of(st.sampled_from(OPENED), st.sampled_from(OPENED), st.sampled_from(OPENED),
+                     st.sampled_from(NAMES[4:]))
+units_usdc = st.one_of(st.integers(1, 999), st.integers(1, 200_000 * 10**6))
+units_btc = st.one_of(st.integers(1, 999), st.integers(1, 2 * 10**8))
+units_eth = st.one_of(st.integers(1, 999), st.integers(1, 30 * 10**18))
+sizes = st.one_of(st.integers(1, 99), st.integers(1, 300_000_000))  # in 1e-8 of the underlying
+fractions = st.sampled_from([Decimal("0.1"), Decimal("0.5"), Decimal("0.9"), Decimal("0.99"), Decimal(1),
+                             Decimal("1.01"), Decimal(2)])
+
+
+def _dec(units: int, decimals: int) -> str:
+    return format(Decimal(units).scaleb(-decimals), "f")
+
+
+def _snapshot(engine: Engine) -> dict:
+    s = engine.state
+    return {
+        "now": s.now_s,
+        "balances": {k: v for k, v in dict(s.ledger.balances).items() if v != 0},
+        "positions": {a: {n: (p.size, p.quote) for n, p in acct.positions.items()} for a, acct in s.accounts.items()},
+        "modes": {a: acct.mode for a, acct in s.accounts.items()},
+        "markets": {u: m.to_json() for u, m in s.markets.items()},
+        "settled": dict(s.settled),
+        "holders": {n: list(h) for n, h in s.holders.items() if h},
+        "deposits": dict(s.deposits),
+        "withdrawals": dict(s.withdrawals),
+        "journal": len(engine.journal),
+    }
+
+
+def _grew(old: Decimal, new: Decimal) -> bool:
+    """The spec's risk-adding side: grew in absolute size, or flipped."""
+    return abs(new) > abs(old) or (old != 0 and new != 0 and (old > 0) != (new > 0))
+
+
+class EngineMachine(RuleBasedStateMachine):
+    profile_name = "deribit"
+
+    def __init__(self):
+        super().__init__()
+        self.profile = load_profile(self.profile_name)
+        self.engine = Engine(self.profile)
+        self.commands: list[dict] = []
+        self.accepted = {"trade": 0, "withdraw": 0, "settle_expiry": 0, "apply_funding": 0}
+
+    # ------------------------------------------------------------------------------ plumbing
+
+    def submit(self, cmd: dict):
+        before = copy.deepcopy(_snapshot(self.engine))
+        try:
+            out = self.engine.submit(cmd)
+        except InputError:
+            assert _snapshot(self.engine) == before
+            return None, before
+        self.commands.append(cmd)
+        event(f"{cmd['type']}: {out.code if isinstance(out, Rejection) else 'accepted'}")
+        if isinstance(out, Rejection):
+            assert _snapshot(self.engine) == before, f"rejected {cmd} ({out.code}) changed the state"
+        elif cmd["type"] in self.accepted:
+            self.accepted[cmd["type"]] += 1
+        return out, before
+
+    def margin(self, account: str):
+        s = self.engine.state
+        return compute_margins([s.view(account)], s.markets, s.profile, s.now_s or 0)[0]
+
+    def balance(self, account: str, asset: str) -> int:
+        return self.engine.state.ledger.balance(f"user:{account}", asset)
+
+    def index(self, underlying: str) -> Decimal:
+        m = self.engine.state.markets.get(underlying)
+        return Decimal(repr(m.index)) if m else Decimal(BASE_INDEX[underlying])
+
+    # --------------------------------------------------------------------------------- rules
+
+    @initialize(set_clock=st.integers(0, 9), btc=st.integers(0, 9), eth=st.integers(0, 9),
+                modes=st.lists(st.sampled_from(MODES), min_size=len(OPENED), max_size=len(OPENED)),
+                deposits=st.lists(st.integers(0, 300_000), min_size=len(OPENED), max_size=len(OPENED)),
+                btc_deposits=st.lists(st.integers(0, 3 * 10**8), min_size=len(OPENED), max_size=len(OPENED)))
+    def start(self, set_clock, btc, eth, modes, deposits, btc_deposits):
+        # mostly with a clock and both markets; sometimes without, to meet time_unset and no_market
+        if set_clock:
+            self.submit({"type": "advance_time", "time": T0})
+        for u, on in (("BTC", btc), ("ETH", eth)):
+            if on:
+                self.submit({"type": "set_market", "underlying": u, "index": str(BASE_INDEX[u]), "vol": 0.6})
+        for name, mode, usdc, sats in zip(OPENED, modes, deposits, btc_deposits, strict=True):
+            self.submit({"type": "open_account", "account": name, "mode": mode})
+            if usdc:
+                self.submit({"type": "deposit", "account": name, "asset": "USDC", "amount": str(usdc)})
+            if sats and sats % 3 == 0:  # a third of the accounts also post BTC
+                self.submit({"type": "deposit", "account": name, "asset": "BTC", "amount": _dec(sats, 8)})
+
+    @rule(name=st.sampled_from(NAMES[:5]), mode=st.sampled_from(MODES))
+    def open_account(self, name, mode):
+        out, before = self.submit({"type": "open_account", "account": name, "mode": mode})
+        assert isinstance(out, Rejection) == (name in before["modes"])
+
+    @rule(account=accounts, asset=st.sampled_from(("USDC", "USDC", "BTC", "ETH")), data=st.data())
+    def deposit(self, account, asset, data):
+        amount = data.draw({"USDC": units_usdc, "BTC": units_btc, "ETH": units_eth}[asset])
+        decimals = self.profile.asset(asset).decimals
+        out, _ = self.submit({"type": "deposit", "account": account, "asset": asset, "amount": _dec(amount, decimals)})
+        assert isinstance(out, Rejection) == (account not in self.engine.state.accounts)
+
+    @rule(account=accounts, asset=st.sampled_from(("USDC", "USDC", "BTC", "ETH")), fraction=fractions)
+    def withdraw(self, account, asset, fraction):
+        decimals = self.profile.asset(asset).decimals
+        held = self.balance(account, asset) if account in self.engine.state.accounts else 10**decimals
+        amount = max(int(Decimal(max(held, 1)) * fraction), 1)
+        out, _ = self.submit({"type": "withdraw", "account": account, "asset": asset,
+                              "amount": _dec(amount, decimals)})
+        if out is None:
+            return
+        if isinstance(out, Rejection):
+            if out.code == "insufficient_balance":
+                assert amount > held
+            return
+        assert amount <= held
+        m = self.margin(account)
+        assert m.free_collateral >= 0, f"withdrawal left {account} with free collateral {m.free_collateral}"
+
+    @rule(underlying=st.sampled_from(("BTC", "ETH")), move=st.integers(-2500, 2500),
+          vol=st.integers(20, 150))
+    def set_market(self, underlying, move, vol):
+        # index moves by up to +-25% of the base, in cents
+        index = (Decimal(BASE_INDEX[underlying]) * (1 + Decimal(move) / 10_000)).quantize(Decimal("0.01"))
+        self.submit({"type": "set_market", "underlying": underlying, "index": str(index), "vol": vol / 100})
+
+    @rule(buyer=accounts, seller=accounts, instrument=st.sampled_from(INSTRUMENTS), size=sizes,
+          price_move=st.integers(-500, 500), option_price=st.integers(0, 600_000),
+          aggressor=st.sampled_from((None, "buyer", "seller")))
+    def trade(self, buyer, seller, instrument, size, price_move, option_price, aggressor):
+        self.do_trade(buyer, seller, instrument, size, price_move, option_price, aggressor)
+
+    @rule(buyer=accounts, seller=accounts, instrument=st.sampled_from(PERPS), size=sizes,
+          price_move=st.integers(-500, 500), aggressor=st.sampled_from((None, "buyer", "seller")))
+    def trade_perp(self, buyer, seller, instrument, size, price_move, aggressor):
+        self.do_trade(buyer, seller, instrument, size, price_move, 0, aggressor)
+
+    @rule(data=st.data(), fraction=fractions, price_move=st.integers(-500, 500), option_price=st.integers(0, 600_000))
+    def trade_against_position(self, data, fraction, price_move, option_price):
+        """Reduce, close or flip an open position (fraction < 1, = 1, > 1 of its size)."""
+        held = sorted((a, n, p.size) for a, acct in self.engine.state.accounts.items()
+                      for n, p in acct.positions.items())
+        if not held:
+            return
+        account, name, size = data.draw(st.sampled_from(held))
+        other = data.draw(st.sampled_from([a for a in OPENED if a != account]))
+        qty = max(int((abs(size) * fraction).scaleb(8)), 1)
+        buyer, seller = (other, account) if size > 0 else (account, other)
+        self.do_trade(buyer, seller, name, qty, price_move, option_price, data.draw(st.sampled_from((None, "buyer"))))
+
+    def do_trade(self, buyer, seller, instrument, size, price_move, option_price, aggressor):
+        inst = parse_instrument(instrument)
+        if inst.is_option:
+            price = Decimal(option_price) / 100
+        else:
+            price = (self.index(inst.underlying) * (1 + Decimal(price_move) / 10_000)).quantize(Decimal("0.01"))
+        cmd = {"type": "trade", "buyer": buyer, "seller": seller, "instrument": instrument,
+               "size": _dec(size, 8), "price": str(price)}
+        if aggressor:
+            cmd["aggressor"] = aggressor
+        out, before = self.submit(cmd)
+        if out is None:
+            assert buyer == seller
+            return
+        old = {a: before["positions"].get(a, {}).get(instrument, (Decimal(0), 0))[0] for a in (buyer, seller)}
+        qty = Decimal(size).scaleb(-8)
+        new = {buyer: old[buyer] + qty, seller: old[seller] - qty}
+        if isinstance(out, Rejection):
+            if out.code == "insufficient_margin":
+                # only a side that adds risk may be refused for margin
+                assert _grew(old[out.account], new[out.account]), (out, old, new)
+            return
+        positions = self.engine.state.accounts
+        for account in (buyer, seller):
+            got = positions[account].positions.get(instrument)
+            assert (got.size if got else Decimal(0)) == new[account]
+        self._check_fees(out, inst, qty, price, aggressor)
+        for account in (buyer, seller):
+            if not _grew(old[account], new[account]):
+                continue
+            m = self.margin(account)
+            assert m.free_collateral >= 0, \
+                f"{account} added risk in {instrument} and was left with free collateral {m.free_collateral}"
+            if m.mode == "isolated":
+                pm = next(p for p in m.positions if p.instrument == instrument)
+                held = self.engine.state.ledger.balance(allocation_key(account, instrument), "USDC")
+                assert held >= ceil_units(pm.initial_margin - pm.value, 6), (account, instrument, held, pm)
+
+    def _check_fees(self, events, inst, qty, price, aggressor):
+        f = self.profile.fees
+        (t,) = [e for e in events if e.type == "trade"]
+        for side, fee in (("buyer", t.buyer_fee), ("seller", t.seller_fee)):
+            if inst.is_option:
+                raw = min(Decimal(repr(f.option_rate)) * self.index(inst.underlying) * qty,
+                          Decimal(repr(f.option_fee_cap_premium_ratio)) * price * qty)
+            else:
+                rate = f.perp_taker_rate if aggressor == side else f.perp_maker_rate
+                raw = Decimal(repr(rate)) * price * qty
+            assert fee == int(raw.scaleb(6).to_integral_value(rounding=ROUND_CEILING)), (side, fee, raw)
+
+    @rule(account=accounts, instrument=st.sampled_from(INSTRUMENTS), amount=st.integers(-5_000 * 10**6, 5_000 * 10**6))
+    def allocate(self, account, instrument, amount):
+        if amount == 0:
+            return
+        out, _ = self.submit({"type": "allocate", "account": account, "instrument": instrument,
+                              "amount": _dec(amount, 6)})
+        if out is None or isinstance(out, Rejection) or amount > 0:
+            return
+        m = self.margin(account)
+        pm = next(p for p in m.positions if p.instrument == instrument)
+        held = self.engine.state.ledger.balance(allocation_key(account, instrument), "USDC")
+        assert held >= ceil_units(pm.initial_margin - pm.value, 6)
+
+    @rule(instrument=st.sampled_from(PERPS), rate=st.integers(-100_000, 100_000))
+    def apply_funding(self, instrument, rate):
+        holders = len([h for h in self.engine.state.holders.get(instrument, {})])
+        fees = self.engine.state.ledger.balance(FEES, "USDC")
+        out, _ = self.submit({"type": "apply_funding", "instrument": instrument, "rate": _dec(rate, 8)})
+        if out is None or isinstance(out, Rejection):
+            return
+        dust = self.engine.state.ledger.balance(FEES, "USDC") - fees
+        assert 0 <= dust <= holders, (dust, holders)
+
+    @rule(step=st.sampled_from((0, 3600, 86400, 10 * 86400, 31 * 86400, 60 * 86400, -1)))
+    def advance_time(self, step):
+        now = self.engine.state.now_s
+        target = (now if now is not None else T0) + step
+        if target < 0:
+            return
+        out, _ = self.submit({"type": "advance_time", "time": target})
+        assert isinstance(out, Rejection) == (now is not None and target < now)
+
+    @rule(underlying=st.sampled_from(("BTC", "ETH")), expiry=st.sampled_from(sorted(EXPIRIES)),
+          move=st.integers(-3000, 3000))
+    def settle_expiry(self, underlying, expiry, move):
+        price = (Decimal(BASE_INDEX[underlying]) * (1 + Decimal(move) / 10_000)).quantize(Decimal("0.001"))
+        s = self.engine.state
+        expiring = [(a, n) for n, hs in s.holders.items() for a in hs
+                    if n.startswith(f"{underlying}-{expiry}-")]
+        fees = s.ledger.balance(FEES, "USDC")
+        out, before = self.submit({"type": "settle_expiry", "underlying": underlying, "expiry": expiry,
+                                   "price": str(price)})
+        if isinstance(out, Rejection):
+            if out.code == "not_expired":
+                assert s.now_s is None or s.now_s < EXPIRIES[expiry]
+            return
+        for account, name in expiring:
+            assert name not in s.accounts[account].positions
+            assert s.ledger.balance(allocation_key(account, name), "USDC") == 0
+        dust = s.ledger.balance(FEES, "USDC") - fees
+        assert 0 <= dust <= len(expiring)
+
+    # ---------------------------------------------------------------------------- invariants
+
+    @invariant()
+    def conserved(self):
+        report = audit(self.engine.state)
+        s = self.engine.state
+        for asset, row in report.items():
+            assert row["deposits"] - row["withdrawals"] == row["users"] + row["insurance"] + row["fees"] + \
+                row["settlement"]
+            assert row["fees"] >= 0
+        # no allocation left behind by a closed isolated position
+        for (key, asset), amount in dict(s.ledger.balances).items():
+            if "/" in key and amount != 0:
+                account, name = key.removeprefix("user:").split("/", 1)
+                assert name in s.accounts[account].positions, (key, amount)
+
+    def teardown(self):
+        if not self.commands:
+            return
+        s = self.engine.state
+        r = replay(self.profile, [event_from_json(json.loads(json.dumps(e.to_json()))) for e in self.engine.journal])
+        assert {k: v for k, v in dict(r.ledger.balances).items() if v} == \
+               {k: v for k, v in dict(s.ledger.balances).items() if v}
+        assert {a: x.positions for a, x in r.accounts.items()} == {a: x.positions for a, x in s.accounts.items()}
+        assert (r.now_s, r.settled) == (s.now_s, s.settled)
+        twin = Engine(self.profile)
+        for cmd in self.commands:
+            twin.submit(cmd)
+        assert json.dumps([e.to_json() for e in twin.journal]) == json.dumps([e.to_json() for e in self.engine.journal])
+
+
+SETTINGS = settings(max_examples=60, stateful_step_count=30, deadline=None, print_blob=True,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+EngineMachine.TestCase.settings = SETTINGS
+TestEngineDeribit = EngineMachine.TestCase
+
+
+class DeriveEngineMachine(EngineMachine):
+    profile_name = "derive"
+
+
+DeriveEngineMachine.TestCase.settings = settings(SETTINGS, max_examples=30)
+TestEngineDerive = DeriveEngineMachine.TestCase
