@@ -211,3 +211,38 @@ def test_run_expired_option_is_a_rejection_not_an_input_error(tmp_path):
     result = invoke("run", write(tmp_path, "\n".join(json.dumps(x) for x in lines), "c.jsonl"), "--format", "json")
     assert result.exit_code == 0
     assert json.loads(result.stdout)["results"][-1]["rejection"]["code"] == "instrument_expired"
+
+
+def test_what_if_before_and_after(tmp_path):
+    path = write(tmp_path, BASE)
+    result = invoke("what-if", path, "--account", "alice", "--trade", "BTC-PERP:2@60500", "--format", "json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    # closing -2 perps entered at 61,000 at 60,500 vs a 60,000 mark: equity -1,000; the perp's IM 2,412 goes
+    assert out["change"]["equity"] == "-1000.000000"
+    assert Decimal(out["before"]["initial_margin"]) - Decimal(out["after"]["initial_margin"]) == Decimal("2412")
+    assert path.read_text() == json.dumps(BASE)  # nothing changed
+
+
+def test_what_if_portfolio_profile_hedge_lowers_margin(tmp_path):
+    doc = json.loads(json.dumps(BASE))
+    doc["accounts"][0]["mode"] = "portfolio"
+    result = invoke("what-if", write(tmp_path, doc), "--account", "alice", "--trade", "BTC-25DEC26-65000-C:1",
+                    "--profile", "deribit-pm", "--format", "json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert Decimal(out["change"]["initial_margin"]) < 0  # the long call caps the short call's loss
+    assert "portfolio" in out["after"]
+
+
+@pytest.mark.parametrize(("args", "field"), [
+    (["--account", "nobody", "--trade", "BTC-PERP:1"], "--account"),
+    (["--account", "alice", "--trade", "BTC-PERP"], "trade[0]"),
+    (["--account", "alice", "--trade", "BTC-PERP:0"], "trade[0].size"),
+    (["--account", "alice", "--trade", "BTC-PERP:1@-5"], "trade[0].price"),
+    (["--account", "alice", "--trade", "BTC-25OCT26-60000-C:1"], "trade[0]"),
+])
+def test_what_if_bad_input(tmp_path, args, field):
+    result = invoke("what-if", write(tmp_path, BASE), *args)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {field}"), result.stderr

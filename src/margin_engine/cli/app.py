@@ -79,6 +79,47 @@ def margin(
         print_margins(_console(), results, title=f"Margin ({prof.name} profile)")
 
 
+@app.command("what-if")
+def what_if(
+    file: Annotated[Path, typer.Argument(help="Portfolio file, JSON or TOML.")],
+    account: Annotated[str, typer.Option("--account", help="Account id in the file.")],
+    trade: Annotated[list[str], typer.Option("--trade", help="INSTRUMENT:SIZE[@PRICE]; repeat for several.")],
+    profile: ProfileOpt = "deribit",
+    format: FormatOpt = Format.table,
+) -> None:
+    """Margin of one account before and after hypothetical trades; nothing is changed."""
+    from margin_engine.cli.render import what_if_table
+    from margin_engine.margin.what_if import apply_trades, mark_prices, parse_trade
+
+    try:
+        prof = load_profile(profile)
+        portfolio = load_portfolio(file, prof)
+        views = {a.id: a for a in portfolio.accounts}
+        if account not in views:
+            raise InputError("--account", f"no account {account!r} in {file}; it has {', '.join(views) or 'none'}")
+        trades = [parse_trade(t, prof, f"trade[{i}]") for i, t in enumerate(trade)]
+        marks = mark_prices([t.instrument for t in trades], portfolio.markets, prof, portfolio.valuation_s)
+        after_view = apply_trades(views[account], trades, portfolio.markets, marks, prof, portfolio.valuation_s)
+        before, after = compute_margins([views[account], after_view], portfolio.markets, prof, portfolio.valuation_s)
+    except InputError as exc:
+        raise _fail(exc) from None
+    if format is Format.json:
+        d = prof.settlement_decimals
+        keys = ("equity", "initial_margin", "maintenance_margin", "free_collateral")
+        _print_json(
+            {
+                "profile": prof.name,
+                "account": account,
+                "trades": trade,
+                "before": before.to_json(),
+                "after": after.to_json(),
+                "change": {k: format_units(getattr(after, k) - getattr(before, k), d) for k in keys},
+            }
+        )
+    else:
+        _console().print(what_if_table(before, after, trade))
+
+
 @app.command()
 def run(
     file: Annotated[Path, typer.Argument(help="Engine commands, one JSON object per line.")],

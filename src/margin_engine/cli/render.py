@@ -37,6 +37,23 @@ def margin_table(results: Sequence[AccountMargin], title: str = "Margin") -> Tab
     return table
 
 
+def what_if_table(before: AccountMargin, after: AccountMargin, trades: Sequence[str]) -> Table:
+    table = Table(title=f"{before.id}: what if {' and '.join(trades)}", title_justify="left")
+    for col in ("", "before", "after", "change"):
+        table.add_column(col, justify="right" if col else "left")
+    d = before.decimals
+    for label, key in (
+        ("equity", "equity"),
+        ("initial margin", "initial_margin"),
+        ("maintenance margin", "maintenance_margin"),
+        ("free collateral", "free_collateral"),
+    ):
+        b, a = getattr(before, key), getattr(after, key)
+        table.add_row(label, _usd(b, d), _usd(a, d), f"{(a - b) / 10**d:+,.2f}")
+    table.add_row("liquidatable", str(before.liquidatable).lower(), str(after.liquidatable).lower(), "")
+    return table
+
+
 def positions_table(m: AccountMargin) -> Table:
     table = Table(title=f"{m.id}: positions", title_justify="left")
     for col in ("instrument", "size", "mark", "value", "IM", "MM", "delta", "gamma", "vega", "theta"):
