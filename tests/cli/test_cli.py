@@ -227,22 +227,56 @@ def test_what_if_before_and_after(tmp_path):
 def test_what_if_portfolio_profile_hedge_lowers_margin(tmp_path):
     doc = json.loads(json.dumps(BASE))
     doc["accounts"][0]["mode"] = "portfolio"
-    result = invoke("what-if", write(tmp_path, doc), "--account", "alice", "--trade", "BTC-25DEC26-65000-C:1",
-                    "--profile", "deribit-pm", "--format", "json")
+    result = invoke(
+        "what-if",
+        write(tmp_path, doc),
+        "--account",
+        "alice",
+        "--trade",
+        "BTC-25DEC26-65000-C:1",
+        "--profile",
+        "deribit-pm",
+        "--format",
+        "json",
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert Decimal(out["change"]["initial_margin"]) < 0  # the long call caps the short call's loss
     assert "portfolio" in out["after"]
 
 
-@pytest.mark.parametrize(("args", "field"), [
-    (["--account", "nobody", "--trade", "BTC-PERP:1"], "--account"),
-    (["--account", "alice", "--trade", "BTC-PERP"], "trade[0]"),
-    (["--account", "alice", "--trade", "BTC-PERP:0"], "trade[0].size"),
-    (["--account", "alice", "--trade", "BTC-PERP:1@-5"], "trade[0].price"),
-    (["--account", "alice", "--trade", "BTC-25OCT26-60000-C:1"], "trade[0]"),
-])
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["--account", "nobody", "--trade", "BTC-PERP:1"], "--account"),
+        (["--account", "alice", "--trade", "BTC-PERP"], "trade[0]"),
+        (["--account", "alice", "--trade", "BTC-PERP:0"], "trade[0].size"),
+        (["--account", "alice", "--trade", "BTC-PERP:1@-5"], "trade[0].price"),
+        (["--account", "alice", "--trade", "BTC-25OCT26-60000-C:1"], "trade[0]"),
+    ],
+)
 def test_what_if_bad_input(tmp_path, args, field):
     result = invoke("what-if", write(tmp_path, BASE), *args)
     assert result.exit_code == 2
     assert result.stderr.startswith(f"error: {field}"), result.stderr
+
+
+def test_calibrate_writes_a_profile_that_margins(tmp_path):
+    out = tmp_path / "cal.toml"
+    result = invoke(
+        "calibrate", EXAMPLES / "btc-usd-1d-2023-2025.csv", "--model", "ewma", "--out", out, "--format", "json"
+    )
+    assert result.exit_code == 0, result.output
+    rec = json.loads(result.stdout)["recommended_range"]
+    assert 0.05 <= rec <= 0.5
+    doc = json.loads(json.dumps(BASE))
+    doc["accounts"][0]["mode"] = "portfolio"
+    margin = invoke("margin", write(tmp_path, doc), "--profile", out, "--format", "json")
+    assert margin.exit_code == 0 and json.loads(margin.stdout)["profile"] == "deribit-pm-calibrated"
+
+
+def test_calibrate_bad_options(tmp_path):
+    assert invoke("calibrate", EXAMPLES / "btc-usd-1d-2023-2025.csv", "--model", "arima").exit_code == 2
+    assert invoke("calibrate", EXAMPLES / "btc-usd-1d-2023-2025.csv", "--confidence", "1.5").exit_code == 2
+    result = invoke("calibrate", EXAMPLES / "btc-usd-1d-2023-2025.csv", "--underlying", "DOGE")
+    assert result.exit_code == 2 and "DOGE" in result.stderr

@@ -121,6 +121,67 @@ def what_if(
 
 
 @app.command()
+def calibrate(
+    file: Annotated[Path, typer.Argument(help="Daily prices: CSV with time,open,high,low,close,volume.")],
+    underlying: Annotated[str | None, typer.Option(help="BTC, ETH...; default: from the file name.")] = None,
+    model: Annotated[str, typer.Option(help="garch (arch, Student-t) or ewma (RiskMetrics 0.94).")] = "garch",
+    tail: Annotated[str, typer.Option(help="student-t or historical (filtered historical simulation).")] = "student-t",
+    confidence: Annotated[float, typer.Option(help="One-sided probability the range must cover.")] = 0.999,
+    horizon_days: Annotated[float, typer.Option(help="Liquidation horizon in days.")] = 2.0,
+    floor: Annotated[float, typer.Option(help="Smallest range.")] = 0.05,
+    cap: Annotated[float, typer.Option(help="Largest range.")] = 0.5,
+    max_change_per_day: Annotated[float, typer.Option(help="Largest change of the range per day.")] = 0.01,
+    profile: Annotated[str, typer.Option("--profile", "-p", help="Portfolio profile to start from.")] = "deribit-pm",
+    out: Annotated[Path | None, typer.Option(help="Write the calibrated profile (TOML) here.")] = None,
+    format: FormatOpt = Format.table,
+) -> None:
+    """Recommend a portfolio-margin price range from realized volatility, and write a profile."""
+    from margin_engine.calibration.price_range import RangeSettings, calibrate_range
+    from margin_engine.calibration.prices import read_prices
+    from margin_engine.calibration.profile_writer import with_price_range, write_profile
+    from margin_engine.cli.render import calibration_table
+
+    try:
+        if model not in ("garch", "ewma"):
+            raise InputError("--model", f"must be garch or ewma, got {model!r}")
+        if tail not in ("student-t", "historical"):
+            raise InputError("--tail", f"must be student-t or historical, got {tail!r}")
+        prof = load_profile(profile)
+        u = underlying or file.name.split("-")[0].upper()
+        prof.underlying(u, "--underlying")
+        prices = read_prices(file)
+        settings = RangeSettings(model, tail, confidence, horizon_days, floor, cap, max_change_per_day)  # type: ignore[arg-type]
+        result = calibrate_range(prices.log_returns(), settings)
+        note = (
+            f"{u} range {result.recommended:.4f} from {file.name}: {model}, {tail} q{confidence}, "
+            f"{horizon_days:g}-day horizon, floor {floor}, cap {cap}, max change {max_change_per_day}/day"
+        )
+        text = with_price_range(prof, u, result.recommended, note)
+        if out is not None:
+            write_profile(text, out)
+    except InputError as exc:
+        raise _fail(exc) from None
+    if format is Format.json:
+        _print_json(
+            {
+                "underlying": u,
+                "model": model,
+                "tail": tail,
+                "quantile": result.quantile,
+                "dof": result.dof,
+                "sigma_daily": float(result.sigma[-1]),
+                "raw_range": float(result.raw_range[-1]),
+                "recommended_range": result.recommended,
+                "profile": None if out is None else str(out),
+            }
+        )
+    else:
+        _console().print(calibration_table(u, prices.time_s[1:], result))
+        if out is not None:
+            _console().print(f"wrote {out}")
+
+
+@app.command()
 def run(
     file: Annotated[Path, typer.Argument(help="Engine commands, one JSON object per line.")],
     profile: ProfileOpt = "deribit",

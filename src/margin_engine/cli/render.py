@@ -37,6 +37,29 @@ def margin_table(results: Sequence[AccountMargin], title: str = "Margin") -> Tab
     return table
 
 
+def calibration_table(underlying: str, time_s, result) -> Table:
+    from margin_engine.engine.commands import format_time
+
+    table = Table(
+        title=f"{underlying}: price range from realized volatility (last 10 days)",
+        title_justify="left",
+        caption=f"tail quantile {result.quantile:.3f}"
+        + (f", Student-t dof {result.dof:.2f}" if result.dof else "")
+        + f"; recommended range {result.recommended:.2%}",
+    )
+    for col in ("day", "daily vol", "raw range", "bounded", "recommended"):
+        table.add_column(col, justify="right" if col != "day" else "left")
+    for t in range(max(0, len(result.sigma) - 10), len(result.sigma)):
+        table.add_row(
+            format_time(int(time_s[t]))[:10],
+            f"{result.sigma[t]:.2%}",
+            f"{result.raw_range[t]:.2%}",
+            f"{result.bounded[t]:.2%}",
+            f"{result.smoothed[t]:.2%}",
+        )
+    return table
+
+
 def what_if_table(before: AccountMargin, after: AccountMargin, trades: Sequence[str]) -> Table:
     table = Table(title=f"{before.id}: what if {' and '.join(trades)}", title_justify="left")
     for col in ("", "before", "after", "change"):

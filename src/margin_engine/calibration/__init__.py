@@ -1,0 +1,1 @@
+"""Volatility-driven margin parameters: price ranges that follow realized volatility."""
