@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
-from decimal import ROUND_CEILING, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
@@ -65,6 +65,12 @@ def _snapshot(engine: Engine) -> dict:
         "withdrawals": dict(s.withdrawals),
         "journal": len(engine.journal),
     }
+
+
+def _held(balances: dict, account: str) -> int:
+    """USDC of an account: its free pool plus the collateral of its isolated positions."""
+    return sum(v for (k, a), v in balances.items() if a == "USDC" and (k == f"user:{account}" or
+                                                                      k.startswith(f"user:{account}/")))
 
 
 def _grew(old: Decimal, new: Decimal) -> bool:
@@ -217,6 +223,7 @@ class EngineMachine(RuleBasedStateMachine):
             got = positions[account].positions.get(instrument)
             assert (got.size if got else Decimal(0)) == new[account]
         self._check_fees(out, inst, qty, price, aggressor)
+        self._check_quotes_and_cash(out, before, inst, instrument, buyer, seller, qty, price)
         for account in (buyer, seller):
             if not _grew(old[account], new[account]):
                 continue
@@ -227,6 +234,34 @@ class EngineMachine(RuleBasedStateMachine):
                 pm = next(p for p in m.positions if p.instrument == instrument)
                 held = self.engine.state.ledger.balance(allocation_key(account, instrument), "USDC")
                 assert held >= ceil_units(pm.initial_margin - pm.value, 6), (account, instrument, held, pm)
+
+    def _check_quotes_and_cash(self, events, before, inst, name, buyer, seller, qty, price):
+        """Spec oracle: perp quote = -(entry notional), kept pro rata on a reduction, reset to the
+        opening part on a flip; a cross side's cash moves by realized P&L (perps) or the premium
+        (options), less its fee."""
+        (t,) = [e for e in events if e.type == "trade"]
+        notional = int((qty * price).scaleb(6).to_integral_value())  # half-even, as both sides book it
+        s = self.engine.state
+        for account, sign, fee in ((buyer, 1, t.buyer_fee), (seller, -1, t.seller_fee)):
+            old_size, old_quote = before["positions"].get(account, {}).get(name, (Decimal(0), 0))
+            got = s.accounts[account].positions.get(name)
+            new_size, new_quote = (got.size, got.quote) if got else (Decimal(0), 0)
+            if inst.is_option:
+                assert new_quote == 0
+                flow = -sign * notional
+            else:
+                if new_size == 0:
+                    assert got is None
+                elif old_size == 0 or (old_size > 0) == (new_size > 0) and abs(new_size) > abs(old_size):
+                    assert new_quote == old_quote - sign * notional  # increase: adds the fill's notional
+                elif (old_size > 0) == (new_size > 0):
+                    assert abs(Decimal(new_quote) - Decimal(old_quote) * new_size / old_size) <= Decimal("0.5")
+                else:  # flipped: the opening part of the fill is the new basis
+                    assert abs(Decimal(new_quote) + sign * notional * abs(new_size) / qty) <= Decimal("0.5")
+                flow = old_quote - sign * notional - new_quote  # realized P&L
+            # free pool and allocations together (top-ups and releases move money inside the account)
+            delta = _held(dict(s.ledger.balances), account) - _held(before["balances"], account)
+            assert delta == flow - fee, (account, delta, flow, fee)
 
     def _check_fees(self, events, inst, qty, price, aggressor):
         f = self.profile.fees
@@ -255,13 +290,22 @@ class EngineMachine(RuleBasedStateMachine):
 
     @rule(instrument=st.sampled_from(PERPS), rate=st.integers(-100_000, 100_000))
     def apply_funding(self, instrument, rate):
-        holders = len([h for h in self.engine.state.holders.get(instrument, {})])
-        fees = self.engine.state.ledger.balance(FEES, "USDC")
-        out, _ = self.submit({"type": "apply_funding", "instrument": instrument, "rate": _dec(rate, 8)})
+        s = self.engine.state
+        holders = list(s.holders.get(instrument, {}))
+        fees = s.ledger.balance(FEES, "USDC")
+        out, before = self.submit({"type": "apply_funding", "instrument": instrument, "rate": _dec(rate, 8)})
         if out is None or isinstance(out, Rejection):
             return
-        dust = self.engine.state.ledger.balance(FEES, "USDC") - fees
-        assert 0 <= dust <= holders, (dust, holders)
+        dust = s.ledger.balance(FEES, "USDC") - fees
+        assert 0 <= dust <= len(holders), (dust, holders)
+        index = Decimal(repr(s.markets[instrument.split("-")[0]].index))
+        for account in holders:
+            owed = s.accounts[account].positions[instrument].size * index * Decimal(rate).scaleb(-8)
+            # payers rounded up, receivers rounded down
+            expected = -int(owed.scaleb(6).to_integral_value(rounding=ROUND_CEILING)) if owed > 0 else \
+                int((-owed).scaleb(6).to_integral_value(rounding=ROUND_FLOOR))
+            key = allocation_key(account, instrument) if s.accounts[account].mode == "isolated" else f"user:{account}"
+            assert s.ledger.balance(key, "USDC") - before["balances"].get((key, "USDC"), 0) == expected
 
     @rule(step=st.sampled_from((0, 3600, 86400, 10 * 86400, 31 * 86400, 60 * 86400, -1)))
     def advance_time(self, step):
@@ -286,9 +330,21 @@ class EngineMachine(RuleBasedStateMachine):
             if out.code == "not_expired":
                 assert s.now_s is None or s.now_s < EXPIRIES[expiry]
             return
+        payoff: dict[str, int] = {}
         for account, name in expiring:
             assert name not in s.accounts[account].positions
             assert s.ledger.balance(allocation_key(account, name), "USDC") == 0
+            size = before["positions"][account][name][0]
+            inst = parse_instrument(name)
+            intrinsic = max(price - inst.strike, Decimal(0)) if inst.is_call else max(inst.strike - price, Decimal(0))
+            value = (size * intrinsic).scaleb(6)
+            got = int(value.to_integral_value(rounding=ROUND_FLOOR if size > 0 else ROUND_CEILING))
+            # an isolated position's allocation comes back to the free pool with its payoff
+            got += before["balances"].get((allocation_key(account, name), "USDC"), 0)
+            payoff[account] = payoff.get(account, 0) + got
+        for account, amount in payoff.items():
+            key = f"user:{account}"
+            assert s.ledger.balance(key, "USDC") - before["balances"].get((key, "USDC"), 0) == amount
         dust = s.ledger.balance(FEES, "USDC") - fees
         assert 0 <= dust <= len(expiring)
 

@@ -21,14 +21,20 @@ NOW = "2026-11-25T08:00:00Z"
 NOW_S = 1795593600
 DERIBIT_PM = load_profile("deribit-pm")
 DERIVE_PM = load_profile("derive-pmrm")
-MARKETS = {"BTC": parse_market("BTC", {"index": 60000, "vol": 0.6}, "m"),
-           "ETH": parse_market("ETH", {"index": 3000, "vol": {"25DEC26": 0.7, "26MAR27": 0.65}}, "m")}
+MARKETS = {
+    "BTC": parse_market("BTC", {"index": 60000, "vol": 0.6}, "m"),
+    "ETH": parse_market("ETH", {"index": 3000, "vol": {"25DEC26": 0.7, "26MAR27": 0.65}}, "m"),
+}
 
 
 def pm(positions, collateral=None, profile=DERIBIT_PM):
-    doc = {"valuation_time": NOW, "market": {"BTC": {"index": 60000, "vol": 0.6}},
-           "accounts": [{"id": "a", "mode": "portfolio", "collateral": collateral or {"USDC": "100000"},
-                         "positions": positions}]}
+    doc = {
+        "valuation_time": NOW,
+        "market": {"BTC": {"index": 60000, "vol": 0.6}},
+        "accounts": [
+            {"id": "a", "mode": "portfolio", "collateral": collateral or {"USDC": "100000"}, "positions": positions}
+        ],
+    }
     p = parse_portfolio(doc, profile)
     book = book_from_views(p.accounts, profile)
     return portfolio_margin(book, p.markets, profile, p.valuation_s), p
@@ -45,8 +51,12 @@ T30 = 30 / 365  # 25DEC26 08:00 from the valuation time
 
 def test_bull_and_bear_call_spreads_need_at_most_their_width():
     for sizes in (("1", "-1"), ("-1", "1")):
-        result, _ = pm([{"instrument": "BTC-25DEC26-60000-C", "size": sizes[0]},
-                        {"instrument": "BTC-25DEC26-65000-C", "size": sizes[1]}])
+        result, _ = pm(
+            [
+                {"instrument": "BTC-25DEC26-60000-C", "size": sizes[0]},
+                {"instrument": "BTC-25DEC26-65000-C", "size": sizes[1]},
+            ]
+        )
         assert result.initial_margin[0] <= 5000.0  # width 65,000 - 60,000
         assert result.maintenance_margin[0] == pytest.approx(0.8 * result.initial_margin[0])
 
@@ -62,9 +72,13 @@ def test_synthetic_short_hedged_by_perp_needs_only_contingencies():
     # -C + P at one strike = short forward: its P&L cancels the long perp's in every scenario,
     # whatever the vol shock. Left: the delta shock on the perp, 1% * 60,000 * 1 = 600; the
     # net short options at 60,000 are -1 + 1 = 0, so no short-option minimum.
-    result, _ = pm([{"instrument": "BTC-25DEC26-60000-C", "size": "-1"},
-                    {"instrument": "BTC-25DEC26-60000-P", "size": "1"},
-                    {"instrument": "BTC-PERP", "size": "1"}])
+    result, _ = pm(
+        [
+            {"instrument": "BTC-25DEC26-60000-C", "size": "-1"},
+            {"instrument": "BTC-25DEC26-60000-P", "size": "1"},
+            {"instrument": "BTC-PERP", "size": "1"},
+        ]
+    )
     risk = result.by_underlying[0]
     assert risk.loss[0] == pytest.approx(0.0, abs=1e-7)
     assert risk.contingencies["short_option"][0] == 0.0
@@ -75,11 +89,17 @@ def test_short_call_alone_needs_the_full_worst_case_move():
     result, _ = pm([{"instrument": "BTC-25DEC26-60000-C", "size": "-1"}])
     c0 = bs_call(60000, 60000, T30, 0.6)
     # vol up at 30 days: 0.6 * (1 + 0.5 * (30/30)^0.30) = 0.9; scan -16% ... +16% by 4%
-    worst = max(bs_call(60000 * (1 + k * 0.04), 60000, T30, v) - c0
-                for k in range(-4, 5) for v in (0.6 * 0.75, 0.6, 0.9))
+    worst = max(
+        bs_call(60000 * (1 + k * 0.04), 60000, T30, v) - c0 for k in range(-4, 5) for v in (0.6 * 0.75, 0.6, 0.9)
+    )
     # extended moves at vol up, damped to 0.16/|move|
-    worst = max([worst] + [(bs_call(60000 * (1 + m), 60000, T30, 0.9) - c0) * min(1, 0.16 / abs(m))
-                           for m in (-0.66, -0.33, 0.5, 1, 2, 3, 4, 5)])
+    worst = max(
+        [worst]
+        + [
+            (bs_call(60000 * (1 + m), 60000, T30, 0.9) - c0) * min(1, 0.16 / abs(m))
+            for m in (-0.66, -0.33, 0.5, 1, 2, 3, 4, 5)
+        ]
+    )
     assert result.by_underlying[0].loss[0] == pytest.approx(worst, rel=1e-9)
     # + 0.01 * 60,000 per net short option; no linear delta
     assert result.initial_margin[0] == pytest.approx(worst + 600.0, rel=1e-9)
@@ -95,8 +115,10 @@ def test_btc_collateral_moves_with_short_calls():
 
 
 def test_derive_pmrm_im_is_125_percent_of_mm():
-    result, _ = pm([{"instrument": "BTC-25DEC26-60000-C", "size": "-1"}, {"instrument": "BTC-PERP", "size": "0.5"}],
-                   profile=DERIVE_PM)
+    result, _ = pm(
+        [{"instrument": "BTC-25DEC26-60000-C", "size": "-1"}, {"instrument": "BTC-PERP", "size": "0.5"}],
+        profile=DERIVE_PM,
+    )
     assert result.initial_margin[0] == pytest.approx(1.25 * result.maintenance_margin[0])
     conts = result.by_underlying[0].contingencies
     assert conts["perp_static"][0] == pytest.approx(0.03 * 60000 * 0.5)  # 3% of spot per perp
@@ -105,9 +127,19 @@ def test_derive_pmrm_im_is_125_percent_of_mm():
 
 
 def test_low_oracle_confidence_raises_the_requirement():
-    doc = lambda conf: {"valuation_time": NOW, "market": {"BTC": {"index": 60000, "vol": 0.6, "confidence": conf}},  # noqa: E731
-                        "accounts": [{"id": "a", "mode": "portfolio", "collateral": {"USDC": "1"},
-                                      "positions": [{"instrument": "BTC-PERP", "size": "2"}]}]}
+    def doc(conf):
+        return {
+            "valuation_time": NOW,
+            "market": {"BTC": {"index": 60000, "vol": 0.6, "confidence": conf}},
+            "accounts": [
+                {
+                    "id": "a",
+                    "mode": "portfolio",
+                    "collateral": {"USDC": "1"},
+                    "positions": [{"instrument": "BTC-PERP", "size": "2"}],
+                }
+            ],
+        }
     low, high = (parse_portfolio(doc(c), DERIVE_PM) for c in ("0.5", "0.9"))
     r_low = portfolio_margin(book_from_views(low.accounts, DERIVE_PM), low.markets, DERIVE_PM, NOW_S)
     r_high = portfolio_margin(book_from_views(high.accounts, DERIVE_PM), high.markets, DERIVE_PM, NOW_S)
@@ -116,16 +148,32 @@ def test_low_oracle_confidence_raises_the_requirement():
 
 
 def test_portfolio_mode_in_compute_margins_and_explain():
-    p = parse_portfolio({"valuation_time": NOW, "market": {"BTC": {"index": 60000, "vol": 0.6}},
-                         "accounts": [{"id": "x", "mode": "portfolio", "collateral": {"USDC": "10000"},
-                                       "positions": [{"instrument": "BTC-25DEC26-60000-C", "size": "-1"},
-                                                     {"instrument": "BTC-PERP", "size": "0.5"}]}]}, DERIBIT_PM)
+    p = parse_portfolio(
+        {
+            "valuation_time": NOW,
+            "market": {"BTC": {"index": 60000, "vol": 0.6}},
+            "accounts": [
+                {
+                    "id": "x",
+                    "mode": "portfolio",
+                    "collateral": {"USDC": "10000"},
+                    "positions": [
+                        {"instrument": "BTC-25DEC26-60000-C", "size": "-1"},
+                        {"instrument": "BTC-PERP", "size": "0.5"},
+                    ],
+                }
+            ],
+        },
+        DERIBIT_PM,
+    )
     (m,) = compute_margins(p.accounts, p.markets, DERIBIT_PM, p.valuation_s, explain=True)
     (u,) = m.portfolio["underlyings"]
     assert sum(c["pnl"] for c in u["contributions"]) == pytest.approx(u["worst_pnl"])
     assert len(u["scenarios"]) == 9 * 3 + 8
     assert m.initial_margin == math.ceil(Decimal(u["base"]).scaleb(6))
-    assert m.to_json()["portfolio"]["underlyings"][0]["loss"] == format(Decimal(u["loss"]).quantize(Decimal("1e-6")), "f")
+    assert m.to_json()["portfolio"]["underlyings"][0]["loss"] == format(
+        Decimal(u["loss"]).quantize(Decimal("1e-6")), "f"
+    )
     # the same account in a profile without a risk matrix is margined as cross
     (std,) = compute_margins(p.accounts, p.markets, load_profile("deribit"), p.valuation_s)
     assert std.portfolio is None and std.initial_margin > m.initial_margin
@@ -135,21 +183,35 @@ def test_portfolio_mode_in_compute_margins_and_explain():
 
 EXPIRIES = ("25DEC26", "26MAR27")
 position = st.one_of(
-    st.tuples(st.sampled_from(["BTC", "ETH"]), st.sampled_from(EXPIRIES), st.integers(-6, 6), st.booleans(),
-              st.integers(-50, 50).filter(bool)).map(
-        lambda t: (f"{t[0]}-{t[1]}-{(60000 if t[0] == 'BTC' else 3000) * (10 + t[2]) // 10}-{'C' if t[3] else 'P'}",
-                   Decimal(t[4]) / 10)),
+    st.tuples(
+        st.sampled_from(["BTC", "ETH"]),
+        st.sampled_from(EXPIRIES),
+        st.integers(-6, 6),
+        st.booleans(),
+        st.integers(-50, 50).filter(bool),
+    ).map(
+        lambda t: (
+            f"{t[0]}-{t[1]}-{(60000 if t[0] == 'BTC' else 3000) * (10 + t[2]) // 10}-{'C' if t[3] else 'P'}",
+            Decimal(t[4]) / 10,
+        )
+    ),
     st.tuples(st.sampled_from(["BTC-PERP", "ETH-PERP"]), st.integers(-50, 50).filter(bool)).map(
-        lambda t: (t[0], Decimal(t[1]) / 10)),
+        lambda t: (t[0], Decimal(t[1]) / 10)
+    ),
 )
-account = st.tuples(st.lists(position, min_size=1, max_size=8, unique_by=lambda p: p[0]),
-                    st.integers(0, 10**11), st.integers(0, 3 * 10**8), st.integers(-10**10, 10**10))
+account = st.tuples(
+    st.lists(position, min_size=1, max_size=8, unique_by=lambda p: p[0]),
+    st.integers(0, 10**11),
+    st.integers(0, 3 * 10**8),
+    st.integers(-(10**10), 10**10),
+)
 
 
 def _view(i, acct):
     positions, usdc, btc, quote = acct
-    views = tuple(PositionView(parse_instrument(name), size, quote if not name[-1] in "CP" else 0)
-                  for name, size in positions)
+    views = tuple(
+        PositionView(parse_instrument(name), size, quote if name[-1] not in "CP" else 0) for name, size in positions
+    )
     return AccountView(f"a{i}", "portfolio", {"USDC": usdc, "BTC": btc}, views)
 
 
@@ -175,7 +237,9 @@ def test_requirement_never_falls_when_the_range_widens(accounts, narrow, extra):
     def with_range(r):
         params = DERIBIT_PM.portfolio.underlyings
         new_u = {u: p.model_copy(update={"price_range": r}) for u, p in params.items()}
-        return DERIBIT_PM.model_copy(update={"portfolio": DERIBIT_PM.portfolio.model_copy(update={"underlyings": new_u})})
+        return DERIBIT_PM.model_copy(
+            update={"portfolio": DERIBIT_PM.portfolio.model_copy(update={"underlyings": new_u})}
+        )
 
     small, wide = with_range(narrow), with_range(narrow + extra)
     a = portfolio_margin(book_from_views(views, small), MARKETS, small, NOW_S)
@@ -186,11 +250,16 @@ def test_requirement_never_falls_when_the_range_widens(accounts, narrow, extra):
 def test_incremental_update_equals_full_recompute():
     from margin_engine.margin.portfolio import IncrementalPortfolioMargin
 
-    views = [_view(i, a) for i, a in enumerate([
-        ([("BTC-25DEC26-60000-C", Decimal(-1)), ("BTC-PERP", Decimal("0.5"))], 10**10, 0, 0),
-        ([("ETH-26MAR27-3300-P", Decimal(-4))], 10**10, 10**8, 0),
-        ([("ETH-PERP", Decimal(2)), ("BTC-26MAR27-54000-P", Decimal(1))], 10**9, 0, -10**9),
-    ])]
+    views = [
+        _view(i, a)
+        for i, a in enumerate(
+            [
+                ([("BTC-25DEC26-60000-C", Decimal(-1)), ("BTC-PERP", Decimal("0.5"))], 10**10, 0, 0),
+                ([("ETH-26MAR27-3300-P", Decimal(-4))], 10**10, 10**8, 0),
+                ([("ETH-PERP", Decimal(2)), ("BTC-26MAR27-54000-P", Decimal(1))], 10**9, 0, -(10**9)),
+            ]
+        )
+    ]
     book = book_from_views(views, DERIBIT_PM)
     inc = IncrementalPortfolioMargin(book, MARKETS, DERIBIT_PM, NOW_S)
     moved = parse_market("ETH", {"index": 2500, "vol": 0.9}, "m")
