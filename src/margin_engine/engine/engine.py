@@ -51,8 +51,8 @@ from margin_engine.margin.result import AccountMargin
 class _Tx:
     """Events of one command, each applied at once to a scratch state that later steps read."""
 
-    def __init__(self, state: State, accounts: tuple[str, ...] = ()):
-        self.scratch = state.scratch(accounts)
+    def __init__(self, state: State):
+        self.scratch = state.scratch()
         self.events: list[Event] = []
 
     def emit(self, event: Event) -> None:
@@ -143,7 +143,7 @@ def _withdraw(state: State, cmd: Withdraw) -> list[Event]:
             asset=cmd.asset,
             decimals=decimals,
         )
-    tx = _Tx(state, (cmd.account,))
+    tx = _Tx(state)
     tx.emit(Transferred(user_key(cmd.account), EXTERNAL, cmd.asset, cmd.amount, "withdrawal"))
     m = tx.margin(cmd.account)
     if m.free_collateral < 0:
@@ -204,7 +204,7 @@ def _trade(state: State, cmd: Trade) -> list[Event]:
     fees = {
         side: _fee(state, cmd.instrument, cmd.size, cmd.price, cmd.aggressor == side) for side in ("buyer", "seller")
     }
-    tx = _Tx(state, (cmd.buyer, cmd.seller))
+    tx = _Tx(state)
     tx.emit(TradeExecuted(cmd.buyer, cmd.seller, name, cmd.size, cmd.price, fees["buyer"], fees["seller"]))
     if isinstance(cmd.instrument, Option):
         tx.transfer(user_key(cmd.buyer), user_key(cmd.seller), settle, notional, "premium")
@@ -320,7 +320,7 @@ def _allocate(state: State, cmd: Allocate) -> list[Event]:
             asset=settle,
             decimals=d,
         )
-    tx = _Tx(state, (cmd.account,))
+    tx = _Tx(state)
     tx.transfer(user_key(cmd.account), allocation_key(cmd.account, name), settle, cmd.amount, "allocation")
     if cmd.amount < 0:
         pos = next(x for x in tx.margin(cmd.account).positions if x.instrument == name)
@@ -377,7 +377,7 @@ def _settle_expiry(state: State, cmd: SettleExpiry) -> list[Event]:
         for name, holders in state.holders.items()
         if holders and _expires_with(state.accounts[next(iter(holders))].positions[name].instrument, cmd)
     }
-    tx = _Tx(state, tuple(dict.fromkeys(a for holders in expiring.values() for a in holders)))
+    tx = _Tx(state)
     tx.emit(ExpirySettled(cmd.underlying, cmd.expiry_s, cmd.price))
     dust = 0
     for name, holders in expiring.items():
