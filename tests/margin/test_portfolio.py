@@ -123,7 +123,36 @@ def test_derive_pmrm_im_is_125_percent_of_mm():
     conts = result.by_underlying[0].contingencies
     assert conts["perp_static"][0] == pytest.approx(0.03 * 60000 * 0.5)  # 3% of spot per perp
     assert conts["short_option"][0] == pytest.approx(0.02 * 60000)  # 2% per net short option
-    assert conts["basis"][0] > 0
+    risk = result.by_underlying[0]
+    # the basis loss floors the worst scenario, it does not add to it (Lyra's getMarginAndMarkToMarket)
+    assert 0 < risk.basis_loss[0] < risk.loss[0]
+    assert risk.loss[0] == pytest.approx(-risk.pnl[0].min())
+
+
+def test_lyra_naked_shorts_at_one_strike_add_up():
+    # Lyra's own test: short call + short put at 1500 -> contingency of 2 short options
+    # (2% * spot * 2); a short call against a long put at that strike -> none
+    doc = {
+        "valuation_time": NOW,
+        "market": {"ETH": {"index": 1500, "vol": 0.6}},
+        "accounts": [
+            {
+                "id": "a",
+                "mode": "portfolio",
+                "collateral": {"USDC": "10000"},
+                "positions": [
+                    {"instrument": "ETH-25DEC26-1500-C", "size": "-1"},
+                    {"instrument": "ETH-25DEC26-1500-P", "size": p},
+                ],
+            }
+            for p in ("-1", "1")
+        ],
+    }
+    doc["accounts"][1]["id"] = "b"
+    p = parse_portfolio(doc, DERIVE_PM)
+    result = portfolio_margin(book_from_views(p.accounts, DERIVE_PM), p.markets, DERIVE_PM, NOW_S)
+    shorts = result.by_underlying[1].contingencies["short_option"]
+    assert shorts.tolist() == pytest.approx([2 * 1500 * 0.02, 0.0])
 
 
 def test_low_oracle_confidence_raises_the_requirement():
@@ -140,11 +169,13 @@ def test_low_oracle_confidence_raises_the_requirement():
                 }
             ],
         }
+
     low, high = (parse_portfolio(doc(c), DERIVE_PM) for c in ("0.5", "0.9"))
     r_low = portfolio_margin(book_from_views(low.accounts, DERIVE_PM), low.markets, DERIVE_PM, NOW_S)
     r_high = portfolio_margin(book_from_views(high.accounts, DERIVE_PM), high.markets, DERIVE_PM, NOW_S)
-    # (1 - 0.5) * factor 1 * 60,000 * 2 on the MM base, times 1.25 on IM
-    assert r_low.base[0] - r_high.base[0] == pytest.approx(60000.0)
+    # (1 - 0.5) * factor 1 * 60,000 * 2, on initial margin only (Lyra adds it after the IM factor)
+    assert r_low.initial_margin[0] - r_high.initial_margin[0] == pytest.approx(60000.0)
+    assert r_low.maintenance_margin[0] == r_high.maintenance_margin[0]
 
 
 def test_portfolio_mode_in_compute_margins_and_explain():

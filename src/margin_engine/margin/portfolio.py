@@ -3,15 +3,19 @@
 Each distinct instrument is repriced once per scenario of its underlying (Black-76 for options,
 spot for perps and crypto collateral), giving an instruments x scenarios P&L matrix; a sparse
 accounts x instruments position matrix times that matrix gives every account's P&L in every
-scenario. There is no Python loop over accounts or positions on this path; the only loop is over
-underlyings. Per underlying u (underlyings do not offset each other, as in segregated SPAN):
+scenario. There is no Python loop over accounts or positions on this path; the loops are over
+underlyings and expiries. Per underlying u (underlyings do not offset each other, as in
+segregated SPAN), following Lyra's PMRMLib.getMarginAndMarkToMarket:
 
-    base_u = max(0, -min_j weight_j * PnL_j) + contingencies_u
-    IM = im_factor * sum_u base_u + haircuts,   MM = mm_factor * sum_u base_u + haircuts
+    loss_u = max(0, -min_j weight_j * PnL_j, basis loss)      base_u = loss_u + static_u
+    MM = mm_factor * sum_u base_u + haircuts
+    IM = im_factor * sum_u base_u + confidence charges + haircuts
 
-Contingencies: a minimum per net short option per (expiry, strike); static charges per perp and
-per unit of crypto collateral (Lyra); a delta shock on the net linear delta (Deribit); a basis shock on the
-options' forward (Lyra); an oracle-confidence charge when confidence is below the threshold.
+Static contingencies: a minimum per net short option per (expiry, strike); charges per perp and
+per unit of crypto collateral (Lyra); a delta shock on the net linear delta (Deribit). The basis
+loss moves only the options' forward (Lyra's basis scenarios) and floors the worst case; the
+confidence charge applies to initial margin only. Where the profile discounts option value
+(Lyra's static discount), a positive shocked value of each expiry's options is discounted.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from margin_engine.market.snapshot import MarketSnapshot
 from margin_engine.pricing.black76 import SECONDS_PER_YEAR, black76
 
 PERP, OPTION, COLLATERAL = 0, 1, 2
-CONTINGENCIES = ("short_option", "perp_static", "base_static", "delta_shock", "basis", "confidence")
+CONTINGENCIES = ("short_option", "perp_static", "base_static", "delta_shock")
 
 
 @dataclass(frozen=True)
@@ -75,16 +79,32 @@ class _Block:
     holders: np.ndarray
     matrix: sp.csr_matrix
 
+    def expiry_groups(
+        self, kind: np.ndarray, expiry_s: np.ndarray
+    ) -> list[tuple[np.ndarray, np.ndarray, sp.csr_matrix]]:
+        """Per expiry: its columns within the block, the block rows holding it, their sub-matrix."""
+        csc = self.matrix.tocsc()
+        local = np.arange(len(self.cols))
+        groups = []
+        for e in np.unique(expiry_s[self.cols][kind[self.cols] == OPTION]):
+            cols = local[(kind[self.cols] == OPTION) & (expiry_s[self.cols] == e)]
+            sub = csc[:, cols].tocsr()
+            rows = np.flatnonzero(np.diff(sub.indptr))
+            groups.append((cols, rows, sub[rows]))
+        return groups
+
 
 @dataclass(frozen=True)
 class UnderlyingRisk:
     """Per-underlying result for the accounts that hold it (rows align with block.holders)."""
 
     scenarios: ScenarioSet
-    pnl: np.ndarray  # holders x scenarios, weighted
+    pnl: np.ndarray  # holders x scenarios, weighted (and discounted)
     worst: np.ndarray  # index of the worst scenario per holder
-    loss: np.ndarray  # max(0, -min weighted P&L)
-    contingencies: dict[str, np.ndarray]
+    basis_loss: np.ndarray  # loss when only the options' forward moves (floors the worst case)
+    loss: np.ndarray  # max(0, -min weighted P&L, basis loss)
+    contingencies: dict[str, np.ndarray]  # static: added to the loss
+    confidence: np.ndarray  # initial margin only
     instrument_pnl: np.ndarray  # instruments of the block x scenarios, weighted (for explain)
     value: np.ndarray  # mark value of the holder's positions and collateral in this underlying
     haircut_im: np.ndarray  # collateral value * (1 - weight)
@@ -99,6 +119,7 @@ class UnderlyingRisk:
 class PortfolioResult:
     equity: np.ndarray
     base: np.ndarray
+    confidence: np.ndarray
     initial_margin: np.ndarray
     maintenance_margin: np.ndarray
     haircut_im: np.ndarray
@@ -184,65 +205,108 @@ def underlying_risk(book: PortfolioBook, u: int, snap: MarketSnapshot, profile: 
     kind = t.kind[cols]
     opt = kind == OPTION
     spot = snap.index
-    v0 = _values_now(t, cols, snap, now_s)
+    years = np.maximum(t.expiry_s[cols] - now_s, 0) / SECONDS_PER_YEAR
+    vol_now = snap.vol.vols(t.expiry_s[cols], t.strike[cols], now_s)
+    fwd_now = spot * np.exp(snap.rate * years)
+    v0 = np.full(len(cols), spot)
+    if opt.any():
+        v0[opt] = black76(
+            fwd_now[opt], t.strike[cols][opt], years[opt], vol_now[opt], snap.rate, t.is_call[cols][opt]
+        ).price
 
     values = np.repeat((spot * scen.spot_mult)[None, :], len(cols), axis=0)
-    years = np.maximum(t.expiry_s[cols] - now_s, 0) / SECONDS_PER_YEAR
     if opt.any():
-        c = cols[opt]
-        vol_now = snap.vol.vols(t.expiry_s[c], t.strike[c], now_s)
-        vols = shocked_vols(vol_now, years[opt] * 365.0, scen.vol_shock, pm, params)
-        fwd = spot * scen.spot_mult[None, :] * np.exp(snap.rate * years[opt])[:, None]
+        vols = shocked_vols(vol_now[opt], years[opt] * 365.0, scen.vol_shock, pm, params)
         values[opt] = black76(
-            fwd, t.strike[c][:, None], years[opt][:, None], vols, snap.rate, t.is_call[c][:, None]
+            fwd_now[opt][:, None] * scen.spot_mult[None, :],
+            t.strike[cols][opt][:, None],
+            years[opt][:, None],
+            vols,
+            snap.rate,
+            t.is_call[cols][opt][:, None],
         ).price
     pnl = (values - v0[:, None]) * scen.weight[None, :]
 
     matrix = block.matrix
-    if pm.gain_discount_static < 1 or pm.gain_discount_rate_add > 0:
-        # Lyra discounts what shocked options gain: a long gains where P&L > 0, a short where < 0.
-        disc = np.where(opt, pm.gain_discount_static * np.exp(-years * (snap.rate + pm.gain_discount_rate_add)), 1.0)
-        long_pnl = np.where(pnl > 0, pnl * disc[:, None], pnl)
-        short_pnl = np.where(pnl < 0, pnl * disc[:, None], pnl)
-        account_pnl = matrix.maximum(0) @ long_pnl + matrix.minimum(0) @ short_pnl
+    discounted = pm.option_value_discount_static < 1 or pm.option_value_discount_rate_add > 0
+    if discounted:
+        account_pnl = matrix @ np.where(opt[:, None], 0.0, pnl)
+        for group_cols, rows, sub in block.expiry_groups(t.kind, t.expiry_s):
+            # Lyra's static discount: a positive shocked value of an expiry's options counts at
+            # d * e^(-T (r + add)); the change is taken from the undiscounted value now
+            tau = years[group_cols[0]]
+            disc = pm.option_value_discount_static * np.exp(-tau * (snap.rate + pm.option_value_discount_rate_add))
+            shocked = sub @ values[group_cols]
+            now = sub @ v0[group_cols]
+            shocked = np.where(shocked > 0, shocked * disc, shocked)
+            account_pnl[rows] += (shocked - now[:, None]) * scen.weight[None, :]
     else:
         account_pnl = matrix @ pnl
     worst = np.argmin(account_pnl, axis=1)
-    loss = np.maximum(0.0, -account_pnl[np.arange(len(worst)), worst])
-    cont = _contingencies(book, block, snap, v0, years, opt, kind, profile, now_s)
+    basis = _basis_loss(block, opt, v0, fwd_now, years, vol_now, t, snap, pm)
+    loss = np.maximum(np.maximum(0.0, -account_pnl[np.arange(len(worst)), worst]), basis)
+    static = _static_contingencies(block, opt, kind, t, spot, pm)
+    confidence = np.zeros(len(worst))
+    if pm.confidence_factor and snap.confidence < pm.confidence_threshold:
+        # Lyra: (1 - confidence) * factor * spot * size affected, on initial margin only
+        confidence = (1 - snap.confidence) * pm.confidence_factor * spot * (abs(matrix) @ np.ones(len(cols)))
     asset = profile.assets.get(book.instruments.underlyings[u])
     collateral_value = matrix @ np.where(kind == COLLATERAL, v0, 0.0)
     im_w, mm_w = (asset.im_weight, asset.mm_weight) if asset else (1.0, 1.0)
+    share = pm.collateral_haircut_share
     return UnderlyingRisk(
         scen,
         account_pnl,
         worst,
+        basis,
         loss,
-        cont,
+        static,
+        confidence,
         pnl,
         matrix @ v0,
-        collateral_value * (1 - im_w),
-        collateral_value * (1 - mm_w),
+        collateral_value * (1 - im_w) * share,
+        collateral_value * (1 - mm_w) * share,
     )
 
 
-def _contingencies(book, block, snap, v0, years, opt, kind, profile: Profile, now_s: int) -> dict[str, np.ndarray]:
-    pm = profile.portfolio
-    t = book.instruments
-    cols = block.cols
-    matrix = block.matrix
-    spot = snap.index
-    n = matrix.shape[0]
+def _basis_loss(block, opt, v0, fwd_now, years, vol_now, t, snap, pm) -> np.ndarray:
+    """Lyra's basis contingency: the options' forward moves +/- basis_shock_ratio, perps and
+    collateral do not; the worse of the two losses."""
+    worst = np.zeros(len(block.holders))
+    if not (pm.basis_shock_ratio and opt.any()):
+        return worst
+    c = block.cols[opt]
+    for sign in (-1.0, 1.0):
+        moved = np.zeros(len(block.cols))
+        moved[opt] = (
+            black76(
+                fwd_now[opt] * (1 + sign * pm.basis_shock_ratio),
+                t.strike[c],
+                years[opt],
+                vol_now[opt],
+                snap.rate,
+                t.is_call[c],
+            ).price
+            - v0[opt]
+        )
+        worst = np.minimum(worst, block.matrix @ moved)
+    return -worst * pm.basis_factor
+
+
+def _static_contingencies(block, opt, kind, t, spot, pm) -> dict[str, np.ndarray]:
+    cols, matrix = block.cols, block.matrix
     out: dict[str, np.ndarray] = {}
     if pm.short_option_min_spot_ratio and opt.any():
-        # net size per (expiry, strike): calls and puts at one strike offset each other (Deribit's example)
+        # net size per (expiry, strike): a call and a put at one strike offset each other when one
+        # is long and the other short; two shorts add (Deribit's example, Lyra's nakedShorts)
         keys = np.stack([t.expiry_s[cols], t.strike[cols]])[:, opt]
         _, group = np.unique(keys, axis=1, return_inverse=True)
         grouping = sp.csr_matrix(
             (np.ones(opt.sum()), (np.flatnonzero(opt), group.ravel())), shape=(len(cols), int(group.max()) + 1)
         )
-        net = (matrix @ grouping).toarray()
-        out["short_option"] = pm.short_option_min_spot_ratio * spot * np.maximum(-net, 0.0).sum(axis=1)
+        net = (matrix @ grouping).tocsr()
+        net.data = np.maximum(-net.data, 0.0)
+        out["short_option"] = pm.short_option_min_spot_ratio * spot * np.asarray(net.sum(axis=1)).ravel()
     abs_matrix = abs(matrix)
     if pm.perp_static_spot_ratio:
         out["perp_static"] = pm.perp_static_spot_ratio * spot * (abs_matrix @ (kind == PERP).astype(float))
@@ -252,23 +316,6 @@ def _contingencies(book, block, snap, v0, years, opt, kind, profile: Profile, no
         # Deribit's delta shock replaced its futures contingency: it charges the linear delta
         # (perps and collateral), so a long option never needs more than its premium.
         out["delta_shock"] = pm.delta_shock_spot_ratio * spot * np.abs(matrix @ (kind != OPTION).astype(float))
-    if pm.basis_shock_ratio and opt.any():
-        c = cols[opt]
-        vol = snap.vol.vols(t.expiry_s[c], t.strike[c], now_s)
-        fwd = spot * np.exp(snap.rate * years[opt])
-        worst = np.zeros(n)
-        for sign in (-1.0, 1.0):
-            moved = np.zeros(len(cols))
-            moved[opt] = (
-                black76(
-                    fwd * (1 + sign * pm.basis_shock_ratio), t.strike[c], years[opt], vol, snap.rate, t.is_call[c]
-                ).price
-                - v0[opt]
-            )
-            worst = np.minimum(worst, matrix @ moved)
-        out["basis"] = -worst
-    if pm.confidence_factor and snap.confidence < pm.confidence_threshold:
-        out["confidence"] = (1 - snap.confidence) * pm.confidence_factor * spot * (abs_matrix @ np.ones(len(cols)))
     return out
 
 
@@ -287,15 +334,18 @@ def combine(book: PortfolioBook, risks: dict[int, UnderlyingRisk], profile: Prof
     """Add up the underlyings: they do not offset each other."""
     pm = profile.portfolio
     n = len(book.account_ids)
-    base, equity, haircut_im, haircut_mm = np.zeros(n), book.cash.copy(), np.zeros(n), np.zeros(n)
+    base, confidence, equity = np.zeros(n), np.zeros(n), book.cash.copy()
+    haircut_im, haircut_mm = np.zeros(n), np.zeros(n)
     for u, risk in risks.items():
         rows = book.blocks[u].holders
         base[rows] += risk.base
+        confidence[rows] += risk.confidence
         equity[rows] += risk.value
         haircut_im[rows] += risk.haircut_im
         haircut_mm[rows] += risk.haircut_mm
+    im = pm.im_factor * base + confidence + haircut_im
     return PortfolioResult(
-        equity, base, pm.im_factor * base + haircut_im, pm.mm_factor * base + haircut_mm, haircut_im, haircut_mm, risks
+        equity, base, confidence, im, pm.mm_factor * base + haircut_mm, haircut_im, haircut_mm, risks
     )
 
 
@@ -339,8 +389,10 @@ def explain_account(
             "underlying": book.instruments.underlyings[u],
             "worst_scenario": {**risk.scenarios.describe(j), "label": risk.scenarios.label(j)},
             "worst_pnl": float(risk.pnl[r, j]),
+            "basis_loss": float(risk.basis_loss[r]),
             "loss": float(risk.loss[r]),
             "contingencies": {k: float(v[r]) for k, v in risk.contingencies.items()},
+            "confidence": float(risk.confidence[r]),
             "base": float(risk.base[r]),
         }
         if full:
@@ -351,7 +403,7 @@ def explain_account(
             ]
             shown = sum(c["pnl"] for c in contributions)
             if abs(shown - entry["worst_pnl"]) > 1e-9 * max(1.0, abs(shown)):
-                contributions.append({"instrument": "gain discount", "pnl": entry["worst_pnl"] - shown})
+                contributions.append({"instrument": "option value discount", "pnl": entry["worst_pnl"] - shown})
             entry["contributions"] = contributions
             entry["scenarios"] = [
                 {**risk.scenarios.describe(k), "pnl": float(risk.pnl[r, k])} for k in range(len(risk.scenarios))

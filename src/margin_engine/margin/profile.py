@@ -135,10 +135,14 @@ class PortfolioParams(_Frozen):
     base_static_spot_ratio: float = Field(default=0.0, ge=0)  # per unit of crypto collateral
     delta_shock_spot_ratio: float = Field(default=0.0, ge=0)  # per unit of |net linear delta| (perps, collateral)
     basis_shock_ratio: float = Field(default=0.0, ge=0, le=0.5)  # options' forward moved +/- this, perps not
-    confidence_threshold: float = Field(default=0.0, ge=0, le=1)
+    basis_factor: float = Field(default=1.0, ge=0)  # the basis loss counts times this
+    confidence_threshold: float = Field(default=0.0, ge=0, le=1)  # below it, IM += (1 - c) * factor * S * size
     confidence_factor: float = Field(default=0.0, ge=0)
-    gain_discount_static: float = Field(default=1.0, gt=0, le=1)  # shocked option gains * d * e^(-T(r+add))
-    gain_discount_rate_add: float = Field(default=0.0, ge=0)
+    option_value_discount_static: float = Field(
+        default=1.0, gt=0, le=1
+    )  # positive shocked expiry value * d e^(-T(r+add))
+    option_value_discount_rate_add: float = Field(default=0.0, ge=0)
+    collateral_haircut_share: float = Field(default=1.0, ge=0, le=1)  # of the assets' standard haircuts
     underlyings: dict[str, PmUnderlyingParams]
 
     @model_validator(mode="after")
