@@ -385,9 +385,11 @@ def explain_account(
         if r >= len(block.holders) or block.holders[r] != row:
             continue
         j = int(risk.worst[r])
+        noise = 1e-9 * max(1.0, abs(float(risk.value[r])))  # hedges that cancel leave float dust
+        label = risk.scenarios.label(j) if risk.pnl[r, j] < -noise else "no scenario loses"
         entry = {
             "underlying": book.instruments.underlyings[u],
-            "worst_scenario": {**risk.scenarios.describe(j), "label": risk.scenarios.label(j)},
+            "worst_scenario": {**risk.scenarios.describe(j), "label": label},
             "worst_pnl": float(risk.pnl[r, j]),
             "basis_loss": float(risk.basis_loss[r]),
             "loss": float(risk.loss[r]),
