@@ -29,6 +29,7 @@ DERIBIT = load_profile("deribit")
 
 # ----------------------------------------------------------------------------------------- helpers
 
+
 def snapshot(engine: Engine) -> dict:
     """Everything a command may change, as plain comparable data."""
     s = engine.state
@@ -81,15 +82,22 @@ def margin(engine: Engine, account: str):
 
 
 def trade(buyer, seller, instrument, size, price, aggressor=None) -> dict:
-    cmd = {"type": "trade", "buyer": buyer, "seller": seller, "instrument": instrument,
-           "size": str(size), "price": str(price)}
+    cmd = {
+        "type": "trade",
+        "buyer": buyer,
+        "seller": seller,
+        "instrument": instrument,
+        "size": str(size),
+        "price": str(price),
+    }
     if aggressor:
         cmd["aggressor"] = aggressor
     return cmd
 
 
-def setup(accounts=("alice", "bob", "carl", "dan"), deposit="100000", index="60000", mode="cross",
-          profile=DERIBIT, time=T0) -> Engine:
+def setup(
+    accounts=("alice", "bob", "carl", "dan"), deposit="100000", index="60000", mode="cross", profile=DERIBIT, time=T0
+) -> Engine:
     e = Engine(profile)
     if time:
         ok(e, {"type": "advance_time", "time": time})
@@ -111,6 +119,7 @@ def transfers(events, reason):
 
 
 # ------------------------------------------------------------------------------------------- perps
+
 
 def test_perp_open_partial_close_full_close_and_flip():
     e = setup()
@@ -145,8 +154,9 @@ def test_perp_open_partial_close_full_close_and_flip():
     out = ok(e, trade("alice", "bob", "BTC-PERP", "1", "60000"))
     # bob: realized = -61000 + 60000 = -1000 USDC, bob -> settlement; position gone
     # alice: raw 122000 - 60000 = 62000, kept 122000 * 1/2 = 61000, realized +1000 settlement -> alice
-    assert sorted(transfers(out, "realized_pnl")) == sorted([
-        (user_key("bob"), SETTLEMENT, 1_000 * U), (SETTLEMENT, user_key("alice"), 1_000 * U)])
+    assert sorted(transfers(out, "realized_pnl")) == sorted(
+        [(user_key("bob"), SETTLEMENT, 1_000 * U), (SETTLEMENT, user_key("alice"), 1_000 * U)]
+    )
     assert pos(e, "bob", "BTC-PERP") is None
     assert "bob" not in e.state.holders["BTC-PERP"]
     assert pos(e, "alice", "BTC-PERP") == (Decimal(-1), 61_000 * U)
@@ -163,8 +173,9 @@ def test_perp_open_partial_close_full_close_and_flip():
     # carl: raw -63000 + 186000 = 123000; opening quote +124000; realized -1000 (long 63000, sold 62000)
     assert pos(e, "alice", "BTC-PERP") == (Decimal(2), -124_000 * U)
     assert pos(e, "carl", "BTC-PERP") == (Decimal(-2), 124_000 * U)
-    assert sorted(transfers(out, "realized_pnl")) == sorted([
-        (user_key("alice"), SETTLEMENT, 1_000 * U), (user_key("carl"), SETTLEMENT, 1_000 * U)])
+    assert sorted(transfers(out, "realized_pnl")) == sorted(
+        [(user_key("alice"), SETTLEMENT, 1_000 * U), (user_key("carl"), SETTLEMENT, 1_000 * U)]
+    )
     assert user(e, "alice") == 100_000 * U + 1_000 * U - 1_000 * U
     assert user(e, "carl") == 100_000 * U - 1_000 * U
     # settlement -2000 + 1000 + 1000 = 0 = quotes -124000 + 124000
@@ -220,8 +231,9 @@ def test_perp_partial_close_cost_basis_rounds_half_even():
     out = ok(e, trade("alice", "bob", "BTC-PERP", "2", "60001"))
     assert pos(e, "bob", "BTC-PERP") == (Decimal(1), -60_000_010_000)
     # alice mirrors it: her short of -3 at 60000.01 loses 2 * 0.99 USDC
-    assert sorted(transfers(out, "realized_pnl")) == sorted([(SETTLEMENT, user_key("bob"), 1_980_000),
-                                                             (user_key("alice"), SETTLEMENT, 1_980_000)])
+    assert sorted(transfers(out, "realized_pnl")) == sorted(
+        [(SETTLEMENT, user_key("bob"), 1_980_000), (user_key("alice"), SETTLEMENT, 1_980_000)]
+    )
     # 3 satoshi at 33333.33333: 0.0009999999999 USDC = 999.9999999 units -> half-even 1000
     e2 = setup(("alice", "bob"))
     ok(e2, trade("bob", "alice", "BTC-PERP", "0.00000003", "33333.33333"))
@@ -236,6 +248,7 @@ def test_perp_partial_close_cost_basis_rounds_half_even():
 
 
 # ----------------------------------------------------------------------------------------- options
+
 
 def test_option_premium_and_fee_cap_not_binding():
     e = setup(("alice", "bob"))
@@ -282,6 +295,7 @@ def test_option_fee_sub_unit_rounds_up_and_zero_price_has_zero_fee():
 
 
 # ----------------------------------------------------------------------------------------- funding
+
 
 def _funding_book() -> Engine:
     e = setup()
@@ -354,6 +368,7 @@ def test_funding_without_positions_or_with_zero_rate_moves_nothing():
 
 # ------------------------------------------------------------------------------------------ expiry
 
+
 def test_expiry_itm_call_otm_put_with_dust():
     e = setup()
     # longs bob +0.33333333 and dan +0.33333334 of the 60000 call, alice short -0.66666667
@@ -364,8 +379,9 @@ def test_expiry_itm_call_otm_put_with_dust():
     before = {a: user(e, a) for a in ("alice", "bob", "carl", "dan")}
     fees_before = bal(e, FEES)
 
-    rejected(e, {"type": "settle_expiry", "underlying": "BTC", "expiry": "25DEC26", "price": "61000.0003"},
-             "not_expired")
+    rejected(
+        e, {"type": "settle_expiry", "underlying": "BTC", "expiry": "25DEC26", "price": "61000.0003"}, "not_expired"
+    )
     ok(e, {"type": "advance_time", "time": EXPIRY})
     out = ok(e, {"type": "settle_expiry", "underlying": "BTC", "expiry": "25DEC26", "price": "61000.0003"})
     # call intrinsic 61000.0003 - 60000 = 1000.0003 per BTC
@@ -387,8 +403,9 @@ def test_expiry_itm_call_otm_put_with_dust():
     assert sorted(closes) == sorted([("bob", CALL), ("dan", CALL), ("alice", CALL), ("alice", PUT), ("carl", PUT)])
     assert all(ev.size == 0 and ev.quote == 0 for ev in of_type(out, "position_changed"))
     # settle twice
-    rejected(e, {"type": "settle_expiry", "underlying": "BTC", "expiry": "25DEC26", "price": "61000.0003"},
-             "already_settled")
+    rejected(
+        e, {"type": "settle_expiry", "underlying": "BTC", "expiry": "25DEC26", "price": "61000.0003"}, "already_settled"
+    )
 
 
 def test_expiry_itm_put_isolated_short_pays_from_allocation_and_releases():
@@ -425,6 +442,7 @@ def test_expiry_settles_only_that_underlying_and_expiry():
 
 
 # -------------------------------------------------------------------------------------- rejections
+
 
 def test_rejection_unknown_account_and_account_exists():
     e = setup(("alice",))
@@ -587,13 +605,15 @@ def test_bad_input_raises_and_leaves_state_untouched():
 
     e = setup(("alice", "bob"))
     before = copy.deepcopy(snapshot(e))
-    for cmd in (trade("alice", "alice", "BTC-PERP", "1", "60000"),  # self-trade
-                trade("alice", "bob", "BTC-PERP", "0.000000001", "60000"),  # finer than a satoshi
-                trade("alice", "bob", "BTC-PERP", "1", "0"),  # perps need a positive price
-                {"type": "deposit", "account": "alice", "amount": "0.0000001"},  # finer than USDC's 6 decimals
-                {"type": "apply_funding", "instrument": "BTC-PERP", "rate": "0.11"},
-                {"type": "apply_funding", "instrument": CALL, "rate": "0.01"},
-                {"type": "nope"}):
+    for cmd in (
+        trade("alice", "alice", "BTC-PERP", "1", "60000"),  # self-trade
+        trade("alice", "bob", "BTC-PERP", "0.000000001", "60000"),  # finer than a satoshi
+        trade("alice", "bob", "BTC-PERP", "1", "0"),  # perps need a positive price
+        {"type": "deposit", "account": "alice", "amount": "0.0000001"},  # finer than USDC's 6 decimals
+        {"type": "apply_funding", "instrument": "BTC-PERP", "rate": "0.11"},
+        {"type": "apply_funding", "instrument": CALL, "rate": "0.01"},
+        {"type": "nope"},
+    ):
         with pytest.raises(InputError):
             e.submit(cmd)
         assert snapshot(e) == before
@@ -636,6 +656,7 @@ def test_derive_profile_perp_margin_numbers():
 
 # --------------------------------------------------------------------------------------- isolated
 
+
 def test_isolated_allocation_grows_and_is_released_on_close():
     e = setup(("bob",))
     ok(e, {"type": "open_account", "account": "iso", "mode": "isolated"})
@@ -659,8 +680,9 @@ def test_isolated_allocation_grows_and_is_released_on_close():
     out = ok(e, trade("bob", "iso", "BTC-PERP", "1", "62000"))
     # reduce 2 -> 1: kept basis -60500, raw -121000 + 62000 = -59000, realized +1500 into the allocation
     # (bob, short -2 at 121000, mirrors it: -1500 from his free balance)
-    assert sorted(transfers(out, "realized_pnl")) == sorted([(SETTLEMENT, alloc, 1_500 * U),
-                                                             (user_key("bob"), SETTLEMENT, 1_500 * U)])
+    assert sorted(transfers(out, "realized_pnl")) == sorted(
+        [(SETTLEMENT, alloc, 1_500 * U), (user_key("bob"), SETTLEMENT, 1_500 * U)]
+    )
     assert transfers(out, "allocation") == [] and transfers(out, "release") == []
     assert bal(e, alloc) == 1_452_200_000 + 1_500 * U
     free = user(e, "iso")
@@ -713,13 +735,19 @@ def test_isolated_allocate_command():
     alloc = allocation_key("iso", "BTC-PERP")
     ok(e, {"type": "allocate", "account": "iso", "instrument": "BTC-PERP", "amount": "100"})
     assert (bal(e, alloc), user(e, "iso")) == (1_303 * U, 3_697 * U)
-    r = rejected(e, {"type": "allocate", "account": "iso", "instrument": "BTC-PERP", "amount": "-100.000001"},
-                 "insufficient_margin")
+    r = rejected(
+        e,
+        {"type": "allocate", "account": "iso", "instrument": "BTC-PERP", "amount": "-100.000001"},
+        "insufficient_margin",
+    )
     assert (r.needed, r.available) == (1_203 * U, 1_202_999_999)
     ok(e, {"type": "allocate", "account": "iso", "instrument": "BTC-PERP", "amount": "-100"})
     # back to allocation 1203, free 3797: one unit more than the free pool is refused
-    r = rejected(e, {"type": "allocate", "account": "iso", "instrument": "BTC-PERP", "amount": "3797.000001"},
-                 "insufficient_balance")
+    r = rejected(
+        e,
+        {"type": "allocate", "account": "iso", "instrument": "BTC-PERP", "amount": "3797.000001"},
+        "insufficient_balance",
+    )
     assert (r.needed, r.available) == (3_797_000_001, 3_797 * U)
 
 
@@ -774,11 +802,16 @@ def test_replay_reproduces_ledger_and_positions():
     e, _ = _run(SCENARIO)
     r = replay(DERIBIT, e.journal)
     assert dict(r.ledger.balances) == dict(e.state.ledger.balances)
-    assert {a: acct.positions for a, acct in r.accounts.items()} == \
-           {a: acct.positions for a, acct in e.state.accounts.items()}
+    assert {a: acct.positions for a, acct in r.accounts.items()} == {
+        a: acct.positions for a, acct in e.state.accounts.items()
+    }
     assert {a: acct.mode for a, acct in r.accounts.items()} == {a: acct.mode for a, acct in e.state.accounts.items()}
-    assert (r.now_s, r.settled, r.deposits, r.withdrawals) == \
-           (e.state.now_s, e.state.settled, e.state.deposits, e.state.withdrawals)
+    assert (r.now_s, r.settled, r.deposits, r.withdrawals) == (
+        e.state.now_s,
+        e.state.settled,
+        e.state.deposits,
+        e.state.withdrawals,
+    )
     assert {u: m.to_json() for u, m in r.markets.items()} == {u: m.to_json() for u, m in e.state.markets.items()}
     assert audit(r) == audit(e.state)
     assert [m.to_json() for m in Engine.margins(_with_state(r))] == [m.to_json() for m in e.margins()]
@@ -792,16 +825,25 @@ def _with_state(state):
 
 def test_events_round_trip_through_json():
     e, _ = _run(SCENARIO)
-    assert {ev.type for ev in e.journal} == {"time_advanced", "market_set", "account_opened", "transfer", "trade",
-                                             "position_changed", "funding_applied", "expiry_settled"}
+    assert {ev.type for ev in e.journal} == {
+        "time_advanced",
+        "market_set",
+        "account_opened",
+        "transfer",
+        "trade",
+        "position_changed",
+        "funding_applied",
+        "expiry_settled",
+    }
     text = json.dumps([ev.to_json() for ev in e.journal])
     back = [event_from_json(d) for d in json.loads(text)]
     assert back == e.journal
     assert [ev.to_json() for ev in back] == [ev.to_json() for ev in e.journal]
     r = replay(DERIBIT, back)
     assert dict(r.ledger.balances) == dict(e.state.ledger.balances)
-    assert {a: acct.positions for a, acct in r.accounts.items()} == \
-           {a: acct.positions for a, acct in e.state.accounts.items()}
+    assert {a: acct.positions for a, acct in r.accounts.items()} == {
+        a: acct.positions for a, acct in e.state.accounts.items()
+    }
 
 
 def test_determinism_same_commands_same_event_json():
@@ -820,10 +862,10 @@ def test_engine_apply_with_parsed_commands_matches_submit():
 
 # ------------------------------------------------------------------------------- decide is a what-if
 
-@pytest.mark.xfail(strict=True, reason="BUG: decide() on settle_expiry writes state.settled of the real state "
-                                       "(State.scratch shares the `settled` dict), so a later apply is rejected "
-                                       "already_settled")
+
 def test_decide_settle_expiry_does_not_touch_state():
+    # Regression: State.scratch once shared the `settled` dict, so decide() alone marked the expiry
+    # settled and the apply that followed was rejected already_settled (fixed in d6aa1a0).
     e = setup(("alice", "bob"))
     ok(e, trade("bob", "alice", CALL, "1", "3000"))
     ok(e, {"type": "advance_time", "time": EXPIRY})
@@ -840,10 +882,13 @@ def test_decide_trade_and_withdraw_do_not_touch_state():
     ok(e, {"type": "open_account", "account": "iso", "mode": "isolated"})
     ok(e, {"type": "deposit", "account": "iso", "amount": "10000"})
     before = copy.deepcopy(snapshot(e))
-    for c in (trade("bob", "alice", "BTC-PERP", "1", "60000", "buyer"), trade("iso", "alice", CALL, "1", "3000"),
-              trade("bob", "iso", "BTC-PERP", "1", "60000"),
-              {"type": "withdraw", "account": "alice", "amount": "10"},
-              {"type": "apply_funding", "instrument": "BTC-PERP", "rate": "0.001"}):
+    for c in (
+        trade("bob", "alice", "BTC-PERP", "1", "60000", "buyer"),
+        trade("iso", "alice", CALL, "1", "3000"),
+        trade("bob", "iso", "BTC-PERP", "1", "60000"),
+        {"type": "withdraw", "account": "alice", "amount": "10"},
+        {"type": "apply_funding", "instrument": "BTC-PERP", "rate": "0.001"},
+    ):
         out = decide(e.state, parse_command(c, DERIBIT))
         assert not isinstance(out, Rejection), (c, out)
         assert snapshot(e) == before, c

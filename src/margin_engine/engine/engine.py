@@ -43,6 +43,7 @@ from margin_engine.ledger.units import (
     decimal_to_units_ceil,
     decimal_to_units_floor,
     decimal_to_units_half_even,
+    floor_units,
 )
 from margin_engine.margin.calculator import compute_margins
 from margin_engine.margin.result import AccountMargin
@@ -288,12 +289,12 @@ def _check_after_risk(tx: _Tx, account: str, name: str) -> None:
             tx.transfer(user_key(account), allocation_key(account, name), settle, shortfall, "allocation")
     m = tx.margin(account)
     if m.free_collateral < 0:
-        what = (
-            "free collateral would be negative"
-            if m.mode == "isolated"
-            else "trade would leave initial margin uncovered"
-        )
-        raise _margin_reject(state, account, m.initial_margin, m.equity, what)
+        if m.mode == "isolated":
+            # the free pool stands alone: what it must hold (its haircuts) against what it holds
+            needed = ceil_units(sum(c.im_haircut for c in m.collateral), d)
+            available = floor_units(sum(c.value for c in m.collateral), d)
+            raise _margin_reject(state, account, needed, available, "the free pool would be negative")
+        raise _margin_reject(state, account, m.initial_margin, m.equity, "trade would leave initial margin uncovered")
 
 
 def _allocate(state: State, cmd: Allocate) -> list[Event]:
