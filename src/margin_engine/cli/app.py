@@ -209,7 +209,7 @@ def run(
         results.append(entry)
         if format is Format.table:
             _print_outcome(console, line, raw, outcome)
-    margins = _margins(engine.state)
+    margins = engine.margins()
     state_obj = state_json(engine.state)
     if format is Format.json:
         _print_json(
@@ -229,10 +229,6 @@ def run(
 
 def _plain(obj):
     return json.loads(json.dumps(obj, default=str))
-
-
-def _margins(state: State):
-    return compute_margins([state.view(a) for a in state.accounts], state.markets, state.profile, state.now_s or 0)
 
 
 def _conservation(state: State) -> dict:

@@ -97,11 +97,9 @@ def run_demo(console: Console, profile: Profile) -> None:
             else:
                 console.print(f"  [green]ok[/] {obj['type']} ({len(outcome)} events)")
         if number in (2, 4):
-            s = engine.state
-            from margin_engine.margin.calculator import compute_margins
-
-            results = compute_margins([s.view(a) for a in s.accounts], s.markets, s.profile, s.now_s or 0)
-            print_margins(console, results, title="Margin " + ("before" if number == 2 else "after") + " the move")
+            print_margins(
+                console, engine.margins(), title="Margin " + ("before" if number == 2 else "after") + " the move"
+            )
     report = audit(engine.state)["USDC"]
     console.rule("Conservation")
     console.print(

@@ -39,8 +39,9 @@ class Engine:
             self.journal.extend(outcome)
         return outcome
 
-    def margins(self):
+    def margins(self, explain: bool = False):
+        """Margin of every account, in opening order."""
         from margin_engine.margin.calculator import compute_margins
 
         s = self.state
-        return compute_margins([s.view(a) for a in s.accounts], s.markets, s.profile, s.now_s or 0)
+        return compute_margins([s.view(a) for a in s.accounts], s.markets, s.profile, s.now_s or 0, explain=explain)
