@@ -34,7 +34,17 @@ from margin_engine.engine.events import (
     Transferred,
 )
 from margin_engine.engine.rejection import Rejection
-from margin_engine.engine.state import Position, State, evolve
+from margin_engine.engine.state import State, evolve
+from margin_engine.engine.tx import (
+    Reject,
+    Tx,
+    adds_risk,
+    fill,
+    margin_reject,
+    reject,
+    release_allocation,
+    require_account,
+)
 from margin_engine.errors import InputError
 from margin_engine.instruments.names import Instrument, Option
 from margin_engine.ledger.ledger import EXTERNAL, FEES, SETTLEMENT, allocation_key, user_key
@@ -45,31 +55,6 @@ from margin_engine.ledger.units import (
     decimal_to_units_half_even,
     floor_units,
 )
-from margin_engine.margin.calculator import compute_margins
-from margin_engine.margin.result import AccountMargin
-
-
-class _Tx:
-    """Events of one command, each applied at once to a scratch state that later steps read."""
-
-    def __init__(self, state: State):
-        self.scratch = state.scratch()
-        self.events: list[Event] = []
-
-    def emit(self, event: Event) -> None:
-        evolve(self.scratch, event)
-        self.events.append(event)
-
-    def transfer(self, debit: str, credit: str, asset: str, amount: int, reason: str) -> None:
-        """A signed amount: negative moves money the other way; zero moves nothing."""
-        if amount < 0:
-            debit, credit, amount = credit, debit, -amount
-        if amount:
-            self.emit(Transferred(debit, credit, asset, amount, reason))
-
-    def margin(self, account: str) -> AccountMargin:
-        s = self.scratch
-        return compute_margins([s.view(account)], s.markets, s.profile, s.now_s or 0)[0]
 
 
 def apply(state: State, command: Command) -> list[Event] | Rejection:
@@ -86,56 +71,29 @@ def decide(state: State, command: Command) -> list[Event] | Rejection:
     handler = _HANDLERS[type(command)]
     try:
         return handler(state, command)
-    except _Reject as r:
+    except Reject as r:
         return r.rejection
     except InputError as exc:  # a market the margin maths needs is missing
         return Rejection("no_market", str(exc))
 
 
-class _Reject(Exception):
-    def __init__(self, rejection: Rejection):
-        self.rejection = rejection
-
-
-def _reject(code: str, message: str, **numbers) -> _Reject:
-    return _Reject(Rejection(code, message, **numbers))
-
-
-def _require_account(state: State, account: str) -> None:
-    if account not in state.accounts:
-        raise _reject("unknown_account", f"no account {account!r}; open it first", account=account)
-
-
-def _margin_reject(state: State, account: str, needed: int, available: int, what: str) -> _Reject:
-    p = state.profile
-    return _reject(
-        "insufficient_margin",
-        f"{account}: {what}",
-        account=account,
-        needed=needed,
-        available=available,
-        asset=p.settlement_asset,
-        decimals=p.settlement_decimals,
-    )
-
-
 def _open_account(state: State, cmd: OpenAccount) -> list[Event]:
     if cmd.account in state.accounts:
-        raise _reject("account_exists", f"account {cmd.account!r} already exists", account=cmd.account)
+        raise reject("account_exists", f"account {cmd.account!r} already exists", account=cmd.account)
     return [AccountOpened(cmd.account, cmd.mode)]
 
 
 def _deposit(state: State, cmd: Deposit) -> list[Event]:
-    _require_account(state, cmd.account)
+    require_account(state, cmd.account)
     return [Transferred(EXTERNAL, user_key(cmd.account), cmd.asset, cmd.amount, "deposit")]
 
 
 def _withdraw(state: State, cmd: Withdraw) -> list[Event]:
-    _require_account(state, cmd.account)
+    require_account(state, cmd.account)
     balance = state.ledger.balance(user_key(cmd.account), cmd.asset)
     decimals = state.profile.asset(cmd.asset).decimals
     if balance < cmd.amount:
-        raise _reject(
+        raise reject(
             "insufficient_balance",
             f"{cmd.account} holds less {cmd.asset} than it asks to withdraw",
             account=cmd.account,
@@ -144,11 +102,11 @@ def _withdraw(state: State, cmd: Withdraw) -> list[Event]:
             asset=cmd.asset,
             decimals=decimals,
         )
-    tx = _Tx(state)
+    tx = Tx(state)
     tx.emit(Transferred(user_key(cmd.account), EXTERNAL, cmd.asset, cmd.amount, "withdrawal"))
     m = tx.margin(cmd.account)
     if m.free_collateral < 0:
-        raise _margin_reject(
+        raise margin_reject(
             state, cmd.account, m.initial_margin, m.equity, "withdrawal would leave initial margin uncovered"
         )
     return tx.events
@@ -160,18 +118,18 @@ def _set_market(state: State, cmd: SetMarket) -> list[Event]:
 
 def _advance_time(state: State, cmd: AdvanceTime) -> list[Event]:
     if state.now_s is not None and cmd.time_s < state.now_s:
-        raise _reject("time_backwards", f"time {cmd.time_s} is before the engine's clock {state.now_s}")
+        raise reject("time_backwards", f"time {cmd.time_s} is before the engine's clock {state.now_s}")
     return [TimeAdvanced(cmd.time_s)]
 
 
 def _check_tradable(state: State, inst: Instrument) -> None:
     if inst.underlying not in state.markets:
-        raise _reject("no_market", f"no market for {inst.underlying}; send set_market first")
+        raise reject("no_market", f"no market for {inst.underlying}; send set_market first")
     if isinstance(inst, Option):
         if state.now_s is None:
-            raise _reject("time_unset", "the engine clock is not set; send advance_time first")
+            raise reject("time_unset", "the engine clock is not set; send advance_time first")
         if state.now_s >= inst.expiry_s:
-            raise _reject("instrument_expired", f"{inst.name} expired at its 08:00 UTC expiry")
+            raise reject("instrument_expired", f"{inst.name} expired at its 08:00 UTC expiry")
 
 
 def _fee(state: State, inst: Instrument, size: Decimal, price: Decimal, is_taker: bool) -> int:
@@ -189,14 +147,9 @@ def _fee(state: State, inst: Instrument, size: Decimal, price: Decimal, is_taker
     return decimal_to_units_ceil(fee, state.profile.settlement_decimals)
 
 
-def _adds_risk(old: Decimal, new: Decimal) -> bool:
-    """Only a pure reduction (same side, smaller, possibly closed) is risk-reducing."""
-    return not (old != 0 and (new == 0 or (new > 0) == (old > 0)) and abs(new) < abs(old))
-
-
 def _trade(state: State, cmd: Trade) -> list[Event]:
     for account in (cmd.buyer, cmd.seller):
-        _require_account(state, account)
+        require_account(state, account)
     _check_tradable(state, cmd.instrument)
     p = state.profile
     d, settle = p.settlement_decimals, p.settlement_asset
@@ -205,7 +158,7 @@ def _trade(state: State, cmd: Trade) -> list[Event]:
     fees = {
         side: _fee(state, cmd.instrument, cmd.size, cmd.price, cmd.aggressor == side) for side in ("buyer", "seller")
     }
-    tx = _Tx(state)
+    tx = Tx(state)
     tx.emit(TradeExecuted(cmd.buyer, cmd.seller, name, cmd.size, cmd.price, fees["buyer"], fees["seller"]))
     if isinstance(cmd.instrument, Option):
         tx.transfer(user_key(cmd.buyer), user_key(cmd.seller), settle, notional, "premium")
@@ -214,60 +167,23 @@ def _trade(state: State, cmd: Trade) -> list[Event]:
         acct = state.accounts[account]
         old = acct.positions.get(name)
         if old is None and len(acct.positions) >= p.max_positions_per_account:
-            raise _reject(
+            raise reject(
                 "too_many_positions",
                 f"{account} holds the maximum of {p.max_positions_per_account} positions",
                 account=account,
             )
         old_size = old.size if old else Decimal(0)
         new_size = old_size + sign * cmd.size
-        _fill(tx, account, cmd.instrument, old, new_size, -sign * notional)
+        fill(tx, account, cmd.instrument, old, new_size, -sign * notional)
         tx.transfer(user_key(account), FEES, settle, fees[side], "fee")
-        if _adds_risk(old_size, new_size):
+        if adds_risk(old_size, new_size):
             risky.append(account)
     for account in risky:
         _check_after_risk(tx, account, name)
     return tx.events
 
 
-def _fill(tx: _Tx, account: str, inst: Instrument, old: Position | None, new_size: Decimal, quote_delta: int) -> None:
-    """Book one side of a fill: new size, and for perps the quote and any realized P&L."""
-    settle = tx.scratch.profile.settlement_asset
-    name = inst.name
-    isolated = tx.scratch.accounts[account].mode == "isolated"
-    pnl_key = allocation_key(account, name) if isolated else user_key(account)
-    new_quote = 0
-    if not inst.is_option:
-        old_size, old_quote = (old.size, old.quote) if old else (Decimal(0), 0)
-        raw = old_quote + quote_delta
-        if new_size == 0:
-            realized = raw
-        elif old_size != 0 and (new_size > 0) != (old_size > 0):  # flipped: close all, open the rest
-            opening = decimal_to_units_half_even(
-                abs(new_size) * Decimal(abs(quote_delta)) / abs(new_size - old_size), 0
-            )
-            new_quote = opening if new_size < 0 else -opening
-            realized = raw - new_quote
-        elif abs(new_size) < abs(old_size):  # reduced: keep the cost basis of what is left
-            new_quote = decimal_to_units_half_even(Decimal(old_quote) * new_size / old_size, 0)
-            realized = raw - new_quote
-        else:
-            new_quote, realized = raw, 0
-        tx.transfer(SETTLEMENT, pnl_key, settle, realized, "realized_pnl")
-    tx.emit(PositionChanged(account, name, new_size, new_quote))
-    if isolated and new_size == 0:
-        _release_allocation(tx, account, name)
-
-
-def _release_allocation(tx: _Tx, account: str, name: str) -> None:
-    """A closed isolated position hands its collateral back to the free pool (a deficit is
-    taken from it: the account's own collateral is first in the loss waterfall)."""
-    settle = tx.scratch.profile.settlement_asset
-    left = tx.scratch.ledger.balance(allocation_key(account, name), settle)
-    tx.transfer(allocation_key(account, name), user_key(account), settle, left, "release")
-
-
-def _check_after_risk(tx: _Tx, account: str, name: str) -> None:
+def _check_after_risk(tx: Tx, account: str, name: str) -> None:
     """A risk-adding fill needs initial margin after it; isolated positions draw what they lack
     from the free pool."""
     state = tx.scratch
@@ -279,7 +195,7 @@ def _check_after_risk(tx: _Tx, account: str, name: str) -> None:
         if shortfall > 0:
             free = state.ledger.balance(user_key(account), settle)
             if free < shortfall:
-                raise _margin_reject(
+                raise margin_reject(
                     state,
                     account,
                     shortfall,
@@ -293,26 +209,26 @@ def _check_after_risk(tx: _Tx, account: str, name: str) -> None:
             # the free pool stands alone: what it must hold (its haircuts) against what it holds
             needed = ceil_units(sum(c.im_haircut for c in m.collateral), d)
             available = floor_units(sum(c.value for c in m.collateral), d)
-            raise _margin_reject(state, account, needed, available, "the free pool would be negative")
-        raise _margin_reject(state, account, m.initial_margin, m.equity, "trade would leave initial margin uncovered")
+            raise margin_reject(state, account, needed, available, "the free pool would be negative")
+        raise margin_reject(state, account, m.initial_margin, m.equity, "trade would leave initial margin uncovered")
 
 
 def _allocate(state: State, cmd: Allocate) -> list[Event]:
-    _require_account(state, cmd.account)
+    require_account(state, cmd.account)
     if state.accounts[cmd.account].mode != "isolated":
-        raise _reject(
+        raise reject(
             "wrong_mode",
             f"{cmd.account} is not in isolated mode; only isolated positions hold collateral",
             account=cmd.account,
         )
     name = cmd.instrument.name
     if name not in state.accounts[cmd.account].positions:
-        raise _reject("no_position", f"{cmd.account} has no {name} position", account=cmd.account)
+        raise reject("no_position", f"{cmd.account} has no {name} position", account=cmd.account)
     settle, d = state.profile.settlement_asset, state.profile.settlement_decimals
     source = user_key(cmd.account) if cmd.amount > 0 else allocation_key(cmd.account, name)
     held = state.ledger.balance(source, settle)
     if held < abs(cmd.amount):
-        raise _reject(
+        raise reject(
             "insufficient_balance",
             f"{source} holds less than {abs(cmd.amount)} units",
             account=cmd.account,
@@ -321,13 +237,13 @@ def _allocate(state: State, cmd: Allocate) -> list[Event]:
             asset=settle,
             decimals=d,
         )
-    tx = _Tx(state)
+    tx = Tx(state)
     tx.transfer(user_key(cmd.account), allocation_key(cmd.account, name), settle, cmd.amount, "allocation")
     if cmd.amount < 0:
         pos = next(x for x in tx.margin(cmd.account).positions if x.instrument == name)
         equity = ceil_units(pos.initial_margin - pos.value, d)
         if (pos.allocation_units or 0) < equity:
-            raise _margin_reject(
+            raise margin_reject(
                 state,
                 cmd.account,
                 equity,
@@ -342,10 +258,10 @@ def _apply_funding(state: State, cmd: ApplyFunding) -> list[Event]:
     name = cmd.instrument.name
     market = state.markets.get(cmd.instrument.underlying)
     if market is None:
-        raise _reject("no_market", f"no market for {cmd.instrument.underlying}; send set_market first")
+        raise reject("no_market", f"no market for {cmd.instrument.underlying}; send set_market first")
     settle, d = state.profile.settlement_asset, state.profile.settlement_decimals
     index = Decimal(repr(market.index))
-    tx = _Tx(state)
+    tx = Tx(state)
     tx.emit(FundingApplied(name, cmd.rate, repr(market.index)))
     dust = 0
     for account in state.holders.get(name, {}):
@@ -369,16 +285,16 @@ def _settle_expiry(state: State, cmd: SettleExpiry) -> list[Event]:
     """Cash-settle every option of that expiry at the settlement price: shorts pay intrinsic
     value rounded up, longs receive it rounded down, the dust goes to the fee pool."""
     if state.now_s is None or state.now_s < cmd.expiry_s:
-        raise _reject("not_expired", "options settle only once the engine clock has reached their expiry")
+        raise reject("not_expired", "options settle only once the engine clock has reached their expiry")
     if (cmd.underlying, cmd.expiry_s) in state.settled:
-        raise _reject("already_settled", f"{cmd.underlying} expiry {cmd.expiry_s} is settled already")
+        raise reject("already_settled", f"{cmd.underlying} expiry {cmd.expiry_s} is settled already")
     settle, d = state.profile.settlement_asset, state.profile.settlement_decimals
     expiring = {
         name: tuple(holders)
         for name, holders in state.holders.items()
         if holders and _expires_with(state.accounts[next(iter(holders))].positions[name].instrument, cmd)
     }
-    tx = _Tx(state)
+    tx = Tx(state)
     tx.emit(ExpirySettled(cmd.underlying, cmd.expiry_s, cmd.price))
     dust = 0
     for name, holders in expiring.items():
@@ -401,7 +317,7 @@ def _settle_expiry(state: State, cmd: SettleExpiry) -> list[Event]:
                 dust += paid
             tx.emit(PositionChanged(account, name, Decimal(0), 0))
             if isolated:
-                _release_allocation(tx, account, name)
+                release_allocation(tx, account, name)
     tx.transfer(SETTLEMENT, FEES, settle, dust, "rounding")
     return tx.events
 

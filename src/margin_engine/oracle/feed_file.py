@@ -1,0 +1,66 @@
+"""Raw price updates from a CSV: `timestamp,underlying,source,price[,confidence][,volume]`.
+
+`timestamp` is ISO 8601 with a zone or Unix seconds. A malformed cell is an `InputError` naming the
+line and column. A price that parses but makes no sense (NaN, <= 0) is read as given: rejecting it
+as `invalid` is the aggregator's job, as it would be for a live feed.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from margin_engine.engine.commands import parse_time
+from margin_engine.errors import InputError
+from margin_engine.oracle.aggregator import PriceUpdate
+
+REQUIRED = ("timestamp", "underlying", "source", "price")
+OPTIONAL = ("confidence", "volume")
+EXPECTED = "expected header timestamp,underlying,source,price[,confidence][,volume]"
+
+
+def read_updates(path: Path) -> tuple[PriceUpdate, ...]:
+    try:
+        handle = path.open(newline="")
+    except OSError as exc:
+        raise InputError("file", f"cannot read {path}: {exc.strerror}") from None
+    with handle:
+        reader = csv.DictReader(handle)
+        columns = reader.fieldnames or []
+        missing = [c for c in REQUIRED if c not in columns]
+        unknown = [c for c in columns if c not in REQUIRED + OPTIONAL]
+        if missing or unknown:
+            problem = f"lacks column(s) {missing}" if missing else f"has unknown column(s) {unknown}"
+            raise InputError("file", f"{path} {problem}; {EXPECTED}")
+        updates = tuple(_row(row, line, len(columns)) for line, row in enumerate(reader, start=2))
+    if not updates:
+        raise InputError("file", f"{path} has no updates")
+    return updates
+
+
+def _row(row: dict, line: int, width: int) -> PriceUpdate:
+    if None in row or None in row.values():  # DictReader's marks of a cell too many / too few
+        raise InputError(f"line {line}", f"expected {width} cells, as in the header")
+    try:
+        text = row["timestamp"].strip()
+        return PriceUpdate(
+            underlying=row["underlying"].strip(),
+            source=row["source"].strip(),
+            price=_number(row["price"], "price"),
+            confidence=_optional_number(row.get("confidence"), "confidence"),
+            timestamp_s=parse_time(int(text) if text.isdigit() else text, "timestamp"),
+            volume=_optional_number(row.get("volume"), "volume"),
+        )
+    except InputError as exc:
+        raise InputError(f"line {line}: {exc.field}", exc.message) from None
+
+
+def _number(text: str, column: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise InputError(column, f"not a number: {text!r}") from None
+
+
+def _optional_number(text: str | None, column: str) -> float | None:
+    return None if text is None or not text.strip() else _number(text, column)
