@@ -6,14 +6,14 @@ Bad input exits with code 2 and one line naming the field; nothing is applied.
 from __future__ import annotations
 
 import json
-import sys
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from margin_engine.cli.common import Format, FormatOpt, ProfileOpt, console, fail, print_json
+from margin_engine.cli.oracle_cmd import oracle
 from margin_engine.engine import Engine, Rejection, State, audit
 from margin_engine.errors import InputError
 from margin_engine.files.commands_file import load_commands
@@ -28,31 +28,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="A deterministic margin engine for crypto options and perpetuals.",
 )
-EXIT_BAD_INPUT = 2
-
-
-class Format(StrEnum):
-    table = "table"
-    json = "json"
-
-
-ProfileOpt = Annotated[
-    str, typer.Option("--profile", "-p", help="Packaged profile name (deribit, derive) or a .toml path.")
-]
-FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table for people, json for programs.")]
-
-
-def _fail(exc: InputError) -> typer.Exit:
-    typer.echo(f"error: {exc.field}: {exc.message}", err=True)
-    return typer.Exit(EXIT_BAD_INPUT)
-
-
-def _console() -> Console:
-    return Console(width=max(Console().width, 120))
-
-
-def _print_json(obj) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
 
 
 @app.command()
@@ -72,11 +47,11 @@ def margin(
         portfolio = load_portfolio(file, prof)
         results = compute_margins(portfolio.accounts, portfolio.markets, prof, portfolio.valuation_s, explain=explain)
     except InputError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if format is Format.json:
-        _print_json({"profile": prof.name, "accounts": [m.to_json() for m in results]})
+        print_json({"profile": prof.name, "accounts": [m.to_json() for m in results]})
     else:
-        print_margins(_console(), results, title=f"Margin ({prof.name} profile)")
+        print_margins(console(), results, title=f"Margin ({prof.name} profile)")
 
 
 @app.command("what-if")
@@ -102,11 +77,11 @@ def what_if(
         after_view = apply_trades(views[account], trades, portfolio.markets, marks, prof, portfolio.valuation_s)
         before, after = compute_margins([views[account], after_view], portfolio.markets, prof, portfolio.valuation_s)
     except InputError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if format is Format.json:
         d = prof.settlement_decimals
         keys = ("equity", "initial_margin", "maintenance_margin", "free_collateral")
-        _print_json(
+        print_json(
             {
                 "profile": prof.name,
                 "account": account,
@@ -117,7 +92,7 @@ def what_if(
             }
         )
     else:
-        _console().print(what_if_table(before, after, trade))
+        console().print(what_if_table(before, after, trade))
 
 
 @app.command()
@@ -160,9 +135,9 @@ def calibrate(
         if out is not None:
             write_profile(text, out)
     except InputError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if format is Format.json:
-        _print_json(
+        print_json(
             {
                 "underlying": u,
                 "model": model,
@@ -176,9 +151,9 @@ def calibrate(
             }
         )
     else:
-        _console().print(calibration_table(u, prices.time_s[1:], result))
+        console().print(calibration_table(u, prices.time_s[1:], result))
         if out is not None:
-            _console().print(f"wrote {out}")
+            console().print(f"wrote {out}")
 
 
 @app.command()
@@ -194,10 +169,10 @@ def run(
         prof = load_profile(profile)
         commands = load_commands(file, prof)
     except InputError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     engine = Engine(prof)
     results = []
-    console = _console()
+    out = console()
     for line, raw, command in commands:
         outcome = engine.apply(command)
         audit(engine.state)  # conservation after every command: a break is a bug and stops the run
@@ -208,11 +183,11 @@ def run(
             entry["events"] = [e.to_json() for e in outcome]
         results.append(entry)
         if format is Format.table:
-            _print_outcome(console, line, raw, outcome)
+            _print_outcome(out, line, raw, outcome)
     margins = engine.margins()
     state_obj = state_json(engine.state)
     if format is Format.json:
-        _print_json(
+        print_json(
             {
                 "profile": prof.name,
                 "results": results,
@@ -223,8 +198,8 @@ def run(
         )
         return
     for table in state_tables(state_obj):
-        console.print(table)
-    print_margins(console, margins, title="Margin")
+        out.print(table)
+    print_margins(out, margins, title="Margin")
 
 
 def _plain(obj):
@@ -261,9 +236,12 @@ def demo(profile: ProfileOpt = "deribit") -> None:
     from margin_engine.cli.demo import run_demo
 
     try:
-        run_demo(_console(), load_profile(profile))
+        run_demo(console(), load_profile(profile))
     except InputError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
+
+
+app.command("oracle")(oracle)
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from margin_engine.cli.app import Format, FormatOpt, ProfileOpt, _console, _fail, _print_json
+from margin_engine.cli.common import Format, FormatOpt, ProfileOpt, console, fail, print_json
 from margin_engine.engine.commands import format_time
 from margin_engine.errors import InputError
 from margin_engine.margin.profile import load_profile
@@ -53,11 +53,11 @@ def oracle(
         if plot is not None:
             _plot(steps, plot)
     except InputError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if format is Format.json:
-        _print_json([_step_json(step) for step in steps])
+        print_json([_step_json(step) for step in steps])
     else:
-        _console().print(_table(steps, file.name))
+        console().print(_table(steps, file.name))
 
 
 def _number(value: float | None) -> float | str | None:

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from margin_engine.errors import InputError
-from margin_engine.instruments.names import Instrument, Option, Perpetual, parse_expiry, parse_instrument
+from margin_engine.instruments.names import Instrument, Perpetual, parse_expiry, parse_instrument
 from margin_engine.ledger.units import parse_decimal, to_units
 from margin_engine.margin.book import MARGIN_MODES, MarginMode
 from margin_engine.margin.profile import Profile
@@ -91,7 +91,48 @@ class AdvanceTime:
     time_s: int
 
 
-Command = OpenAccount | Deposit | Withdraw | SetMarket | Trade | Allocate | ApplyFunding | SettleExpiry | AdvanceTime
+@dataclass(frozen=True)
+class FundInsurance:
+    """Capital paid into the insurance fund from outside (a treasury, a protocol's reserve)."""
+
+    asset: str
+    amount: int
+
+
+@dataclass(frozen=True)
+class StartLiquidation:
+    """Start liquidating an account below maintenance; the fixed mechanism (and isolated
+    accounts) needs the `liquidator` who takes the positions at once."""
+
+    account: str
+    liquidator: str | None = None
+
+
+@dataclass(frozen=True)
+class Bid:
+    """A bid for `fraction` of what an auction sells; `max_price` is the most the bidder pays for
+    all of it (negative: the least it must be paid), in USD."""
+
+    auction: str
+    liquidator: str
+    fraction: Decimal
+    max_price: Decimal | None = None
+
+
+Command = (
+    OpenAccount
+    | Deposit
+    | Withdraw
+    | SetMarket
+    | Trade
+    | Allocate
+    | ApplyFunding
+    | SettleExpiry
+    | AdvanceTime
+    | FundInsurance
+    | StartLiquidation
+    | Bid
+)
 
 
 def parse_time(value: object, field: str) -> int:
@@ -248,6 +289,32 @@ def _advance_time(obj, profile) -> AdvanceTime:
     return AdvanceTime(parse_time(f.get("time"), "time"))
 
 
+def _fund_insurance(obj, profile) -> FundInsurance:
+    f = _Fields(obj, {"asset", "amount"})
+    return FundInsurance(*_money(f, profile))
+
+
+def _start_liquidation(obj, profile) -> StartLiquidation:
+    f = _Fields(obj, {"account", "liquidator"})
+    liquidator = f.account("liquidator") if f.get("liquidator", None) is not None else None
+    if liquidator == f.account():
+        raise InputError("liquidator", "an account cannot liquidate itself")
+    return StartLiquidation(f.account(), liquidator)
+
+
+def _bid(obj, profile) -> Bid:
+    f = _Fields(obj, {"auction", "liquidator", "fraction", "max_price"})
+    auction = f.get("auction")
+    if not isinstance(auction, str) or not auction:
+        raise InputError("auction", f"expected an auction id such as 'L1', got {auction!r}")
+    fraction = parse_decimal(f.get("fraction"), "fraction", positive=True)
+    if fraction > 1:
+        raise InputError("fraction", f"a share of what is auctioned, in (0, 1], got {fraction}")
+    raw_price = f.get("max_price", None)
+    max_price = None if raw_price is None else parse_decimal(raw_price, "max_price")
+    return Bid(auction, f.account("liquidator"), fraction, max_price)
+
+
 _PARSERS = {
     "open_account": _open_account,
     "deposit": _deposit,
@@ -258,9 +325,25 @@ _PARSERS = {
     "apply_funding": _apply_funding,
     "settle_expiry": _settle_expiry,
     "advance_time": _advance_time,
+    "fund_insurance": _fund_insurance,
+    "start_liquidation": _start_liquidation,
+    "bid": _bid,
 }
 
-__all__ = ["Command", "parse_command", "parse_time", "format_time", "Option"] + [
+__all__ = ["Command", "parse_command", "parse_time", "format_time"] + [
     c.__name__
-    for c in (OpenAccount, Deposit, Withdraw, SetMarket, Trade, Allocate, ApplyFunding, SettleExpiry, AdvanceTime)
+    for c in (
+        OpenAccount,
+        Deposit,
+        Withdraw,
+        SetMarket,
+        Trade,
+        Allocate,
+        ApplyFunding,
+        SettleExpiry,
+        AdvanceTime,
+        FundInsurance,
+        StartLiquidation,
+        Bid,
+    )
 ]

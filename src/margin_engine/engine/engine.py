@@ -10,15 +10,19 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from margin_engine.engine import liquidate
 from margin_engine.engine.commands import (
     AdvanceTime,
     Allocate,
     ApplyFunding,
+    Bid,
     Command,
     Deposit,
+    FundInsurance,
     OpenAccount,
     SetMarket,
     SettleExpiry,
+    StartLiquidation,
     Trade,
     Withdraw,
 )
@@ -29,7 +33,6 @@ from margin_engine.engine.events import (
     FundingApplied,
     MarketSet,
     PositionChanged,
-    TimeAdvanced,
     TradeExecuted,
     Transferred,
 )
@@ -90,6 +93,12 @@ def _deposit(state: State, cmd: Deposit) -> list[Event]:
 
 def _withdraw(state: State, cmd: Withdraw) -> list[Event]:
     require_account(state, cmd.account)
+    if state.withdrawals_gated:
+        raise reject(
+            "withdrawals_gated",
+            "withdrawals wait until every insolvent account is resolved (dYdX, Lyra)",
+            account=cmd.account,
+        )
     balance = state.ledger.balance(user_key(cmd.account), cmd.asset)
     decimals = state.profile.asset(cmd.asset).decimals
     if balance < cmd.amount:
@@ -114,12 +123,6 @@ def _withdraw(state: State, cmd: Withdraw) -> list[Event]:
 
 def _set_market(state: State, cmd: SetMarket) -> list[Event]:
     return [MarketSet(cmd.market.underlying, cmd.market.to_json())]
-
-
-def _advance_time(state: State, cmd: AdvanceTime) -> list[Event]:
-    if state.now_s is not None and cmd.time_s < state.now_s:
-        raise reject("time_backwards", f"time {cmd.time_s} is before the engine's clock {state.now_s}")
-    return [TimeAdvanced(cmd.time_s)]
 
 
 def _check_tradable(state: State, inst: Instrument) -> None:
@@ -331,7 +334,10 @@ _HANDLERS = {
     Deposit: _deposit,
     Withdraw: _withdraw,
     SetMarket: _set_market,
-    AdvanceTime: _advance_time,
+    AdvanceTime: liquidate.advance_time,
+    FundInsurance: liquidate.fund_insurance,
+    StartLiquidation: liquidate.start_liquidation,
+    Bid: liquidate.bid,
     Trade: _trade,
     Allocate: _allocate,
     ApplyFunding: _apply_funding,

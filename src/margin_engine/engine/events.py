@@ -18,7 +18,7 @@ class Event:
         out: dict[str, Any] = {"type": self.type}
         for f in fields(self):
             v = getattr(self, f.name)
-            out[f.name] = format(v, "f") if isinstance(v, Decimal) else v
+            out[f.name] = format(v.normalize(), "f") if isinstance(v, Decimal) else v
         return out
 
 
@@ -95,6 +95,90 @@ class ExpirySettled(Event):
     price: Decimal
 
 
+@dataclass(frozen=True)
+class LiquidationStarted(Event):
+    """An auction opened (dutch, batch); `fraction` is what a batch auction offers of the account."""
+
+    type: ClassVar[str] = "liquidation_started"
+    auction: str
+    account: str
+    mechanism: str
+    phase: str  # solvent | insolvent
+    time: int
+    fraction: Decimal
+    reserve_price: int  # batch: the least the lot sells for (negative: the most paid to hand it over)
+    closes_at: int  # batch: when its bids are cleared; 0 otherwise
+
+
+@dataclass(frozen=True)
+class BidPlaced(Event):
+    """A sealed bid of a batch auction, cleared with the others when its window closes."""
+
+    type: ClassVar[str] = "bid_placed"
+    auction: str
+    liquidator: str
+    fraction: Decimal
+    max_price: int  # for the whole lot, settlement units
+
+
+@dataclass(frozen=True)
+class LiquidationFill(Event):
+    """`liquidator` took `fraction` of `account` (fixed: at mark less the penalty; dutch, batch: at
+    the auction's price); `paid` is what the liquidator paid for it (negative: was paid)."""
+
+    type: ClassVar[str] = "liquidation_fill"
+    auction: str
+    account: str
+    liquidator: str
+    mechanism: str
+    fraction: Decimal
+    paid: int
+    penalty: int
+    insurance_fee: int
+
+
+@dataclass(frozen=True)
+class AuctionPhaseChanged(Event):
+    type: ClassVar[str] = "auction_phase_changed"
+    auction: str
+    phase: str
+    time: int
+
+
+@dataclass(frozen=True)
+class AuctionEnded(Event):
+    type: ClassVar[str] = "auction_ended"
+    auction: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Deleveraged(Event):
+    """ADL: `counterparty` closed `size` of its position against the bankrupt `account`, giving
+    up `loss` against mark (the bankruptcy price)."""
+
+    type: ClassVar[str] = "deleveraged"
+    account: str
+    counterparty: str
+    instrument: str
+    size: Decimal
+    loss: int
+
+
+@dataclass(frozen=True)
+class BankruptcyResolved(Event):
+    """The loss waterfall of one bankrupt account: who paid its deficit; `uncovered` > 0 keeps
+    withdrawals gated until the insurance fund is refilled and the account resolved again."""
+
+    type: ClassVar[str] = "bankruptcy"
+    account: str
+    deficit: int
+    insurance: int
+    adl: int
+    socialized: int
+    uncovered: int
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
@@ -106,9 +190,16 @@ EVENT_TYPES: dict[str, type[Event]] = {
         TimeAdvanced,
         FundingApplied,
         ExpirySettled,
+        LiquidationStarted,
+        BidPlaced,
+        LiquidationFill,
+        AuctionPhaseChanged,
+        AuctionEnded,
+        Deleveraged,
+        BankruptcyResolved,
     )
 }
-_DECIMAL_FIELDS = {"size", "price", "rate"}
+_DECIMAL_FIELDS = {"size", "price", "rate", "fraction"}
 
 
 def event_from_json(data: dict[str, Any]) -> Event:

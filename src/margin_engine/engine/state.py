@@ -7,15 +7,21 @@ gives the same state, to the unit.
 
 from __future__ import annotations
 
-from collections import ChainMap
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from margin_engine.engine.events import (
     AccountOpened,
+    AuctionEnded,
+    AuctionPhaseChanged,
+    BankruptcyResolved,
+    BidPlaced,
+    Deleveraged,
     Event,
     ExpirySettled,
     FundingApplied,
+    LiquidationFill,
+    LiquidationStarted,
     MarketSet,
     PositionChanged,
     TimeAdvanced,
@@ -33,6 +39,7 @@ from margin_engine.ledger.ledger import (
     allocation_key,
     user_key,
 )
+from margin_engine.ledger.overlay import Overlay
 from margin_engine.margin.book import AccountView, MarginMode, PositionView
 from margin_engine.margin.profile import Profile
 from margin_engine.market.snapshot import MarketSnapshot, parse_market
@@ -43,6 +50,23 @@ class Position:
     instrument: Instrument
     size: Decimal
     quote: int = 0  # perp virtual cash in settlement units: -(entry notional) of the open size
+
+
+@dataclass(frozen=True)
+class Auction:
+    """A liquidation under way: its phase started at `phase_started_s`; `reserved` is what
+    bidders paid into the account during this auction (Lyra's reserved cash, never sold again)."""
+
+    id: str
+    account: str
+    mechanism: str
+    phase: str
+    phase_started_s: int
+    fraction: Decimal  # batch: the share of the account offered
+    reserve_price: int  # batch: for the whole lot
+    closes_at: int  # batch
+    reserved: int = 0
+    bids: tuple[tuple[str, Decimal, int], ...] = ()  # batch: (liquidator, fraction, max price)
 
 
 @dataclass(frozen=True)
@@ -65,19 +89,32 @@ class State:
     holders: dict[str, dict[str, None]] = field(default_factory=dict)  # instrument -> accounts, ordered
     deposits: dict[str, int] = field(default_factory=dict)
     withdrawals: dict[str, int] = field(default_factory=dict)
+    auctions: dict[str, Auction] = field(default_factory=dict)
+    liquidations_started: int = 0  # numbers the auctions: L1, L2, ...
+    bankrupt: dict[str, int] = field(default_factory=dict)  # account -> uncovered deficit: withdrawals gated
+
+    def auction_of(self, account: str) -> Auction | None:
+        return next((a for a in self.auctions.values() if a.account == account), None)
+
+    @property
+    def withdrawals_gated(self) -> bool:
+        """While a bankrupt account is unresolved or an insolvent auction runs (dYdX, Lyra)."""
+        return bool(self.bankrupt) or any(a.phase == "insolvent" for a in self.auctions.values())
 
     def scratch(self) -> State:
         """A what-if copy in O(1): every mapping gets a layer of its own for writes, and evolve
         replaces accounts rather than mutating them, so nothing written reaches this state."""
         return replace(
             self,
-            accounts=ChainMap({}, self.accounts),
+            accounts=Overlay(self.accounts),
             ledger=self.ledger.overlay(),
-            markets=ChainMap({}, self.markets),
-            settled=ChainMap({}, self.settled),
-            holders=ChainMap({}, self.holders),
-            deposits=ChainMap({}, self.deposits),
-            withdrawals=ChainMap({}, self.withdrawals),
+            markets=Overlay(self.markets),
+            settled=Overlay(self.settled),
+            holders=Overlay(self.holders),
+            deposits=Overlay(self.deposits),
+            withdrawals=Overlay(self.withdrawals),
+            auctions=Overlay(self.auctions),
+            bankrupt=Overlay(self.bankrupt),
         )
 
     def view(self, account_id: str) -> AccountView:
@@ -118,7 +155,39 @@ def evolve(state: State, event: Event) -> None:
             state.now_s = event.time
         case ExpirySettled():
             state.settled[(event.underlying, event.expiry)] = event.price
-        case TradeExecuted() | FundingApplied():
+        case LiquidationStarted():
+            state.liquidations_started += 1
+            state.auctions[event.auction] = Auction(
+                event.auction,
+                event.account,
+                event.mechanism,
+                event.phase,
+                event.time,
+                event.fraction,
+                event.reserve_price,
+                event.closes_at,
+            )
+        case BidPlaced():
+            auction = state.auctions[event.auction]
+            bid = (event.liquidator, event.fraction, event.max_price)
+            state.auctions[event.auction] = replace(auction, bids=(*auction.bids, bid))
+        case LiquidationFill():
+            if event.mechanism == "fixed":
+                state.liquidations_started += 1  # fixed liquidations are numbered too, but leave no auction
+            elif event.paid > 0:
+                auction = state.auctions[event.auction]
+                state.auctions[event.auction] = replace(auction, reserved=auction.reserved + event.paid)
+        case AuctionPhaseChanged():
+            auction = state.auctions[event.auction]
+            state.auctions[event.auction] = replace(auction, phase=event.phase, phase_started_s=event.time, reserved=0)
+        case AuctionEnded():
+            del state.auctions[event.auction]
+        case BankruptcyResolved():
+            if event.uncovered:
+                state.bankrupt[event.account] = event.uncovered
+            else:
+                state.bankrupt.pop(event.account, None)
+        case TradeExecuted() | FundingApplied() | Deleveraged():
             pass  # the transfers and position changes that follow carry the state change
         case _:
             raise InvariantViolation(f"no evolve rule for event {event!r}")

@@ -9,10 +9,10 @@ option clearing), `insurance` (insurance fund) and `fees` (fee pool).
 
 from __future__ import annotations
 
-from collections import ChainMap
 from dataclasses import dataclass
 
 from margin_engine.errors import InvariantViolation
+from margin_engine.ledger.overlay import Overlay
 
 EXTERNAL = "external"
 SETTLEMENT = "settlement"
@@ -54,7 +54,7 @@ class Ledger:
     def overlay(self) -> Ledger:
         """A scratch copy whose writes stay in a layer of their own (for what-if checks)."""
         scratch = Ledger()
-        scratch.balances = ChainMap({}, self.balances)  # type: ignore[assignment]
+        scratch.balances = Overlay(self.balances)  # type: ignore[assignment]
         return scratch
 
     def balance(self, account: str, asset: str) -> int:

@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from margin_engine.errors import InputError
+from margin_engine.liquidation.params import LiquidationParams
 
 SCHEMA_VERSION = 1
 
@@ -165,6 +166,7 @@ class Profile(_Frozen):
     options: OptionParams
     fees: FeeParams
     portfolio: PortfolioParams | None = None
+    liquidation: LiquidationParams = LiquidationParams()
 
     @model_validator(mode="after")
     def _consistent(self) -> Profile:

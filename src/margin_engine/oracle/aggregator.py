@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from margin_engine.errors import InputError
-from margin_engine.oracle.averages import Point, Trade, ema, median, twap, vwap, with_point
+from margin_engine.oracle.averages import Point, VolumeReport, ema, median, twap, vwap, with_point
 from margin_engine.oracle.params import OracleParams
 
 UNDERLYING_RE = re.compile(r"^[A-Z][A-Z0-9]{1,9}$")  # as instruments/names.py
@@ -119,7 +119,7 @@ class OracleState:
     base: Point | None = None  # the mark before the current mark's second: what a same-second revision is limited from
     ema: float | None = None  # EMA of the marks up to the last point of `marks`
     medians: tuple[Point, ...] = ()  # raw median of the fresh sources, covering halt_window_s
-    trades: tuple[Trade, ...] = ()  # reports with volume within twap_window_s
+    reports: tuple[VolumeReport, ...] = ()  # reports with volume within twap_window_s
 
     def quote(self, source: str) -> PriceUpdate | None:
         return next((q for q in self.quotes if q.source == source), None)
@@ -139,10 +139,10 @@ def apply_update(
         reason, message = rejection
         return state, Outcome(False, reason, message, _evaluate(state, now_s, params)[0])
     quotes = tuple(sorted([q for q in state.quotes if q.source != update.source] + [update], key=lambda q: q.source))
-    trades = state.trades
+    reports = state.reports
     if update.volume:
-        trades = (*trades, Trade(update.timestamp_s, update.price, update.volume))
-    state = replace(state, quotes=quotes, trades=trades)
+        reports = (*reports, VolumeReport(update.timestamp_s, update.price, update.volume))
+    state = replace(state, quotes=quotes, reports=reports)
     mark, raw_median = _evaluate(state, now_s, params)
     return _record(state, mark, raw_median, now_s, params), Outcome(True, None, "", mark)
 
@@ -242,7 +242,7 @@ def _mark(
 ) -> Mark:
     """A mark with its averages. The new price is the TWAP's point at `now_s`, weighing nothing
     unless no time has passed, so that `mark_at` of the recorded state gives the same mark."""
-    vwap_now = vwap(state.trades, now_s, params.twap_window_s)
+    vwap_now = vwap(state.reports, now_s, params.twap_window_s)
     if price is None:
         return Mark(None, None, None, vwap_now, status, reason, sources_used, now_s, jump_limited)
     history = with_point(state.marks, Point(now_s, price), now_s - params.twap_window_s)
@@ -320,13 +320,13 @@ def _record(state: OracleState, mark: Mark, raw_median: float | None, now_s: int
     changes: dict = {
         "clock_s": now_s,
         "mark": mark,
-        "trades": tuple(t for t in state.trades if t.time_s >= now_s - params.twap_window_s),
+        "reports": tuple(t for t in state.reports if t.time_s >= now_s - params.twap_window_s),
     }
     if raw_median is not None:
         changes["medians"] = with_point(state.medians, Point(now_s, raw_median), now_s - params.halt_window_s)
     if mark.price is not None:
         changes["marks"] = with_point(state.marks, Point(now_s, mark.price), now_s - params.twap_window_s)
-        changes["ema"] = mark.price if last is None else mark.ema
+        changes["ema"] = mark.ema  # the EMA of the marks before this one (this one at its first point)
         if last is not None and last.time_s < now_s:
             changes["base"] = last
     return replace(state, **changes)

@@ -19,7 +19,7 @@ class Point:
 
 
 @dataclass(frozen=True)
-class Trade:
+class VolumeReport:
     """A source's price with the volume it reported, for the VWAP."""
 
     time_s: int
@@ -67,8 +67,8 @@ def ema(previous: float, price: float, elapsed_s: int, halflife_s: int) -> float
     return price + (previous - price) * 0.5 ** (elapsed_s / halflife_s)
 
 
-def vwap(trades: tuple[Trade, ...], now_s: int, window_s: int) -> float | None:
+def vwap(reports: tuple[VolumeReport, ...], now_s: int, window_s: int) -> float | None:
     """Volume-weighted average price of the reports within the window, None without volume."""
-    recent = [t for t in trades if t.time_s >= now_s - window_s]
+    recent = [t for t in reports if t.time_s >= now_s - window_s]
     volume = sum(t.volume for t in recent)
     return sum(t.price * t.volume for t in recent) / volume if volume > 0 else None

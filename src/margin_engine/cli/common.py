@@ -1,0 +1,40 @@
+"""What every command shares: output formats, the profile option, and bad input as one line
+with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from margin_engine.errors import InputError
+
+EXIT_BAD_INPUT = 2
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+
+
+ProfileOpt = Annotated[
+    str, typer.Option("--profile", "-p", help="Packaged profile name (deribit, derive) or a .toml path.")
+]
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table for people, json for programs.")]
+
+
+def fail(exc: InputError) -> typer.Exit:
+    typer.echo(f"error: {exc.field}: {exc.message}", err=True)
+    return typer.Exit(EXIT_BAD_INPUT)
+
+
+def console() -> Console:
+    return Console(width=max(Console().width, 120))
+
+
+def print_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
