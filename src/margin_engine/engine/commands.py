@@ -19,6 +19,7 @@ from margin_engine.ledger.units import parse_decimal, to_units
 from margin_engine.margin.book import MARGIN_MODES, MarginMode
 from margin_engine.margin.profile import Profile
 from margin_engine.market.snapshot import MarketSnapshot, parse_market
+from margin_engine.oracle.aggregator import PriceUpdate
 
 ACCOUNT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 FUNDING_RATE_MAX = Decimal("0.1")  # per application; beyond it is surely a unit error
@@ -117,6 +118,15 @@ class Bid:
     liquidator: str
     fraction: Decimal
     max_price: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class OracleUpdate:
+    """A source's signed price of an underlying (`signature`: Ed25519 over the update's canonical
+    bytes, hex); `confidence` is a +/- band in USD, as Pyth publishes it."""
+
+    update: PriceUpdate
+    signature: bytes | None
 
 
 Command = (
@@ -315,6 +325,35 @@ def _bid(obj, profile) -> Bid:
     return Bid(auction, f.account("liquidator"), fraction, max_price)
 
 
+def _oracle_update(obj, profile) -> OracleUpdate:
+    f = _Fields(obj, {"underlying", "source", "price", "confidence", "volume", "timestamp", "signature"})
+    underlying = f.get("underlying")
+    profile.underlying(underlying)
+
+    def number(name: str, required: bool = False) -> float | None:
+        value = f.get(name) if required else f.get(name, None)
+        return None if value is None else float(parse_decimal(value, name))
+
+    update = PriceUpdate(
+        underlying,
+        f.get("source"),
+        number("price", True),
+        number("confidence"),
+        parse_time(f.get("timestamp"), "timestamp"),
+        number("volume"),
+    )
+    raw = f.get("signature", None)
+    signature = None
+    if raw is not None:
+        try:
+            signature = bytes.fromhex(raw) if isinstance(raw, str) else None
+        except ValueError:
+            signature = None
+        if signature is None or len(signature) != 64:
+            raise InputError("signature", "expected an Ed25519 signature as 128 hex digits")
+    return OracleUpdate(update, signature)
+
+
 _PARSERS = {
     "open_account": _open_account,
     "deposit": _deposit,
@@ -328,6 +367,7 @@ _PARSERS = {
     "fund_insurance": _fund_insurance,
     "start_liquidation": _start_liquidation,
     "bid": _bid,
+    "oracle_update": _oracle_update,
 }
 
 __all__ = ["Command", "parse_command", "parse_time", "format_time"] + [

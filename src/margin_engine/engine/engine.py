@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from margin_engine.engine import liquidate
+from margin_engine.engine import liquidate, oracle_feed
 from margin_engine.engine.commands import (
     AdvanceTime,
     Allocate,
@@ -20,6 +20,7 @@ from margin_engine.engine.commands import (
     Deposit,
     FundInsurance,
     OpenAccount,
+    OracleUpdate,
     SetMarket,
     SettleExpiry,
     StartLiquidation,
@@ -99,6 +100,7 @@ def _withdraw(state: State, cmd: Withdraw) -> list[Event]:
             "withdrawals wait until every insolvent account is resolved (dYdX, Lyra)",
             account=cmd.account,
         )
+    oracle_feed.require_fresh(state, oracle_feed.exposure(state, cmd.account), "a withdrawal")
     balance = state.ledger.balance(user_key(cmd.account), cmd.asset)
     decimals = state.profile.asset(cmd.asset).decimals
     if balance < cmd.amount:
@@ -181,6 +183,8 @@ def _trade(state: State, cmd: Trade) -> list[Event]:
         tx.transfer(user_key(account), FEES, settle, fees[side], "fee")
         if adds_risk(old_size, new_size):
             risky.append(account)
+    if risky:
+        oracle_feed.require_fresh(state, [cmd.instrument.underlying], "a trade that adds risk")
     for account in risky:
         _check_after_risk(tx, account, name)
     return tx.events
@@ -338,6 +342,7 @@ _HANDLERS = {
     FundInsurance: liquidate.fund_insurance,
     StartLiquidation: liquidate.start_liquidation,
     Bid: liquidate.bid,
+    OracleUpdate: oracle_feed.oracle_update,
     Trade: _trade,
     Allocate: _allocate,
     ApplyFunding: _apply_funding,

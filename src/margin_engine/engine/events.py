@@ -179,6 +179,22 @@ class BankruptcyResolved(Event):
     uncovered: int
 
 
+@dataclass(frozen=True)
+class OracleUpdated(Event):
+    """An accepted source update; replaying it through the guards gives the same mark, which is
+    carried for readers (`mark`, `status`)."""
+
+    type: ClassVar[str] = "oracle_updated"
+    underlying: str
+    source: str
+    price: float
+    confidence: float | None
+    volume: float | None
+    timestamp: int
+    mark: float | None
+    status: str
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
@@ -197,14 +213,17 @@ EVENT_TYPES: dict[str, type[Event]] = {
         AuctionEnded,
         Deleveraged,
         BankruptcyResolved,
+        OracleUpdated,
     )
 }
 _DECIMAL_FIELDS = {"size", "price", "rate", "fraction"}
+_FLOAT_EVENTS = {"oracle_updated"}  # oracle prices are floats, as the sources send them
 
 
 def event_from_json(data: dict[str, Any]) -> Event:
     cls = EVENT_TYPES[data["type"]]
-    kwargs = {f.name: Decimal(data[f.name]) if f.name in _DECIMAL_FIELDS else data[f.name] for f in fields(cls)}
+    decimals = set() if cls.type in _FLOAT_EVENTS else _DECIMAL_FIELDS
+    kwargs = {f.name: Decimal(data[f.name]) if f.name in decimals else data[f.name] for f in fields(cls)}
     return cls(**kwargs)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from decimal import Decimal
 from fractions import Fraction
 
+from margin_engine.engine import oracle_feed
 from margin_engine.engine.commands import AdvanceTime, Bid, FundInsurance, StartLiquidation
 from margin_engine.engine.events import (
     AuctionEnded,
@@ -89,6 +90,7 @@ def start_liquidation(state: State, cmd: StartLiquidation) -> list[Event]:
     require_account(state, cmd.account)
     if state.auction_of(cmd.account) is not None:
         raise reject("auction_active", f"{cmd.account} is already being auctioned", account=cmd.account)
+    oracle_feed.require_fresh(state, oracle_feed.exposure(state, cmd.account), "a liquidation")
     tx = Tx(state)
     m = tx.margin(cmd.account)
     if not m.liquidatable:
@@ -361,6 +363,7 @@ def bid(state: State, cmd: Bid) -> list[Event]:
     _require_liquidator(state, cmd.liquidator)
     if auction.mechanism == "batch":
         return _batch_bid(state, auction, cmd)
+    oracle_feed.require_fresh(state, oracle_feed.exposure(state, auction.account), "a liquidation")
     return _dutch_bid(state, auction, cmd)
 
 
@@ -538,6 +541,8 @@ def advance_time(state: State, cmd: AdvanceTime) -> list[Event]:
     tx = Tx(state)
     tx.emit(TimeAdvanced(cmd.time_s))
     for auction in list(state.auctions.values()):
+        if any(tx.scratch.oracle_blocked(u) for u in oracle_feed.exposure(tx.scratch, auction.account)):
+            continue  # no liquidation moves on a stale or halted mark; it resumes when the mark recovers
         if auction.mechanism == "batch":
             if cmd.time_s >= auction.closes_at:
                 _clear_batch(tx, auction)

@@ -23,6 +23,7 @@ from margin_engine.engine.events import (
     LiquidationFill,
     LiquidationStarted,
     MarketSet,
+    OracleUpdated,
     PositionChanged,
     TimeAdvanced,
     TradeExecuted,
@@ -43,6 +44,8 @@ from margin_engine.ledger.overlay import Overlay
 from margin_engine.margin.book import AccountView, MarginMode, PositionView
 from margin_engine.margin.profile import Profile
 from margin_engine.market.snapshot import MarketSnapshot, parse_market
+from margin_engine.oracle.aggregator import Mark, OracleState, OracleStatus, PriceUpdate, apply_update, mark_at
+from margin_engine.oracle.params import OracleParams
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,21 @@ class State:
     auctions: dict[str, Auction] = field(default_factory=dict)
     liquidations_started: int = 0  # numbers the auctions: L1, L2, ...
     bankrupt: dict[str, int] = field(default_factory=dict)  # account -> uncovered deficit: withdrawals gated
+    oracles: dict[str, OracleState] = field(default_factory=dict)  # underlying -> its guards' state
+
+    def oracle_mark(self, underlying: str) -> Mark | None:
+        """The guarded mark at the engine's clock; None for an underlying never fed by the oracle
+        (its market then comes from set_market alone, as a trusted admin's)."""
+        oracle = self.oracles.get(underlying)
+        if oracle is None or self.now_s is None:
+            return None
+        return mark_at(oracle, self.now_s, self.profile.oracle.params_for(underlying))
+
+    def oracle_blocked(self, underlying: str) -> Mark | None:
+        """The mark when it is stale or halted: risk-adding trades, withdrawals and liquidations on
+        that underlying wait (fail closed)."""
+        mark = self.oracle_mark(underlying)
+        return mark if mark is not None and mark.status in (OracleStatus.stale, OracleStatus.halted) else None
 
     def auction_of(self, account: str) -> Auction | None:
         return next((a for a in self.auctions.values() if a.account == account), None)
@@ -115,6 +133,7 @@ class State:
             withdrawals=Overlay(self.withdrawals),
             auctions=Overlay(self.auctions),
             bankrupt=Overlay(self.bankrupt),
+            oracles=Overlay(self.oracles),
         )
 
     def view(self, account_id: str) -> AccountView:
@@ -187,10 +206,40 @@ def evolve(state: State, event: Event) -> None:
                 state.bankrupt[event.account] = event.uncovered
             else:
                 state.bankrupt.pop(event.account, None)
+        case OracleUpdated():
+            _apply_oracle(state, event)
         case TradeExecuted() | FundingApplied() | Deleveraged():
             pass  # the transfers and position changes that follow carry the state change
         case _:
             raise InvariantViolation(f"no evolve rule for event {event!r}")
+
+
+def _apply_oracle(state: State, event: OracleUpdated) -> None:
+    """Run the update through the guards again (they are deterministic) and move the market's
+    index to the guarded mark, with a confidence score for the margin's confidence charges."""
+    u = event.underlying
+    params = state.profile.oracle.params_for(u)
+    update = PriceUpdate(u, event.source, event.price, event.confidence, event.timestamp, event.volume)
+    oracle, outcome = apply_update(state.oracles.get(u, OracleState(u)), update, params, state.now_s or 0)
+    if not outcome.accepted:
+        raise InvariantViolation(f"a journaled oracle update no longer passes the guards: {outcome.message}")
+    state.oracles[u] = oracle
+    market = state.markets.get(u)
+    if market is not None and outcome.mark.price is not None:
+        state.markets[u] = replace(
+            market, index=outcome.mark.price, confidence=confidence_score(oracle, outcome.mark, params)
+        )
+
+
+def confidence_score(oracle: OracleState, mark: Mark, params: OracleParams) -> float:
+    """1 for a tight band, falling to 0 as the median band of the sources used reaches the widest
+    accepted (confidence_ratio_max): the [0, 1] confidence Lyra's contingencies read."""
+    ratios = sorted((q.confidence or 0.0) / q.price for q in oracle.quotes if q.source in mark.sources_used)
+    if not ratios:
+        return 1.0
+    mid = len(ratios) // 2
+    median = ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+    return min(max(1.0 - median / params.confidence_ratio_max, 0.0), 1.0)
 
 
 def _set_position(state: State, event: PositionChanged) -> None:

@@ -259,6 +259,22 @@ def _collateral(account: AccountView, markets, profile: Profile) -> list[Collate
     return lines
 
 
+def _confidence_charges(flat: _Flat, idx, markets, profile: Profile) -> list[Adjustment]:
+    """Lyra's confidence contingency for standard margin: below the threshold, initial margin
+    rises by (1 - confidence) * factor * spot * |size| per underlying; maintenance does not."""
+    config = profile.oracle
+    sizes: dict[str, float] = {}
+    for i in idx:
+        sizes[flat.underlying[i]] = sizes.get(flat.underlying[i], 0.0) + abs(float(flat.size[i]))
+    out = []
+    for u, size in sorted(sizes.items()):
+        snap = markets[u]
+        if snap.confidence < config.confidence_im_threshold:
+            charge = (1 - snap.confidence) * config.confidence_im_factor * snap.index * size
+            out.append(Adjustment("oracle_confidence", u, charge, 0.0))
+    return out
+
+
 def _account_result(
     a: int, account: AccountView, flat: _Flat, mark, value, im, mm, greeks, adjustments, markets, profile: Profile
 ) -> AccountMargin:
@@ -293,6 +309,7 @@ def _account_result(
         acc = by_underlying.setdefault(flat.underlying[i], [0.0, 0.0, 0.0, 0.0])
         for k in range(4):
             acc[k] += float(greeks[k, i])
+    adjustments = (*adjustments, *_confidence_charges(flat, idx, markets, profile))
     adj_im = sum(x.initial_margin for x in adjustments)
     adj_mm = sum(x.maintenance_margin for x in adjustments)
     equity = floor_units(coll_value + float(value[idx].sum() + flat.allocation[idx].sum()), decimals)

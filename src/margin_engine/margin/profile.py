@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from margin_engine.errors import InputError
 from margin_engine.liquidation.params import LiquidationParams
+from margin_engine.oracle.params import OracleParams
 
 SCHEMA_VERSION = 1
 
@@ -155,6 +156,21 @@ class PortfolioParams(_Frozen):
         return self
 
 
+class OracleConfig(_Frozen):
+    """Who may push prices (`sources`: name -> Ed25519 public key, hex), the guards' parameters
+    (`params`, overridable per underlying), and the initial-margin charge on low confidence for
+    standard margin (Lyra's confidence contingency; portfolio margin has its own)."""
+
+    sources: dict[str, str] = {}
+    params: OracleParams = OracleParams()
+    underlyings: dict[str, OracleParams] = {}
+    confidence_im_threshold: float = Field(default=0.55, ge=0, le=1)
+    confidence_im_factor: float = Field(default=1.0, ge=0)
+
+    def params_for(self, underlying: str) -> OracleParams:
+        return self.underlyings.get(underlying, self.params)
+
+
 class Profile(_Frozen):
     name: str
     schema_version: int
@@ -167,6 +183,7 @@ class Profile(_Frozen):
     fees: FeeParams
     portfolio: PortfolioParams | None = None
     liquidation: LiquidationParams = LiquidationParams()
+    oracle: OracleConfig = OracleConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> Profile:
