@@ -1,8 +1,8 @@
 """`margin-engine oracle FILE`: replay raw price updates through the oracle guards.
 
 Prints, per update, what the guards made of it: accepted or why not, and the guarded mark, TWAP and
-status after it; `--plot` draws the sources against the mark. Parameters are `OracleParams()`
-defaults; the profile names the underlyings the file may quote.
+status after it; `--plot` draws the sources against the mark. Parameters come from the profile's `[oracle]`
+section (per underlying where it says so); the profile also names the underlyings the file may quote.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from margin_engine.errors import InputError
 from margin_engine.margin.profile import load_profile
 from margin_engine.oracle.aggregator import OracleStatus
 from margin_engine.oracle.feed_file import read_updates
-from margin_engine.oracle.params import OracleParams
 from margin_engine.oracle.replay import ReplayStep, replay
 
 STATUS_STYLE = {
@@ -49,7 +48,7 @@ def oracle(
         updates = read_updates(file)
         for line, update in enumerate(updates, start=2):
             prof.underlying(update.underlying, f"line {line}: underlying")
-        steps = replay(updates, OracleParams())
+        steps = replay(updates, prof.oracle.params_for)
         if plot is not None:
             _plot(steps, plot)
     except InputError as exc:

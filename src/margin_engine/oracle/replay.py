@@ -8,7 +8,7 @@ judged as live.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from margin_engine.oracle.aggregator import OracleState, Outcome, PriceUpdate, apply_update
@@ -22,13 +22,17 @@ class ReplayStep:
     outcome: Outcome
 
 
-def replay(updates: Iterable[PriceUpdate], params: OracleParams) -> tuple[ReplayStep, ...]:
+def replay(
+    updates: Iterable[PriceUpdate], params: OracleParams | Callable[[str], OracleParams]
+) -> tuple[ReplayStep, ...]:
+    """`params`: one set for every underlying, or a function of the underlying (a profile's)."""
+    params_for = params if callable(params) else (lambda _u: params)
     states: dict[str, OracleState] = {}
     steps: list[ReplayStep] = []
     now_s = 0
     for update in updates:
         now_s = max(now_s, update.timestamp_s)
         state = states.get(update.underlying) or OracleState(update.underlying)
-        states[update.underlying], outcome = apply_update(state, update, params, now_s)
+        states[update.underlying], outcome = apply_update(state, update, params_for(update.underlying), now_s)
         steps.append(ReplayStep(update, now_s, outcome))
     return tuple(steps)
