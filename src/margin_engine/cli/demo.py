@@ -11,7 +11,7 @@ from margin_engine.margin.profile import Profile
 
 STEPS: list[tuple[str, list[dict]]] = [
     (
-        "A market and three accounts. Carol keeps each position apart (isolated margin); Alice and Bob "
+        "A market, three traders and a keeper. Carol keeps each position apart (isolated margin); Alice and Bob "
         "pool their collateral (cross margin).",
         [
             {"type": "advance_time", "time": "2026-11-25T08:00:00Z"},
@@ -23,6 +23,9 @@ STEPS: list[tuple[str, list[dict]]] = [
             {"type": "deposit", "account": "bob", "asset": "USDC", "amount": "150000"},
             {"type": "deposit", "account": "bob", "asset": "BTC", "amount": "1"},
             {"type": "deposit", "account": "carol", "asset": "USDC", "amount": "10000"},
+            {"type": "open_account", "account": "keeper", "mode": "cross"},
+            {"type": "deposit", "account": "keeper", "asset": "USDC", "amount": "500000"},
+            {"type": "fund_insurance", "asset": "USDC", "amount": "25000"},
         ],
     ),
     (
@@ -78,7 +81,13 @@ STEPS: list[tuple[str, list[dict]]] = [
             {"type": "apply_funding", "instrument": "BTC-PERP", "rate": "0.0001"},
         ],
     ),
+    (
+        "Alice is below maintenance. A keeper takes just enough of her book at mark less a 0.75% penalty "
+        "(half to the keeper, half to the insurance fund) to leave her 2% above maintenance.",
+        [{"type": "start_liquidation", "account": "alice", "liquidator": "keeper"}],
+    ),
 ]
+TITLES = {2: "Margin before the move", 4: "Margin after the move", 5: "Margin after the liquidation"}
 
 
 def run_demo(console: Console, profile: Profile) -> None:
@@ -96,10 +105,8 @@ def run_demo(console: Console, profile: Profile) -> None:
                 console.print(f"  [red]rejected[/] {obj['type']}: {outcome.code}:{extra}")
             else:
                 console.print(f"  [green]ok[/] {obj['type']} ({len(outcome)} events)")
-        if number in (2, 4):
-            print_margins(
-                console, engine.margins(), title="Margin " + ("before" if number == 2 else "after") + " the move"
-            )
+        if number in TITLES:
+            print_margins(console, engine.margins(), title=TITLES[number])
     report = audit(engine.state)["USDC"]
     console.rule("Conservation")
     console.print(
