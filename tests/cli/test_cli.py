@@ -280,3 +280,21 @@ def test_calibrate_bad_options(tmp_path):
     assert invoke("calibrate", EXAMPLES / "btc-usd-1d-2023-2025.csv", "--confidence", "1.5").exit_code == 2
     result = invoke("calibrate", EXAMPLES / "btc-usd-1d-2023-2025.csv", "--underlying", "DOGE")
     assert result.exit_code == 2 and "DOGE" in result.stderr
+
+
+def test_run_lists_the_liquidation_queue_worst_first(tmp_path):
+    lines = GOOD_LINES + [
+        {"type": "open_account", "account": "b"},
+        {"type": "open_account", "account": "m"},
+        {"type": "deposit", "account": "a", "amount": "6900"},
+        {"type": "deposit", "account": "b", "amount": "13000"},
+        {"type": "deposit", "account": "m", "amount": "1000000"},
+        {"type": "trade", "buyer": "a", "seller": "m", "instrument": "BTC-PERP", "size": "5", "price": "60000"},
+        {"type": "trade", "buyer": "b", "seller": "m", "instrument": "BTC-PERP", "size": "10", "price": "60000"},
+        {"type": "set_market", "underlying": "BTC", "index": "59300", "vol": "0.6"},
+    ]
+    result = invoke("run", write(tmp_path, "\n".join(json.dumps(x) for x in lines), "c.jsonl"), "--format", "json")
+    queue = json.loads(result.stdout)["liquidation_queue"]
+    # a: equity 7,000 - 3,500 = 3,500 vs MM 296,500 * (1% + 5 * 0.005%) = 3,039.125: not liquidatable
+    # b: equity 13,000 - 7,000 = 6,000 vs MM 593,000 * 1.05% = 6,226.50: liquidatable
+    assert queue == [{"account": "b", "equity": "6000.000000", "maintenance_margin": "6226.500000"}]

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from margin_engine.cli.common import Format, FormatOpt, ProfileOpt, console, fail, print_json
 from margin_engine.cli.oracle_cmd import oracle
-from margin_engine.engine import Engine, Rejection, State, audit
+from margin_engine.engine import Engine, Rejection, State, audit, liquidation_queue
 from margin_engine.errors import InputError
 from margin_engine.files.commands_file import load_commands
 from margin_engine.files.portfolio import load_portfolio
@@ -190,6 +190,7 @@ def run(
         print_json(
             {
                 "profile": prof.name,
+                "liquidation_queue": _queue_json(liquidation_queue(margins), prof),
                 "results": results,
                 "state": state_obj,
                 "margin": {"accounts": [m.to_json() for m in margins]},
@@ -200,6 +201,24 @@ def run(
     for table in state_tables(state_obj):
         out.print(table)
     print_margins(out, margins, title="Margin")
+    queue = _queue_json(liquidation_queue(margins), prof)
+    if queue:
+        out.print(
+            "Liquidation queue, worst first: "
+            + ", ".join(f"{q['account']} (equity {q['equity']}, maintenance {q['maintenance_margin']})" for q in queue)
+        )
+
+
+def _queue_json(queue: list[dict], profile) -> list[dict]:
+    d = profile.settlement_decimals
+    return [
+        {
+            "account": q["account"],
+            "equity": format_units(q["equity"], d),
+            "maintenance_margin": format_units(q["maintenance_margin"], d),
+        }
+        for q in queue
+    ]
 
 
 def _plain(obj):

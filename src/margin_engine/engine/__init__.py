@@ -22,6 +22,27 @@ __all__ = [
 ]
 
 
+def liquidation_queue(margins, limit: int | None = None) -> list[dict]:
+    """Rank margin results by shortfall; amounts in the settlement asset's units."""
+    import numpy as np
+
+    from margin_engine.liquidation.ranking import health_ratio, liquidation_order
+
+    equity = np.array([m.equity for m in margins], dtype=float)
+    maintenance = np.array([m.maintenance_margin for m in margins], dtype=float)
+    order = liquidation_order(equity, maintenance, limit)
+    ratio = health_ratio(equity, maintenance)
+    return [
+        {
+            "account": margins[i].id,
+            "equity": margins[i].equity,
+            "maintenance_margin": margins[i].maintenance_margin,
+            "health": float(ratio[i]),
+        }
+        for i in order
+    ]
+
+
 class Engine:
     """A state with its journal of events: what the CLI, the service and the simulator drive."""
 
@@ -38,6 +59,11 @@ class Engine:
         if not isinstance(outcome, Rejection):
             self.journal.extend(outcome)
         return outcome
+
+    def liquidation_queue(self, limit: int | None = None) -> list[dict]:
+        """Liquidatable accounts, worst first (equity / maintenance ascending, as dYdX ranks them):
+        what a keeper reads before it calls start_liquidation."""
+        return liquidation_queue(self.margins(), limit)
 
     def margins(self, explain: bool = False):
         """Margin of every account, in opening order."""
