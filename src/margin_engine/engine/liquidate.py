@@ -497,9 +497,10 @@ def _clear_batch(tx: Tx, auction: Auction) -> None:
         clearing = clear_batch(bids, Fraction(1), auction.reserve_price, p.liquidation.batch)
         trial = Tx(state)
         failed = None
+        taken = Decimal(0)  # of the account, by the winners before this one
         for alloc in clearing.allocations:
             try:
-                _batch_fill(trial, auction, alloc, m)
+                taken += _batch_fill(trial, auction, alloc, m, taken)
             except Reject:  # a winner that cannot take its share
                 failed = alloc.bidder
                 break
@@ -514,13 +515,15 @@ def _clear_batch(tx: Tx, auction: Auction) -> None:
         bids = [b for b in bids if b.bidder != failed]
 
 
-def _batch_fill(tx: Tx, auction: Auction, alloc, m: AccountMargin) -> None:
+def _batch_fill(tx: Tx, auction: Auction, alloc, m: AccountMargin, taken: Decimal) -> Decimal:
+    """One winner takes its share of the lot: `share` of the account as it was when the window
+    closed, i.e. share / (1 - taken) of what earlier winners left. Returns the share."""
     state = tx.scratch
     settle = _settle(state)
     share = Decimal(alloc.fraction.numerator) / Decimal(alloc.fraction.denominator) * auction.fraction
     tx.emit(LiquidationFill(auction.id, auction.account, alloc.bidder, "batch", share, alloc.pays_units, 0, 0))
     before = tx.margin(alloc.bidder)
-    _take_at_mark(tx, auction.account, alloc.bidder, share, collateral=True)
+    _take_at_mark(tx, auction.account, alloc.bidder, min(share / (ONE - taken), ONE), collateral=True)
     value = floor_units(float(share) * m.equity, 0)
     if alloc.pays_units >= 0:
         tx.transfer(user_key(auction.account), user_key(alloc.bidder), settle, value - alloc.pays_units, "liquidation")
@@ -528,6 +531,7 @@ def _batch_fill(tx: Tx, auction: Auction, alloc, m: AccountMargin) -> None:
         tx.transfer(user_key(auction.account), user_key(alloc.bidder), settle, value, "liquidation")
         _insurance_pays(tx, user_key(alloc.bidder), -alloc.pays_units)
     _check_liquidator(tx, alloc.bidder, before)
+    return share
 
 
 # --- the clock -----------------------------------------------------------------------------------
