@@ -440,30 +440,21 @@ def _resolve_leftover(tx: Tx, account: str) -> None:
 
 
 def _start_batch(tx: Tx, lid: str, account: str, m: AccountMargin) -> None:
-    """Offer the slice that restores the buffer at mark (all of an insolvent account) to sealed
-    bids for one window, with a reserve price below which nothing is sold."""
+    """Offer the slice that restores the buffer even if it sells at the reserve price (all of an
+    insolvent account) to sealed bids for one window."""
     state = tx.scratch
     p = state.profile.liquidation
-    if m.equity <= 0:
-        f = ONE
-    else:
+    f = ONE
+    if m.equity > 0:
+        equity = _usd(m.equity, state)
         haircut = sum(c.mm_haircut for c in m.collateral)
-        gross = _gross_notional_units(tx, account)
-        f = Decimal(
-            repr(
-                apply_small_account_cutoff(
-                    linear_close_fraction(
-                        _usd(m.equity, state),
-                        max(_usd(m.maintenance_margin, state) - haircut, 0.0),
-                        0.0,
-                        p.partial.buffer_ratio,
-                        fixed_maintenance=haircut,
-                    ),
-                    gross,
-                    p.partial.small_account_cutoff_units,
-                )
-            )
+        maintenance = max(_usd(m.maintenance_margin, state) - haircut, 0.0)
+        # selling everything at the reserve costs reserve_discount of the equity
+        share = linear_close_fraction(
+            equity, maintenance, p.batch.reserve_discount * equity, p.partial.buffer_ratio, fixed_maintenance=haircut
         )
+        gross = _gross_notional_units(tx, account)
+        f = Decimal(repr(apply_small_account_cutoff(share, gross, p.partial.small_account_cutoff_units)))
     reserve = lot_reserve_price_units(floor_units(float(f) * m.equity, 0), p.batch)
     phase = "solvent" if m.equity > 0 else "insolvent"
     now = state.now_s or 0
