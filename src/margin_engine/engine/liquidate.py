@@ -12,6 +12,8 @@ from __future__ import annotations
 from decimal import Decimal
 from fractions import Fraction
 
+import numpy as np
+
 from margin_engine.engine import oracle_feed
 from margin_engine.engine.commands import AdvanceTime, Bid, FundInsurance, StartLiquidation
 from margin_engine.engine.events import (
@@ -39,6 +41,7 @@ from margin_engine.liquidation import (
     apply_small_account_cutoff,
     can_terminate,
     clear_batch,
+    close_order,
     close_size,
     deleverage,
     discount_at,
@@ -55,6 +58,7 @@ from margin_engine.liquidation import (
     window_closes_at_s,
 )
 from margin_engine.liquidation import Bid as SealedBid
+from margin_engine.margin.calculator import compute_margins
 from margin_engine.margin.result import AccountMargin
 
 ONE = Decimal(1)
@@ -108,6 +112,8 @@ def start_liquidation(state: State, cmd: StartLiquidation) -> list[Event]:
     mechanism = state.profile.liquidation.mechanism
     if m.mode == "isolated":
         _fixed_isolated(tx, cmd.account, _require_liquidator(state, cmd.liquidator), m)
+    elif mechanism == "fixed" and m.portfolio is not None and m.equity > 0:
+        _fixed_portfolio(tx, lid, cmd.account, _require_liquidator(state, cmd.liquidator))
     elif mechanism == "fixed":
         _fixed(tx, lid, cmd.account, _require_liquidator(state, cmd.liquidator), m)
     elif mechanism == "dutch":
@@ -238,6 +244,31 @@ def _charge_penalty(
     tx.transfer(payer_key, user_key(liquidator), settle, t.liquidator_units, "liquidation_penalty")
     tx.transfer(payer_key, INSURANCE, settle, t.insurance_units, "liquidation_penalty")
     return t.penalty_units, t.insurance_units
+
+
+def _fixed_portfolio(tx: Tx, lid: str, account: str, liquidator: str) -> None:
+    """Portfolio accounts: close first what contributes most to the worst scenario, one whole
+    position at a time, until the account stands (1 + buffer) above maintenance; hedges last."""
+    state = tx.scratch
+    buffer = state.profile.liquidation.partial.buffer_ratio
+    (m,) = compute_margins([state.view(account)], state.markets, state.profile, state.now_s or 0, explain=True)
+    pnl = {c["instrument"]: c["pnl"] for u in m.portfolio["underlyings"] for c in u.get("contributions", [])}
+    names = [p.instrument for p in m.positions]
+    order = close_order(np.array([-pnl.get(n, 0.0) for n in names]))
+    before = tx.margin(liquidator)
+    closed = Decimal(0)
+    notional = 0
+    for i in order:
+        after = tx.margin(account)
+        if after.equity >= (1 + buffer) * after.maintenance_margin:
+            break
+        notional += _take_at_mark(tx, account, liquidator, ONE, only=names[i])
+        closed += 1
+    penalty, insurance = _charge_penalty(
+        tx, account, liquidator, notional, user_key(account), tx.margin(account).equity
+    )
+    tx.emit(LiquidationFill(lid, account, liquidator, "fixed", closed / len(names), 0, penalty, insurance))
+    _check_liquidator(tx, liquidator, before)
 
 
 def _fixed_isolated(tx: Tx, account: str, liquidator: str, m: AccountMargin) -> None:
