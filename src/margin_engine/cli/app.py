@@ -64,7 +64,8 @@ def what_if(
 ) -> None:
     """Margin of one account before and after hypothetical trades; nothing is changed."""
     from margin_engine.cli.render import what_if_table
-    from margin_engine.margin.what_if import apply_trades, mark_prices, parse_trade
+    from margin_engine.margin.what_if import what_if as hypothetical
+    from margin_engine.margin.what_if import what_if_json
 
     try:
         prof = load_profile(profile)
@@ -72,25 +73,11 @@ def what_if(
         views = {a.id: a for a in portfolio.accounts}
         if account not in views:
             raise InputError("--account", f"no account {account!r} in {file}; it has {', '.join(views) or 'none'}")
-        trades = [parse_trade(t, prof, f"trade[{i}]") for i, t in enumerate(trade)]
-        marks = mark_prices([t.instrument for t in trades], portfolio.markets, prof, portfolio.valuation_s)
-        after_view = apply_trades(views[account], trades, portfolio.markets, marks, prof, portfolio.valuation_s)
-        before, after = compute_margins([views[account], after_view], portfolio.markets, prof, portfolio.valuation_s)
+        before, after = hypothetical(views[account], trade, portfolio.markets, prof, portfolio.valuation_s)
     except InputError as exc:
         raise fail(exc) from None
     if format is Format.json:
-        d = prof.settlement_decimals
-        keys = ("equity", "initial_margin", "maintenance_margin", "free_collateral")
-        print_json(
-            {
-                "profile": prof.name,
-                "account": account,
-                "trades": trade,
-                "before": before.to_json(),
-                "after": after.to_json(),
-                "change": {k: format_units(getattr(after, k) - getattr(before, k), d) for k in keys},
-            }
-        )
+        print_json({"profile": prof.name, **what_if_json(before, after, trade)})
     else:
         console().print(what_if_table(before, after, trade))
 
@@ -163,7 +150,8 @@ def run(
     format: FormatOpt = Format.table,
 ) -> None:
     """Apply a script of engine commands; print every event or rejection, the final state and margins."""
-    from margin_engine.cli.render import print_margins, state_json, state_tables
+    from margin_engine.cli.render import print_margins, state_tables
+    from margin_engine.engine.views import state_json
 
     try:
         prof = load_profile(profile)

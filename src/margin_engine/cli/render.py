@@ -7,9 +7,6 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.table import Table
 
-from margin_engine.engine.state import State
-from margin_engine.ledger.ledger import FEES, INSURANCE, SETTLEMENT, allocation_key, user_key
-from margin_engine.ledger.units import format_units
 from margin_engine.margin.result import AccountMargin
 
 
@@ -176,45 +173,6 @@ def _scenario_grid(account: str, u: dict) -> Table:
         label = f"{shock:+.2%}" + (" (extended)" if extended else "")
         grid.add_row(label, *(cells.get(v, "") for v in ("down", "none", "up")))
     return grid
-
-
-def state_json(state: State) -> dict:
-    """Balances, positions, insurance fund, fee pool and settlement account, amounts as strings."""
-    p = state.profile
-    assets = list(p.assets)
-    settle = p.settlement_asset
-
-    def balances(key: str) -> dict[str, str]:
-        return {
-            a: format_units(state.ledger.balance(key, a), p.assets[a].decimals)
-            for a in assets
-            if state.ledger.balance(key, a)
-        }
-
-    accounts = []
-    for account in state.accounts.values():
-        positions = []
-        for name, pos in account.positions.items():
-            row = {"instrument": name, "size": format(pos.size, "f")}
-            if not pos.instrument.is_option:
-                row["quote"] = format_units(pos.quote, p.settlement_decimals)
-            if account.mode == "isolated":
-                row["collateral"] = format_units(
-                    state.ledger.balance(allocation_key(account.id, name), settle), p.settlement_decimals
-                )
-            positions.append(row)
-        accounts.append(
-            {"id": account.id, "mode": account.mode, "balances": balances(user_key(account.id)), "positions": positions}
-        )
-    from margin_engine.engine.commands import format_time
-
-    return {
-        "time": None if state.now_s is None else format_time(state.now_s),
-        "accounts": accounts,
-        "insurance_fund": balances(INSURANCE),
-        "fee_pool": balances(FEES),
-        "settlement": balances(SETTLEMENT),
-    }
 
 
 def state_tables(state_obj: dict) -> list[Table]:

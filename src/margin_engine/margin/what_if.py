@@ -90,3 +90,29 @@ def mark_prices(
     probe = AccountView("probe", "cross", {}, tuple(PositionView(i, Decimal(1)) for i in instruments))
     (m,) = compute_margins([probe], markets, profile, now_s)
     return {p.instrument: p.mark_price for p in m.positions}
+
+
+def what_if(
+    view: AccountView, trades_text: list[str], markets: Mapping[str, MarketSnapshot], profile: Profile, now_s: int
+):
+    """(before, after) margins of one account for hypothetical fills given as INSTRUMENT:SIZE[@PRICE]."""
+    from margin_engine.margin.calculator import compute_margins
+
+    trades = [parse_trade(t, profile, f"trade[{i}]") for i, t in enumerate(trades_text)]
+    marks = mark_prices([t.instrument for t in trades], markets, profile, now_s)
+    after = apply_trades(view, trades, markets, marks, profile, now_s)
+    return tuple(compute_margins([view, after], markets, profile, now_s))
+
+
+def what_if_json(before, after, trades_text: list[str]) -> dict:
+    """The shape `margin-engine what-if --format json` and the service answer with."""
+    from margin_engine.ledger.units import format_units
+
+    keys = ("equity", "initial_margin", "maintenance_margin", "free_collateral")
+    return {
+        "account": before.id,
+        "trades": list(trades_text),
+        "before": before.to_json(),
+        "after": after.to_json(),
+        "change": {k: format_units(getattr(after, k) - getattr(before, k), before.decimals) for k in keys},
+    }

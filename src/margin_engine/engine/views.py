@@ -1,0 +1,49 @@
+"""Engine state as JSON for readers (CLI, service, dashboard): amounts as decimal strings."""
+
+from __future__ import annotations
+
+from margin_engine.engine.commands import format_time
+from margin_engine.engine.state import State
+from margin_engine.ledger.ledger import FEES, INSURANCE, SETTLEMENT, allocation_key, user_key
+from margin_engine.ledger.units import format_units
+
+
+def balances_json(state: State, key: str) -> dict[str, str]:
+    p = state.profile
+    return {
+        a: format_units(state.ledger.balance(key, a), p.assets[a].decimals)
+        for a in p.assets
+        if state.ledger.balance(key, a)
+    }
+
+
+def account_json(state: State, account_id: str) -> dict:
+    """One account: mode, free balances, positions (perp quotes, isolated collateral)."""
+    p = state.profile
+    account = state.accounts[account_id]
+    positions = []
+    for name, pos in account.positions.items():
+        row = {"instrument": name, "size": format(pos.size, "f")}
+        if not pos.instrument.is_option:
+            row["quote"] = format_units(pos.quote, p.settlement_decimals)
+        if account.mode == "isolated":
+            held = state.ledger.balance(allocation_key(account.id, name), p.settlement_asset)
+            row["collateral"] = format_units(held, p.settlement_decimals)
+        positions.append(row)
+    return {
+        "id": account.id,
+        "mode": account.mode,
+        "balances": balances_json(state, user_key(account.id)),
+        "positions": positions,
+    }
+
+
+def state_json(state: State) -> dict:
+    """Balances, positions, insurance fund, fee pool and settlement account."""
+    return {
+        "time": None if state.now_s is None else format_time(state.now_s),
+        "accounts": [account_json(state, a) for a in state.accounts],
+        "insurance_fund": balances_json(state, INSURANCE),
+        "fee_pool": balances_json(state, FEES),
+        "settlement": balances_json(state, SETTLEMENT),
+    }
