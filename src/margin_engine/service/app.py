@@ -1,0 +1,75 @@
+"""The FastAPI application: the journal's engine behind API keys, with metrics and the desk page.
+
+`create_app(settings)` opens (or creates) the journal, loads the engine from it (latest snapshot
+plus later events), and starts the one writer. Every accepted command is durable before its
+answer is sent.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import asynccontextmanager
+
+import sqlalchemy as sa
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from margin_engine.errors import InputError
+from margin_engine.service import metrics
+from margin_engine.service.keys import KeyStore
+from margin_engine.service.limits import BodySizeLimit, TokenBucket
+from margin_engine.service.routes import accounts, desk, liquidation, venue
+from margin_engine.service.runtime import Runtime
+from margin_engine.service.settings import Settings
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        from margin_engine.storage.journal import Journal
+
+        journal = Journal.open_or_create(settings.db_url, settings.profile_text())
+        runtime = Runtime(journal, journal.load())
+        app.state.runtime = runtime
+        app.state.keys = KeyStore(sa.create_engine(settings.db_url))
+        runtime.start()
+        yield
+        await runtime.stop()
+        journal.close()
+
+    app = FastAPI(
+        title="margin-engine",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="A deterministic margin engine for crypto options and perpetuals.",
+    )
+    app.state.limiter = TokenBucket(settings.rate_limit_per_s, settings.rate_limit_burst)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    for router in (accounts.router, venue.router, liquidation.router, desk.router):
+        app.include_router(router)
+
+    @app.middleware("http")
+    async def timing(request: Request, call_next):
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        metrics.REQUEST_SECONDS.labels(getattr(route, "path", "unmatched")).observe(time.perf_counter() - started)
+        return response
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, dict) else {"code": "error", "message": str(exc.detail)}
+        return JSONResponse(detail, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"] if p not in ("body", "query", "path", "header"))
+        return JSONResponse({"code": "bad_input", "field": field or "body", "message": first["msg"]}, status_code=422)
+
+    @app.exception_handler(InputError)
+    async def input_error(request: Request, exc: InputError) -> JSONResponse:
+        return JSONResponse({"code": "bad_input", "field": exc.field, "message": exc.message}, status_code=422)
+
+    return app

@@ -1,0 +1,93 @@
+"""Keepers: the liquidation queue, starting liquidations, auctions and bids."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, HTTPException
+from pydantic import BaseModel, ConfigDict, Field
+
+from margin_engine.engine import liquidation_queue
+from margin_engine.ledger.units import format_units
+from margin_engine.service.answers import answer
+from margin_engine.service.deps import CurrentPrincipal, CurrentRuntime, require
+
+router = APIRouter(prefix="/v1", tags=["liquidation"], dependencies=[Depends(require("keeper"))])
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=128)]
+AccountId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
+
+
+class Start(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    account: AccountId
+    liquidator: AccountId | None = None
+
+
+class BidBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    liquidator: AccountId
+    fraction: Annotated[str, Field(min_length=1, max_length=32)]
+    max_price: Annotated[str | None, Field(max_length=64)] = None
+
+
+def _as_liquidator(principal, liquidator: str | None) -> None:
+    """A keeper key bound to an account liquidates only as that account."""
+    if principal.role != "admin" and principal.account is not None and liquidator != principal.account:
+        raise HTTPException(403, {"code": "forbidden", "message": f"this key liquidates as {principal.account!r}"})
+
+
+@router.get("/liquidations/queue", summary="Liquidatable accounts, worst first (equity / maintenance)")
+async def queue(runtime: CurrentRuntime, limit: Annotated[int, Field(ge=1, le=10_000)] = 100) -> dict:
+    d = runtime.engine.state.profile.settlement_decimals
+    rows = liquidation_queue(runtime.engine.margins(), limit)
+    return {
+        "queue": [
+            {
+                "account": r["account"],
+                "equity": format_units(r["equity"], d),
+                "maintenance_margin": format_units(r["maintenance_margin"], d),
+            }
+            for r in rows
+        ]
+    }
+
+
+@router.post("/liquidations", summary="Start liquidating an account below maintenance")
+async def start(
+    body: Start, principal: CurrentPrincipal, runtime: CurrentRuntime, idempotency_key: IdempotencyKey = None
+) -> dict:
+    _as_liquidator(principal, body.liquidator)
+    return answer(
+        await runtime.submit({"type": "start_liquidation", **body.model_dump(exclude_none=True)}, idempotency_key)
+    )
+
+
+@router.get("/auctions", summary="Auctions under way")
+async def auctions(runtime: CurrentRuntime) -> dict:
+    return {
+        "auctions": [
+            {
+                "id": a.id,
+                "account": a.account,
+                "mechanism": a.mechanism,
+                "phase": a.phase,
+                "phase_started": a.phase_started_s,
+                "closes_at": a.closes_at or None,
+                "bids": len(a.bids),
+            }
+            for a in runtime.engine.state.auctions.values()
+        ]
+    }
+
+
+@router.post("/auctions/{auction}/bids", summary="Bid in an auction")
+async def bid(
+    auction: str,
+    body: BidBody,
+    principal: CurrentPrincipal,
+    runtime: CurrentRuntime,
+    idempotency_key: IdempotencyKey = None,
+) -> dict:
+    _as_liquidator(principal, body.liquidator)
+    command = {"type": "bid", "auction": auction, **body.model_dump(exclude_none=True)}
+    return answer(await runtime.submit(command, idempotency_key))

@@ -1,0 +1,109 @@
+"""What the venue's own systems send: fills from the matching engine, markets, the clock,
+funding, expiry settlement, insurance capital (admin keys) and oracle prices (oracle keys)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header
+from pydantic import BaseModel, ConfigDict, Field
+
+from margin_engine.service.answers import answer
+from margin_engine.service.deps import CurrentRuntime, require
+
+router = APIRouter(prefix="/v1", tags=["venue"])
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=128)]
+Text = Annotated[str, Field(min_length=1, max_length=64)]
+AccountId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Fill(_Body):
+    buyer: AccountId
+    seller: AccountId
+    instrument: Text
+    size: Text
+    price: Text
+    aggressor: Literal["buyer", "seller"] | None = None
+
+
+class Market(_Body):
+    underlying: Text
+    index: Text
+    vol: float | Text | dict[str, Any]
+    rate: Text = "0"
+
+
+class Clock(_Body):
+    time: Text | Annotated[int, Field(ge=0)]
+
+
+class Funding(_Body):
+    instrument: Text
+    rate: Text
+
+
+class Expiry(_Body):
+    underlying: Text
+    expiry: Text
+    price: Text
+
+
+class Capital(_Body):
+    asset: Text = "USDC"
+    amount: Text
+
+
+class PriceUpdateBody(_Body):
+    underlying: Text
+    source: Text
+    price: Text
+    confidence: Text | None = None
+    volume: Text | None = None
+    timestamp: Text | Annotated[int, Field(ge=0)]
+    signature: Annotated[str, Field(min_length=128, max_length=128)]
+
+
+def _command(kind: str, body: BaseModel) -> dict:
+    return {"type": kind, **body.model_dump(exclude_none=True)}
+
+
+ADMIN = [Depends(require("admin"))]
+
+
+@router.post("/fills", dependencies=ADMIN, summary="A fill from the matching engine (both sides margin-checked)")
+async def fill(body: Fill, runtime: CurrentRuntime, idempotency_key: IdempotencyKey = None) -> dict:
+    return answer(await runtime.submit(_command("trade", body), idempotency_key))
+
+
+@router.post("/markets", dependencies=ADMIN, summary="Set an underlying's index, rate and implied vol")
+async def market(body: Market, runtime: CurrentRuntime, idempotency_key: IdempotencyKey = None) -> dict:
+    return answer(await runtime.submit(_command("set_market", body), idempotency_key))
+
+
+@router.post("/time", dependencies=ADMIN, summary="Advance the engine clock (sweeps auctions)")
+async def clock(body: Clock, runtime: CurrentRuntime, idempotency_key: IdempotencyKey = None) -> dict:
+    return answer(await runtime.submit(_command("advance_time", body), idempotency_key))
+
+
+@router.post("/funding", dependencies=ADMIN, summary="Apply a perp funding rate")
+async def funding(body: Funding, runtime: CurrentRuntime, idempotency_key: IdempotencyKey = None) -> dict:
+    return answer(await runtime.submit(_command("apply_funding", body), idempotency_key))
+
+
+@router.post("/expiries", dependencies=ADMIN, summary="Settle an expiry at its settlement price")
+async def expiry(body: Expiry, runtime: CurrentRuntime, idempotency_key: IdempotencyKey = None) -> dict:
+    return answer(await runtime.submit(_command("settle_expiry", body), idempotency_key))
+
+
+@router.post("/insurance", dependencies=ADMIN, summary="Pay capital into the insurance fund")
+async def insurance(body: Capital, runtime: CurrentRuntime, idempotency_key: IdempotencyKey = None) -> dict:
+    return answer(await runtime.submit(_command("fund_insurance", body), idempotency_key))
+
+
+@router.post("/oracle/updates", dependencies=[Depends(require("oracle"))], summary="A signed price update")
+async def oracle_update(body: PriceUpdateBody, runtime: CurrentRuntime, idempotency_key: IdempotencyKey = None) -> dict:
+    return answer(await runtime.submit(_command("oracle_update", body), idempotency_key))

@@ -1,0 +1,30 @@
+"""Service settings, from arguments or MARGIN_ENGINE_* environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from margin_engine.margin.profile import load_profile
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MARGIN_ENGINE_", frozen=True)
+
+    db_url: str = "sqlite:///margin-engine.db"
+    profile: str = "deribit"  # packaged name or a .toml path; used when the journal is created
+    rate_limit_per_s: float = Field(default=200.0, gt=0)
+    rate_limit_burst: float = Field(default=400.0, gt=0)
+    max_body_bytes: int = Field(default=64 * 1024, gt=0)
+
+    def profile_text(self) -> str:
+        """The profile's TOML text: the journal keeps it, so a replay uses the same parameters."""
+        load_profile(self.profile)  # validates, with a clear error
+        path = Path(self.profile)
+        if path.suffix == ".toml":
+            return path.read_text()
+        from importlib import resources
+
+        return (resources.files("margin_engine.profiles") / f"{self.profile}.toml").read_text()
