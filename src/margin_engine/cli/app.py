@@ -251,5 +251,45 @@ def demo(profile: ProfileOpt = "deribit") -> None:
 app.command("oracle")(oracle)
 
 
+@app.command()
+def serve(
+    db: Annotated[str, typer.Option(help="Journal database: an SQLite path or a SQLAlchemy URL.")] = "margin-engine.db",
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    profile: ProfileOpt = "deribit",
+) -> None:
+    """Run the HTTP service (FastAPI + uvicorn) on a durable journal; the desk page is at /."""
+    import uvicorn
+
+    from margin_engine.service.app import create_app
+    from margin_engine.service.settings import Settings
+
+    try:
+        settings = Settings(db_url=db, profile=profile)
+        settings.profile_text()
+    except InputError as exc:
+        raise fail(exc) from None
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+@app.command("create-key")
+def create_key(
+    role: Annotated[str, typer.Argument(help="trader, keeper, oracle or admin.")],
+    db: Annotated[str, typer.Option(help="The service's database.")] = "margin-engine.db",
+    account: Annotated[str | None, typer.Option(help="The account a trader (or keeper) key acts for.")] = None,
+) -> None:
+    """Create an API key; it is printed once and stored only as a hash."""
+    import sqlalchemy as sa
+
+    from margin_engine.service.keys import KeyStore
+    from margin_engine.storage.journal import database_url
+
+    try:
+        token = KeyStore(sa.create_engine(database_url(db))).create(role, account)
+    except InputError as exc:
+        raise fail(exc) from None
+    typer.echo(token)
+
+
 def main() -> None:
     app()

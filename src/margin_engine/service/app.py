@@ -22,17 +22,24 @@ from margin_engine.service.limits import BodySizeLimit, TokenBucket
 from margin_engine.service.routes import accounts, desk, liquidation, venue
 from margin_engine.service.runtime import Runtime
 from margin_engine.service.settings import Settings
+from margin_engine.storage.journal import Journal, JournalMissing, database_url
+
+
+def open_journal(settings: Settings) -> Journal:
+    """The journal at the settings' database, created with the settings' profile the first time."""
+    try:
+        return Journal.open(database_url(settings.db_url))
+    except JournalMissing:
+        return Journal.create(database_url(settings.db_url), settings.profile_text())
 
 
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        from margin_engine.storage.journal import Journal
-
-        journal = Journal.open_or_create(settings.db_url, settings.profile_text())
+        journal = open_journal(settings)
         runtime = Runtime(journal, journal.load())
         app.state.runtime = runtime
-        app.state.keys = KeyStore(sa.create_engine(settings.db_url))
+        app.state.keys = KeyStore(sa.create_engine(database_url(settings.db_url)))
         runtime.start()
         yield
         await runtime.stop()

@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from margin_engine.engine import Engine, Rejection
+from margin_engine.engine import Engine
 from margin_engine.errors import InputError
 from margin_engine.service import metrics
 
@@ -70,10 +70,7 @@ class Runtime:
             for pending, outcome in zip(batch, outcomes, strict=True):
                 answer = _answer(outcome)
                 if not pending.future.done():
-                    if isinstance(outcome, InputError):
-                        pending.future.set_exception(outcome)
-                    else:
-                        pending.future.set_result(answer)
+                    pending.future.set_result(answer)
                 if answer.get("events"):
                     self._broadcast(answer["events"])
             self._record_insurance()
@@ -99,9 +96,8 @@ class Runtime:
         self.subscribers.discard(q)
 
 
-def _answer(outcome) -> dict:
-    if isinstance(outcome, InputError):
-        return {"accepted": False, "input_error": {"field": outcome.field, "message": outcome.message}}
-    if isinstance(outcome, Rejection):
-        return {"accepted": False, "rejection": outcome.to_json()}
-    return {"accepted": True, "events": [e.to_json() for e in outcome]}
+def _answer(receipt) -> dict:
+    """A journal receipt (or the InputError of a command that did not parse) as the JSON answer."""
+    if isinstance(receipt, InputError):
+        return {"accepted": False, "input_error": {"field": receipt.field, "message": receipt.message}}
+    return {"accepted": receipt.accepted, **receipt.to_json()}

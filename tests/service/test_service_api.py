@@ -1,0 +1,236 @@
+"""The HTTP service end to end: commands journaled and answered, roles and accounts enforced,
+domain outcomes as 4xx with their reason codes, never a 5xx for bad input."""
+
+import json
+
+import pytest
+from svc_helpers import ORACLE_KEY, auth
+
+from margin_engine.oracle.aggregator import PriceUpdate
+from margin_engine.oracle.signing import sign_update
+
+T0 = "2026-11-25T08:00:00Z"
+
+
+def seed(c):
+    """A market, alice and bob with collateral, a keeper, a fill between them."""
+    admin = auth(c, "admin")
+    assert c.post("/v1/time", json={"time": T0}, headers=admin).status_code == 200
+    assert (
+        c.post("/v1/markets", json={"underlying": "BTC", "index": "60000", "vol": 0.6}, headers=admin).status_code
+        == 200
+    )
+    for who in ("alice", "bob"):
+        assert c.post("/v1/accounts", json={"account": who}, headers=auth(c, who)).status_code == 200
+        assert (
+            c.post(f"/v1/accounts/{who}/deposits", json={"amount": "100000"}, headers=auth(c, who)).status_code == 200
+        )
+    assert c.post("/v1/accounts", json={"account": "keeper"}, headers=admin).status_code == 200
+    assert c.post("/v1/accounts/keeper/deposits", json={"amount": "1000000"}, headers=admin).status_code == 200
+    fill = {"buyer": "alice", "seller": "bob", "instrument": "BTC-PERP", "size": "2", "price": "60000"}
+    assert c.post("/v1/fills", json=fill, headers=admin).status_code == 200
+
+
+def test_commands_are_journaled_and_answered(service):
+    c = service
+    seed(c)
+    margin = c.get("/v1/accounts/alice/margin", headers=auth(c, "alice")).json()
+    # 2 BTC long at 60,000: IM 120,000 * (2% + 2 * 0.005%) = 2,412
+    assert margin["initial_margin"] == "2412.000000"
+    account = c.get("/v1/accounts/alice", headers=auth(c, "alice")).json()
+    assert account["positions"] == [{"instrument": "BTC-PERP", "size": "2", "quote": "-120000.000000"}]
+    what_if = c.post("/v1/accounts/alice/what-if", json={"trades": ["BTC-PERP:-2"]}, headers=auth(c, "alice")).json()
+    assert what_if["after"]["initial_margin"] == "0.000000"
+
+
+def test_rejections_and_bad_input_are_4xx_with_reasons(service):
+    c = service
+    seed(c)
+    r = c.post("/v1/accounts/alice/withdrawals", json={"amount": "99999"}, headers=auth(c, "alice"))
+    assert r.status_code == 409 and r.json()["code"] == "insufficient_margin"
+    assert r.json()["needed"] == "2412.000000"
+    r = c.post("/v1/accounts/alice/deposits", json={"amount": "0.0000001"}, headers=auth(c, "alice"))
+    assert r.status_code == 422 and r.json()["field"] == "amount"
+    r = c.post("/v1/accounts/alice/deposits", json={"amount": "1", "extra": 1}, headers=auth(c, "alice"))
+    assert r.status_code == 422
+    r = c.post(
+        "/v1/fills",
+        json={"buyer": "alice", "seller": "bob", "instrument": "BTC-XYZ", "size": "1", "price": "1"},
+        headers=auth(c, "admin"),
+    )
+    assert r.status_code == 422 and r.json()["field"] == "instrument"
+    r = c.get("/v1/accounts/nobody/margin", headers=auth(c, "admin"))
+    assert r.status_code == 404
+    r = c.post(
+        "/v1/accounts/alice/deposits",
+        content=b"{not json",
+        headers={**auth(c, "alice"), "content-type": "application/json"},
+    )
+    assert r.status_code == 422
+
+
+def test_idempotency_key_applies_once_and_answers_the_same(service):
+    c = service
+    seed(c)
+    headers = {**auth(c, "alice"), "Idempotency-Key": "dep-1"}
+    first = c.post("/v1/accounts/alice/deposits", json={"amount": "5"}, headers=headers).json()
+    second = c.post("/v1/accounts/alice/deposits", json={"amount": "5"}, headers=headers).json()
+    assert first == second
+    balances = c.get("/v1/accounts/alice", headers=auth(c, "alice")).json()["balances"]
+    assert balances["USDC"] == "100005.000000"
+
+
+ENDPOINTS = [
+    # (method, path, body, roles allowed, trader account in path)
+    ("POST", "/v1/accounts", {"account": "alice"}, {"admin", "alice"}, None),
+    ("GET", "/v1/accounts", None, {"admin"}, None),
+    ("GET", "/v1/accounts/alice", None, {"admin", "alice"}, "alice"),
+    ("POST", "/v1/accounts/alice/deposits", {"amount": "1"}, {"admin", "alice"}, "alice"),
+    ("POST", "/v1/accounts/alice/withdrawals", {"amount": "1"}, {"admin", "alice"}, "alice"),
+    ("GET", "/v1/accounts/alice/margin", None, {"admin", "alice"}, "alice"),
+    ("POST", "/v1/accounts/alice/what-if", {"trades": ["BTC-PERP:1"]}, {"admin", "alice"}, "alice"),
+    (
+        "POST",
+        "/v1/fills",
+        {"buyer": "alice", "seller": "bob", "instrument": "BTC-PERP", "size": "1", "price": "60000"},
+        {"admin"},
+        None,
+    ),
+    ("POST", "/v1/markets", {"underlying": "BTC", "index": "61000", "vol": 0.6}, {"admin"}, None),
+    ("POST", "/v1/time", {"time": "2026-11-25T09:00:00Z"}, {"admin"}, None),
+    ("POST", "/v1/funding", {"instrument": "BTC-PERP", "rate": "0.0001"}, {"admin"}, None),
+    ("POST", "/v1/expiries", {"underlying": "BTC", "expiry": "25DEC26", "price": "60000"}, {"admin"}, None),
+    ("POST", "/v1/insurance", {"amount": "1"}, {"admin"}, None),
+    ("POST", "/v1/oracle/updates", None, {"admin", "oracle"}, None),
+    ("GET", "/v1/liquidations/queue", None, {"admin", "keeper"}, None),
+    ("POST", "/v1/liquidations", {"account": "alice", "liquidator": "keeper"}, {"admin", "keeper"}, None),
+    ("GET", "/v1/auctions", None, {"admin", "keeper"}, None),
+    ("POST", "/v1/auctions/L1/bids", {"liquidator": "keeper", "fraction": "1"}, {"admin", "keeper"}, None),
+    ("GET", "/v1/parameters", None, {"admin"}, None),
+    ("GET", "/v1/oracle/status", None, {"admin", "alice", "bob", "keeper", "oracle"}, None),
+    ("GET", "/v1/dashboard", None, {"admin"}, None),
+    ("GET", "/metrics", None, {"admin"}, None),
+]
+
+
+def _oracle_body():
+    update = PriceUpdate("BTC", "desk-feed", 60000.0, None, 1795593600)
+    return {
+        "underlying": "BTC",
+        "source": "desk-feed",
+        "price": "60000",
+        "timestamp": 1795593600,
+        "signature": sign_update(ORACLE_KEY, update).hex(),
+    }
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "allowed", "own"), ENDPOINTS, ids=[e[1] + " " + e[0] for e in ENDPOINTS]
+)
+def test_every_endpoint_refuses_the_wrong_role_and_changes_nothing(service, method, path, body, allowed, own):
+    c = service
+    seed(c)
+    body = _oracle_body() if path == "/v1/oracle/updates" else body
+    runtime = c.app_ref.state.runtime
+    for who in (None, "alice", "bob", "keeper", "oracle", "admin"):
+        if who in allowed:
+            continue
+        before = (len(list(runtime.journal.history())), dict(runtime.engine.state.ledger.balances))
+        headers = {} if who is None else auth(c, who)
+        r = c.request(method, path, json=body, headers=headers)
+        assert r.status_code == (401 if who is None else 403), (who, r.status_code, r.text)
+        assert (len(list(runtime.journal.history())), dict(runtime.engine.state.ledger.balances)) == before
+    r = c.request(method, path, json=body, headers={"X-API-Key": "me_0000_forged"})
+    assert r.status_code == 401
+
+
+def test_oracle_update_through_the_api(service):
+    c = service
+    seed(c)
+    r = c.post("/v1/oracle/updates", json=_oracle_body(), headers=auth(c, "oracle"))
+    assert r.status_code == 200, r.text
+    assert r.json()["events"][0]["type"] == "oracle_updated"
+    forged = dict(_oracle_body(), price="1")
+    r = c.post("/v1/oracle/updates", json=forged, headers=auth(c, "oracle"))
+    assert r.status_code == 409 and r.json()["code"] == "bad_signature"
+    status = c.get("/v1/oracle/status", headers=auth(c, "alice")).json()["underlyings"]
+    assert status[0]["underlying"] == "BTC"
+
+
+def test_keeper_liquidates_through_the_api(service):
+    c = service
+    seed(c)
+    assert c.get("/v1/liquidations/queue", headers=auth(c, "keeper")).json() == {"queue": []}
+    # alice long 2 at 60,000 with 100,000: a fall to 10,000 puts her below maintenance
+    c.post("/v1/markets", json={"underlying": "BTC", "index": "10000", "vol": 0.6}, headers=auth(c, "admin"))
+    queue = c.get("/v1/liquidations/queue", headers=auth(c, "keeper")).json()["queue"]
+    assert [q["account"] for q in queue] == ["alice"]
+    r = c.post("/v1/liquidations", json={"account": "alice", "liquidator": "bob"}, headers=auth(c, "keeper"))
+    assert r.status_code == 403  # a keeper key bound to "keeper" cannot act as bob
+    r = c.post("/v1/liquidations", json={"account": "alice", "liquidator": "keeper"}, headers=auth(c, "keeper"))
+    assert r.status_code == 200 and any(e["type"] == "liquidation_fill" for e in r.json()["events"])
+
+
+def test_request_size_and_rate_limits(tmp_path, profile_path):
+    from fastapi.testclient import TestClient
+
+    from margin_engine.service.app import create_app
+    from margin_engine.service.settings import Settings
+
+    app = create_app(
+        Settings(
+            db_url=str(tmp_path / "l.db"),
+            profile=str(profile_path),
+            rate_limit_per_s=0.001,
+            rate_limit_burst=3,
+            max_body_bytes=200,
+        )
+    )
+    with TestClient(app) as c:
+        key = {"X-API-Key": app.state.keys.create("admin")}
+        r = c.post(
+            "/v1/markets",
+            content=json.dumps({"underlying": "BTC", "index": "1" * 300, "vol": 0.6}),
+            headers={**key, "content-type": "application/json"},
+        )
+        assert r.status_code == 413
+        codes = [c.get("/v1/parameters", headers=key).status_code for _ in range(5)]
+        assert codes[:2] == [200, 200] and codes[-1] == 429
+
+
+def test_state_survives_a_restart(tmp_path, profile_path):
+    from fastapi.testclient import TestClient
+
+    from margin_engine.service.app import create_app
+    from margin_engine.service.settings import Settings
+
+    settings = Settings(db_url=str(tmp_path / "r.db"), profile=str(profile_path))
+    app = create_app(settings)
+    with TestClient(app) as c:
+        token = app.state.keys.create("admin")
+        c.post("/v1/accounts", json={"account": "carol"}, headers={"X-API-Key": token})
+        c.post("/v1/accounts/carol/deposits", json={"amount": "123.45"}, headers={"X-API-Key": token})
+    app = create_app(settings)
+    with TestClient(app) as c:
+        r = c.get("/v1/accounts/carol", headers={"X-API-Key": token})
+        assert r.json()["balances"] == {"USDC": "123.450000"}
+
+
+def test_event_stream_and_desk(service):
+    c = service
+    seed(c)
+    with c.stream("GET", f"/v1/events/stream?key={c.keys['admin']}") as stream:
+        lines = stream.iter_lines()
+        assert next(lines).startswith(": connected")
+        c.post("/v1/markets", json={"underlying": "BTC", "index": "61000", "vol": 0.6}, headers=auth(c, "admin"))
+        received = []
+        for line in lines:
+            if line.startswith("data: "):
+                received.append(json.loads(line[6:]))
+                break
+    assert received[0]["type"] == "market_set"
+    desk = c.get("/v1/dashboard", headers=auth(c, "admin")).json()
+    assert desk["oracle"][0]["index"] == 61000.0
+    assert c.get("/", headers={}).status_code == 200
+    metrics = c.get("/metrics", headers=auth(c, "admin")).text
+    assert "margin_engine_commands_total" in metrics and "margin_engine_insurance_fund" in metrics
