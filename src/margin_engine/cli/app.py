@@ -293,3 +293,7 @@ def create_key(
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()
