@@ -5,12 +5,12 @@ conservation must hold over the whole history."""
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import httpx
+from svc_helpers import free_port, start
 
 from margin_engine.engine import audit
 from margin_engine.storage.journal import Journal, database_url
@@ -18,33 +18,17 @@ from margin_engine.storage.journal import Journal, database_url
 KILLS = 20
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(db: str, port: int) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "margin_engine.cli.app", "serve", "--db", db, "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=0.5).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("the server did not start")
-
-
 def test_every_acknowledged_command_survives_sigkill(tmp_path):
     db = str(tmp_path / "crash.db")
     rng = random.Random(20261125)
     port = free_port()
     proc = start(db, port)
-    token = subprocess.run([sys.executable, "-m", "margin_engine.cli.app", "create-key", "admin", "--db", db],
-                           capture_output=True, text=True, check=True).stdout.strip()
+    token = subprocess.run(
+        [sys.executable, "-m", "margin_engine.cli.app", "create-key", "admin", "--db", db],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     headers = {"X-API-Key": token}
     base = f"http://127.0.0.1:{port}"
     client = httpx.Client(base_url=base, headers=headers, timeout=5)
@@ -57,8 +41,9 @@ def test_every_acknowledged_command_survives_sigkill(tmp_path):
                 n += 1
                 key = f"dep-{n}"
                 try:
-                    r = client.post("/v1/accounts/a/deposits", json={"amount": str(n)},
-                                    headers={"Idempotency-Key": key})
+                    r = client.post(
+                        "/v1/accounts/a/deposits", json={"amount": str(n)}, headers={"Idempotency-Key": key}
+                    )
                 except httpx.HTTPError:
                     break
                 if r.status_code == 200:
