@@ -21,9 +21,10 @@
     }));
   }
 
-  function chart(existing, el, data, series, width) {
+  function chart(existing, el, data, series, width, time) {
     if (existing) { existing.setData(data); return existing; }
-    return new uPlot({ width, height: 180, series, axes: [{}, {}], legend: { show: false } }, data, el);
+    return new uPlot({ width, height: 180, series, scales: { x: { time } }, axes: [{}, { size: 80 }], legend: { show: false } },
+      data, el);
   }
 
   function render(d) {
@@ -37,11 +38,11 @@
     const hist = d.insurance_history.length ? d.insurance_history : [[d.time || 0, Number(d.insurance_fund)]];
     const width = document.getElementById("insurance-chart").clientWidth || 400;
     insuranceChart = chart(insuranceChart, document.getElementById("insurance-chart"),
-      [hist.map((p) => p[0]), hist.map((p) => p[1])], [{}, { label: "insurance fund", stroke: "#2f5bb7" }], width);
+      [hist.map((p) => p[0]), hist.map((p) => p[1])], [{}, { label: "insurance fund", stroke: "#2f5bb7" }], width, true);
     const usage = d.margin_usage;
     usageChart = chart(usageChart, document.getElementById("usage-chart"),
       [usage.counts.map((_, i) => usage.bucket_edges[i]), usage.counts],
-      [{}, { label: "accounts", stroke: "#177245", fill: "rgba(23,114,69,.15)", paths: uPlot.paths.bars({ size: [0.9] }) }], width);
+      [{}, { label: "accounts", stroke: "#177245", fill: "rgba(23,114,69,.15)", paths: uPlot.paths.bars({ size: [0.9] }) }], width, false);
     const list = document.getElementById("events");
     list.replaceChildren(...d.recent.slice().reverse().map((e) => {
       const li = document.createElement("li");
