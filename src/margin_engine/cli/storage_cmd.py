@@ -69,9 +69,12 @@ def submit(
             items = [(raw, None if client_ids is None else f"{client_ids}{line}") for line, raw, _ in lines]
             receipts: list[Receipt] = []
             for start in range(0, len(items), BATCH_MAX):
-                for result in journal.submit_batch(engine, items[start : start + BATCH_MAX]):
-                    if isinstance(result, InputError):  # a reused client id: parsing was checked above
-                        raise result
+                results = journal.submit_batch(engine, items[start : start + BATCH_MAX])
+                for (line, _, _), result in zip(lines[start:], results, strict=False):
+                    if isinstance(result, InputError):  # a client id taken by another command: parsing passed above
+                        raise InputError(
+                            f"line {line}: {result.field}", f"{result.message}; the lines without this fault went in"
+                        )
                     receipts.append(result)
     except InputError as exc:
         raise fail(exc) from None
