@@ -257,10 +257,16 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     profile: ProfileOpt = "deribit",
+    log_commands: Annotated[bool, typer.Option(help="One JSON line per command on stderr.")] = True,
 ) -> None:
     """Run the HTTP service (FastAPI + uvicorn) on a durable journal; the desk page is at /."""
+    import logging
+
     import uvicorn
 
+    if log_commands:
+        logging.basicConfig(level=logging.WARNING, format="%(message)s")
+        logging.getLogger("margin_engine.commands").setLevel(logging.INFO)
     from margin_engine.service.app import create_app
     from margin_engine.service.settings import Settings
 
@@ -269,7 +275,7 @@ def serve(
         settings.profile_text()
     except InputError as exc:
         raise fail(exc) from None
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
 
 
 @app.command("create-key")

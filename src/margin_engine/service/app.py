@@ -7,7 +7,6 @@ answer is sent.
 
 from __future__ import annotations
 
-import time
 from contextlib import asynccontextmanager
 
 import sqlalchemy as sa
@@ -16,9 +15,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from margin_engine.errors import InputError
-from margin_engine.service import metrics
 from margin_engine.service.keys import KeyStore
 from margin_engine.service.limits import BodySizeLimit, TokenBucket
+from margin_engine.service.metrics import RequestTiming
 from margin_engine.service.routes import accounts, desk, liquidation, venue
 from margin_engine.service.runtime import Runtime
 from margin_engine.service.settings import Settings
@@ -53,16 +52,9 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.limiter = TokenBucket(settings.rate_limit_per_s, settings.rate_limit_burst)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestTiming)
     for router in (accounts.router, venue.router, liquidation.router, desk.router):
         app.include_router(router)
-
-    @app.middleware("http")
-    async def timing(request: Request, call_next):
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        metrics.REQUEST_SECONDS.labels(getattr(route, "path", "unmatched")).observe(time.perf_counter() - started)
-        return response
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from margin_engine.ledger.ledger import INSURANCE
@@ -36,3 +38,21 @@ def observe_state(engine) -> float:
     usd = s.ledger.balance(INSURANCE, s.profile.settlement_asset) / 10**s.profile.settlement_decimals
     INSURANCE_FUND.set(usd)
     return usd
+
+
+class RequestTiming:
+    """ASGI middleware observing each request's latency by route template (cheap: no extra task)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            route = scope.get("route")
+            REQUEST_SECONDS.labels(getattr(route, "path", "unmatched")).observe(time.perf_counter() - started)

@@ -6,6 +6,8 @@ broadcast. Reads run on the same event loop between batches, so they never see h
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -15,6 +17,7 @@ from margin_engine.engine import Engine
 from margin_engine.errors import InputError
 from margin_engine.service import metrics
 
+LOG = logging.getLogger("margin_engine.commands")
 MAX_BATCH = 256  # commands per durable transaction
 EVENT_BACKLOG = 1000  # recent events kept for new dashboard subscribers
 
@@ -66,9 +69,11 @@ class Runtime:
                     if not p.future.done():
                         p.future.set_exception(exc)
                 continue
-            metrics.observe_batch(len(batch), time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            metrics.observe_batch(len(batch), seconds)
             for pending, outcome in zip(batch, outcomes, strict=True):
                 answer = _answer(outcome)
+                _log(pending.obj, answer, len(batch), seconds)
                 if not pending.future.done():
                     pending.future.set_result(answer)
                 if answer.get("events"):
@@ -94,6 +99,24 @@ class Runtime:
 
     def unsubscribe(self, q: asyncio.Queue) -> None:
         self.subscribers.discard(q)
+
+
+def _log(command: dict, answer: dict, batch: int, seconds: float) -> None:
+    """One JSON line per command: what ops search and alert on (structured, not prose)."""
+    if LOG.isEnabledFor(logging.INFO):
+        LOG.info(
+            json.dumps(
+                {
+                    "seq": answer.get("seq"),
+                    "type": command.get("type") if isinstance(command, dict) else None,
+                    "accepted": answer["accepted"],
+                    "code": answer.get("rejection", {}).get("code"),
+                    "client_id": answer.get("client_id"),
+                    "batch": batch,
+                    "batch_ms": round(seconds * 1000, 3),
+                }
+            )
+        )
 
 
 def _answer(receipt) -> dict:
