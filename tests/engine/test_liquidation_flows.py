@@ -410,12 +410,6 @@ def test_isolated_position_liquidated_with_the_fixed_mechanism(profile, index):
     assert not pos.liquidatable
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: liquidate._fixed on an account below maintenance only through its collateral haircut "
-    "(BTC collateral, USDC debt, no positions) emits a LiquidationFill of fraction 1 that moves nothing; "
-    "the account stays liquidatable",
-)
 def test_fixed_liquidation_of_collateral_only_account_restores_it():
     e = book(DERIBIT, {"trader": 0, "maker": 1_000_000, "keeper": 1_000_000})
     ok(e, {"type": "deposit", "account": "trader", "asset": "BTC", "amount": "1"})
@@ -434,11 +428,6 @@ def test_fixed_liquidation_of_collateral_only_account_restores_it():
     assert not margin(e, "trader").liquidatable
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: liquidate._fixed_isolated accepts start_liquidation on an isolated account that is "
-    "liquidatable only because its free pool is negative, emits no event and leaves it liquidatable",
-)
 def test_isolated_negative_free_pool_is_resolved_or_rejected():
     e = book(DERIBIT, {"iso": 2_000, "maker": 1_000_000, "keeper": 1_000_000}, modes={"iso": "isolated"})
     ok(e, market(3000, "ETH"))
@@ -533,11 +522,6 @@ def test_adl_ranking_decides_who_is_deleveraged():
     assert user(e, "short2") == 100_000 * U
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: liquidate._bankrupt takes the deficit from the floored equity before the close, but ADL "
-    "closes the position in pieces that each round half-even; the account ends at -1 unit with uncovered = 0",
-)
 def test_adl_in_pieces_leaves_the_bankrupt_account_at_exactly_zero():
     e = book(DERIBIT, {"trader": 13_000, "long1": 5_000, "long2": 5_000, "mm": 20_000_000, "keeper": 5_000})
     ok(e, market(3000, "ETH"))
@@ -551,11 +535,11 @@ def test_adl_in_pieces_leaves_the_bankrupt_account_at_exactly_zero():
     # ADL against long1, long2 (41.658335 each) and mm (24.995001): each piece realizes its loss
     # rounded half-even: 41.658335 x 185.70 = 7,735.9528095 -> 7,735.952810 (twice, the ties go up),
     # 24.995001 x 185.70 = 4,641.5716857 -> 4,641.571686; total 20,113.477306, one unit more than
-    # the deficit the waterfall covers (7,113.477305)
+    # the deficit ADL was sized for (7,113.477305); the last counterparty charged settles that unit
     (b,) = of_type(out, "bankruptcy")
-    assert (b.deficit, b.adl, b.uncovered) == (7_113_477_305, 7_113_477_305, 0)
+    assert (b.deficit, b.adl, b.uncovered) == (7_113_477_306, 7_113_477_306, 0)
     assert [d.counterparty for d in of_type(out, "deleveraged")] == ["long1", "long2", "mm"]
-    assert user(e, "trader") == 0  # actual: -1 unit, owed by nobody and not gated
+    assert user(e, "trader") == 0
 
 
 def test_socialized_loss_instead_of_adl():
@@ -862,11 +846,6 @@ def test_auction_ended_when_the_account_recovered():
     rejected(e, bid("L1", "keeper", 1), "unknown_auction")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: liquidate._dutch_bid fills a bid on an account that recovered above maintenance "
-    "(equity >= MM) while BM < 0; the auction only ends on the next advance_time sweep",
-)
 def test_no_dutch_fill_on_an_account_back_above_maintenance():
     e = dutch_book(56500)
     ok(e, start("trader"))

@@ -15,21 +15,36 @@ def run(engine, cmds):
 
 def test_short_call_closed_before_its_hedge():
     e = Engine(load_profile("deribit-pm"))
-    run(e, [
-        {"type": "advance_time", "time": "2026-11-25T08:00:00Z"},
-        {"type": "set_market", "underlying": "BTC", "index": "60000", "vol": "0.6"},
-        {"type": "open_account", "account": "pm", "mode": "portfolio"},
-        {"type": "open_account", "account": "maker"},
-        {"type": "open_account", "account": "keeper"},
-        {"type": "deposit", "account": "pm", "amount": "40000"},
-        {"type": "deposit", "account": "maker", "amount": "10000000"},
-        {"type": "deposit", "account": "keeper", "amount": "10000000"},
-        {"type": "trade", "buyer": "pm", "seller": "maker", "instrument": "BTC-25DEC26-80000-C", "size": "10",
-         "price": "300"},
-        {"type": "trade", "buyer": "maker", "seller": "pm", "instrument": "BTC-25DEC26-70000-C", "size": "10",
-         "price": "1000"},
-        {"type": "set_market", "underlying": "BTC", "index": "72000", "vol": "1.3"},
-    ])
+    run(
+        e,
+        [
+            {"type": "advance_time", "time": "2026-11-25T08:00:00Z"},
+            {"type": "set_market", "underlying": "BTC", "index": "60000", "vol": "0.6"},
+            {"type": "open_account", "account": "pm", "mode": "portfolio"},
+            {"type": "open_account", "account": "maker"},
+            {"type": "open_account", "account": "keeper"},
+            {"type": "deposit", "account": "pm", "amount": "40000"},
+            {"type": "deposit", "account": "maker", "amount": "10000000"},
+            {"type": "deposit", "account": "keeper", "amount": "10000000"},
+            {
+                "type": "trade",
+                "buyer": "pm",
+                "seller": "maker",
+                "instrument": "BTC-25DEC26-80000-C",
+                "size": "10",
+                "price": "300",
+            },
+            {
+                "type": "trade",
+                "buyer": "maker",
+                "seller": "pm",
+                "instrument": "BTC-25DEC26-70000-C",
+                "size": "10",
+                "price": "1000",
+            },
+            {"type": "set_market", "underlying": "BTC", "index": "72000", "vol": "1.3"},
+        ],
+    )
     before = {m.id: m for m in e.margins()}["pm"]
     assert before.liquidatable
     events = run(e, [{"type": "start_liquidation", "account": "pm", "liquidator": "keeper"}])

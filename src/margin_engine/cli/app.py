@@ -14,6 +14,7 @@ from rich.console import Console
 
 from margin_engine.cli.common import Format, FormatOpt, ProfileOpt, console, fail, print_json
 from margin_engine.cli.oracle_cmd import oracle
+from margin_engine.cli.storage_cmd import journal_app
 from margin_engine.engine import Engine, Rejection, State, audit, liquidation_queue
 from margin_engine.errors import InputError
 from margin_engine.files.commands_file import load_commands
@@ -249,6 +250,7 @@ def demo(profile: ProfileOpt = "deribit") -> None:
 
 
 app.command("oracle")(oracle)
+app.add_typer(journal_app, name="journal")
 
 
 @app.command()

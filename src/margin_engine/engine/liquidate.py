@@ -131,7 +131,8 @@ def _take_at_mark(
     tx: Tx, src: str, dst: str, fraction: Decimal, *, only: str | None = None, collateral: bool = False
 ) -> int:
     """Trade `fraction` of src's positions (and of its crypto collateral) to dst at mark; returns
-    the underlying notional moved, in settlement units (what a fixed penalty is charged on)."""
+    the underlying notional moved and the collateral's value sold, in settlement units (what a
+    fixed penalty is charged on)."""
     state = tx.scratch
     p = state.profile
     settle, decimals = p.settlement_asset, p.settlement_decimals
@@ -155,6 +156,7 @@ def _take_at_mark(
             value = decimal_to_units_half_even(Decimal(amount).scaleb(-params.decimals) * price, decimals)
             tx.transfer(user_key(src), user_key(dst), asset, amount, "liquidation")
             tx.transfer(user_key(dst), user_key(src), settle, value, "liquidation")
+            notional += value
     return notional
 
 
@@ -224,9 +226,20 @@ def _fixed(tx: Tx, lid: str, account: str, liquidator: str, m: AccountMargin) ->
         return
     before = tx.margin(liquidator)
     haircut = sum(c.mm_haircut for c in m.collateral)
-    gross = _gross_notional_units(tx, account)
-    f = _close_fraction(tx, _usd(m.equity, state), _usd(m.maintenance_margin, state), haircut, gross)
-    notional = _take_at_mark(tx, account, liquidator, f)
+    if not state.accounts[account].positions:
+        # below maintenance through its collateral's haircut alone (a debt against crypto): sell
+        # just enough of the collateral to the liquidator at the index to cover the debt
+        value = sum(c.value for c in m.collateral if c.asset != state.profile.settlement_asset)
+        p = state.profile.liquidation
+        share = linear_close_fraction(
+            _usd(m.equity, state), haircut, value * p.fixed.penalty_ratio, p.partial.buffer_ratio
+        )
+        f = Decimal(repr(share))
+        notional = _take_at_mark(tx, account, liquidator, f, collateral=True)
+    else:
+        gross = _gross_notional_units(tx, account)
+        f = _close_fraction(tx, _usd(m.equity, state), _usd(m.maintenance_margin, state), haircut, gross)
+        notional = _take_at_mark(tx, account, liquidator, f)
     penalty, insurance = _charge_penalty(
         tx, account, liquidator, notional, user_key(account), tx.margin(account).equity
     )
@@ -292,6 +305,30 @@ def _fixed_isolated(tx: Tx, account: str, liquidator: str, m: AccountMargin) -> 
             )
         number += 1
         tx.emit(LiquidationFill(f"L{number}", account, liquidator, "fixed", f, 0, penalty, insurance))
+    # a free pool below zero is a debt: the account's own collateral pays it first, so healthy
+    # positions are closed (releasing their collateral), the largest collateral first, until it is met
+    settle = _settle(state)
+    allocations = sorted(
+        (
+            (tx.scratch.ledger.balance(allocation_key(account, n), settle), n)
+            for n in tx.scratch.accounts[account].positions
+        ),
+        reverse=True,
+    )
+    for _, name in allocations:
+        if tx.scratch.ledger.balance(user_key(account), settle) >= 0:
+            break
+        notional = _take_at_mark(tx, account, liquidator, ONE, only=name)
+        penalty, insurance = _charge_penalty(
+            tx,
+            account,
+            liquidator,
+            notional,
+            user_key(account),
+            max(tx.scratch.ledger.balance(user_key(account), settle), 0),
+        )
+        number += 1
+        tx.emit(LiquidationFill(f"L{number}", account, liquidator, "fixed", ONE, 0, penalty, insurance))
     _check_liquidator(tx, liquidator, before)
     if tx.margin(account).equity < 0 and not tx.scratch.accounts[account].positions:
         _bankrupt(tx, f"L{number + 1}", account, liquidator, "fixed")
@@ -302,24 +339,51 @@ def _fixed_isolated(tx: Tx, account: str, liquidator: str, m: AccountMargin) -> 
 
 def _bankrupt(tx: Tx, lid: str, account: str, liquidator: str, mechanism: str) -> None:
     """An account worth less than nothing: its positions and collateral go at mark (ADL first,
-    where the profile says so), then the insurance fund, then ADL charges or a socialized loss
-    pay its deficit, to the unit."""
+    where the profile says so), then the insurance fund, then a socialized loss pay what it
+    still owes. The waterfall settles on the cash left once everything is closed (each close rounds
+    on its own), so the account ends at exactly zero unless part of the deficit is uncovered."""
     state = tx.scratch
     settle = _settle(state)
-    deficit = -tx.margin(account).equity
     wf = state.profile.liquidation.waterfall
-    insurance = insurance_draw_units(deficit, max(state.ledger.balance(INSURANCE, settle), 0), wf)
-    adl = _auto_deleverage(tx, account, deficit - insurance) if wf.mode == "adl" and deficit > insurance else 0
+    deficit = -tx.margin(account).equity
+    expected_insurance = insurance_draw_units(deficit, max(state.ledger.balance(INSURANCE, settle), 0), wf)
+    adl = 0
+    if wf.mode == "adl" and deficit > expected_insurance:
+        adl = _auto_deleverage(tx, account, deficit - expected_insurance)
     before = tx.margin(liquidator)
     _take_at_mark(tx, account, liquidator, ONE, collateral=True)
     _check_liquidator(tx, liquidator, before)
+    owed = -tx.scratch.ledger.balance(user_key(account), settle)  # what closing everything left unpaid
+    if adl and owed != expected_insurance:
+        # each ADL piece rounds on its own: settle the difference (a few units) with the last counterparty
+        adl += _adl_rounding(tx, account, owed - expected_insurance)
+        owed = -tx.scratch.ledger.balance(user_key(account), settle)
+    insurance = insurance_draw_units(max(owed, 0), max(tx.scratch.ledger.balance(INSURANCE, settle), 0), wf)
     tx.transfer(INSURANCE, user_key(account), settle, insurance, "insurance")
-    remaining = deficit - insurance - adl
     socialized = 0
-    if remaining > 0 and wf.mode == "socialized":
-        socialized = _socialize(tx, remaining, user_key(account), exclude=account)
+    if owed - insurance > 0 and wf.mode == "socialized":
+        socialized = _socialize(tx, owed - insurance, user_key(account), exclude=account)
+    uncovered = max(owed - insurance - socialized, 0)
     tx.emit(LiquidationFill(lid, account, liquidator, mechanism, ONE, 0, 0, 0))
-    tx.emit(BankruptcyResolved(account, deficit, insurance, adl, socialized, remaining - socialized))
+    tx.emit(
+        BankruptcyResolved(account, insurance + adl + socialized + uncovered, insurance, adl, socialized, uncovered)
+    )
+
+
+def _adl_rounding(tx: Tx, account: str, amount: int) -> int:
+    """Charge (amount > 0) or refund (< 0) the last ADL counterparty the rounding difference
+    between the deficit ADL was sized for and what closing in pieces actually left; returns
+    what moved (a charge never beyond what the counterparty holds)."""
+    last = next((e for e in reversed(tx.events) if isinstance(e, Deleveraged) and e.account == account), None)
+    if last is None:
+        return 0
+    settle = _settle(tx.scratch)
+    if amount > 0:
+        amount = min(amount, max(tx.scratch.ledger.balance(user_key(last.counterparty), settle), 0))
+    else:
+        amount = -min(-amount, last.loss)
+    tx.transfer(user_key(last.counterparty), user_key(account), settle, amount, "adl")
+    return amount
 
 
 def _socialize(tx: Tx, amount: int, payee_key: str, exclude: str | None = None) -> int:
@@ -404,6 +468,10 @@ def _dutch_bid(state: State, auction: Auction, cmd: Bid) -> list[Event]:
     params = p.liquidation.dutch
     settle, decimals = p.settlement_asset, p.settlement_decimals
     m = tx.margin(auction.account)
+    if not m.liquidatable:
+        raise reject(
+            "auction_ended", f"{auction.id}: {auction.account} is back above maintenance; advance time to close it"
+        )
     acct = AuctionAccount.from_engine(m.equity, m.maintenance_margin, auction.reserved)
     elapsed = (state.now_s or 0) - auction.phase_started_s
     try:

@@ -57,6 +57,11 @@ class Ledger:
         scratch.balances = Overlay(self.balances)  # type: ignore[assignment]
         return scratch
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Ledger) and dict(self.balances) == dict(other.balances)
+
+    __hash__ = None  # mutable
+
     def balance(self, account: str, asset: str) -> int:
         return self.balances.get((account, asset), 0)
 
