@@ -17,13 +17,6 @@ After every step:
 - an accepted withdrawal happened while withdrawals were not gated.
 At the end the journal, through JSON, replays to the same state, and a second engine fed the same
 commands emits the same events.
-
-Known bugs, pinned by strict xfails in tests/engine/test_liquidation_flows.py and tolerated here (each
-occurrence is counted with `event`, so `--hypothesis-show-statistics` shows them):
-- test_no_dutch_fill_on_an_account_back_above_maintenance: a Dutch bid fills on an account that
-  recovered above maintenance as long as its buffer margin is < 0 (held to BM < 0 here);
-- test_adl_in_pieces_leaves_the_bankrupt_account_at_exactly_zero: ADL in several pieces can leave
-  the bankrupt account half a unit per piece below -uncovered.
 """
 
 from __future__ import annotations
@@ -143,13 +136,7 @@ class LiquidationMachine(RuleBasedStateMachine):
                 assert all(p >= 0 for p in parts) and sum(parts) == ev.deficit, ev
                 key = user_key(ev.account)
                 balance = before["balances"].get((key, "USDC"), 0) + running.get(key, 0)
-                # known bug (test_adl_in_pieces_leaves_the_bankrupt_account_at_exactly_zero): each ADL
-                # piece rounds its value and the kept quote half-even, which can leave up to a unit per piece
-                # owed by nobody; tolerated here, counted with `event`
-                slack = sum(x.type == "deleveraged" and x.account == ev.account for x in events[:i])
-                if balance + ev.uncovered < 0:
-                    event("known bug: bankrupt account left below -uncovered by ADL rounding")
-                assert balance + ev.uncovered >= -slack, (ev, balance)
+                assert balance + ev.uncovered >= 0, (ev, balance)
                 # and never more than rounding dust left in it (the deficit is rounded up)
                 assert balance + ev.uncovered <= 2, f"the bankrupt account keeps {balance + ev.uncovered} units"
             if ev.type == "deleveraged":
@@ -168,13 +155,7 @@ class LiquidationMachine(RuleBasedStateMachine):
                 x.type == "liquidation_fill" and x.account == ev.account for x in events[:i]
             ):
                 continue  # moved earlier in this command (as another auction's bidder): pre no longer applies
-            if m.liquidatable:
-                continue
-            assert ev.mechanism == "dutch", f"{ev.mechanism} fill on {ev.account} above maintenance: {m}"
-            # the known bug: held to Lyra's weaker rule, BM = equity - 1.15 x requirement < 0
-            event("known bug: dutch fill on an account above maintenance")
-            buffer = self.profile.liquidation.dutch.buffer_margin_ratio
-            assert m.equity < (1 + buffer) * m.maintenance_margin, (ev, m)
+            assert m.liquidatable, f"{ev.mechanism} fill on {ev.account} above maintenance: {m}"
 
     # --------------------------------------------------------------------------------- rules
 
