@@ -7,7 +7,6 @@ journal that contradicts itself (a replay that misses its snapshot, a broken aud
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
@@ -19,7 +18,7 @@ from margin_engine.cli.common import Format, FormatOpt, ProfileOpt, console, fai
 from margin_engine.errors import InputError
 from margin_engine.files.commands_file import load_commands
 from margin_engine.ledger.units import format_units
-from margin_engine.margin.profile import packaged_profiles, parse_profile
+from margin_engine.margin.profile import profile_text
 from margin_engine.storage import (
     BATCH_MAX,
     SNAPSHOT_EVERY,
@@ -147,26 +146,6 @@ def audit(db: DbArg, format: FormatOpt = Format.table) -> None:
         "conservation held after every command"
     )
     out.print(_totals_table(totals))
-
-
-def profile_text(name_or_path: str) -> str:
-    """The TOML text of a packaged profile or a profile file, checked by parsing it: a journal stores the text."""
-    path = Path(name_or_path)
-    if path.suffix == ".toml" or path.exists():
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise InputError("profile", f"cannot read {name_or_path}: {exc.strerror}") from None
-    else:
-        resource = resources.files("margin_engine.profiles") / f"{name_or_path}.toml"
-        if not resource.is_file():
-            raise InputError(
-                "profile",
-                f"unknown profile {name_or_path!r}; packaged: {', '.join(packaged_profiles())}, or give a .toml path",
-            )
-        text = resource.read_text()
-    parse_profile(text, source=name_or_path)
-    return text
 
 
 def _totals_table(totals: dict[str, dict[str, str]]) -> Table:

@@ -226,23 +226,29 @@ def packaged_profiles() -> list[str]:
     )
 
 
-@cache
-def load_profile(name_or_path: str = "deribit") -> Profile:
-    """A packaged profile by name, or a TOML file by path."""
+def profile_text(name_or_path: str) -> str:
+    """The TOML text of a packaged profile (by name) or of a file (by path): what a journal keeps."""
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
             raise InputError("profile", f"no profile file at {name_or_path!r}")
-        text = path.read_text()
-    else:
-        resource = resources.files("margin_engine.profiles") / f"{name_or_path}.toml"
-        if not resource.is_file():
-            raise InputError(
-                "profile",
-                f"unknown profile {name_or_path!r}; packaged: {', '.join(packaged_profiles())}, or give a .toml path",
-            )
-        text = resource.read_text()
-    return parse_profile(text, source=name_or_path)
+        try:
+            return path.read_text()
+        except OSError as exc:
+            raise InputError("profile", f"cannot read {name_or_path}: {exc.strerror}") from None
+    resource = resources.files("margin_engine.profiles") / f"{name_or_path}.toml"
+    if not resource.is_file():
+        raise InputError(
+            "profile",
+            f"unknown profile {name_or_path!r}; packaged: {', '.join(packaged_profiles())}, or give a .toml path",
+        )
+    return resource.read_text()
+
+
+@cache
+def load_profile(name_or_path: str = "deribit") -> Profile:
+    """A packaged profile by name, or a TOML file by path."""
+    return parse_profile(profile_text(name_or_path), source=name_or_path)
 
 
 def parse_profile(text: str, source: str = "<profile>") -> Profile:

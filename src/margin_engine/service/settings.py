@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from margin_engine.margin.profile import load_profile
+from margin_engine.margin.profile import load_profile, profile_text
 
 
 class Settings(BaseSettings):
@@ -20,11 +18,6 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
 
     def profile_text(self) -> str:
-        """The profile's TOML text: the journal keeps it, so a replay uses the same parameters."""
-        load_profile(self.profile)  # validates, with a clear error
-        path = Path(self.profile)
-        if path.suffix == ".toml":
-            return path.read_text()
-        from importlib import resources
-
-        return (resources.files("margin_engine.profiles") / f"{self.profile}.toml").read_text()
+        """The profile's TOML text (validated): the journal keeps it, so a replay uses the same parameters."""
+        load_profile(self.profile)
+        return profile_text(self.profile)
