@@ -77,7 +77,7 @@ def what_if_table(before: AccountMargin, after: AccountMargin, trades: Sequence[
 def positions_table(m: AccountMargin) -> Table:
     table = Table(title=f"{m.id}: positions", title_justify="left")
     for col in ("instrument", "size", "mark", "value", "IM", "MM", "delta", "gamma", "vega", "theta"):
-        table.add_column(col, justify="left" if col == "instrument" else "right", no_wrap=col == "instrument")
+        table.add_column(col, justify="left" if col == "instrument" else "right", no_wrap=col in ("instrument", "size"))
     for p in m.positions:
         delta, gamma, vega, theta = p.greeks
         table.add_row(
