@@ -33,7 +33,7 @@ def fail(exc: InputError) -> typer.Exit:
 
 
 def console() -> Console:
-    return Console(width=max(Console().width, 120))
+    return Console(width=max(Console().width, 140))
 
 
 def print_json(obj) -> None:
