@@ -1,5 +1,5 @@
-"""Standard margin for many accounts at once: isolated, cross (and portfolio, until its
-risk-matrix model lands, margined as cross).
+"""Margin for many accounts at once: standard margin for isolated and cross accounts, and for
+portfolio accounts the profile's risk matrix (`portfolio.py`), or cross when it has none.
 
 Positions of all accounts are flattened into arrays; each distinct option is priced once with
 Black-76; requirements come from the per-position formulas of the profile's option model, and
