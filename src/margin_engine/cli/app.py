@@ -14,6 +14,7 @@ from rich.console import Console
 
 from margin_engine.cli.common import Format, FormatOpt, ProfileOpt, console, fail, print_json
 from margin_engine.cli.oracle_cmd import oracle
+from margin_engine.cli.simulate_cmd import backtest, simulate
 from margin_engine.cli.storage_cmd import journal_app
 from margin_engine.engine import Engine, Rejection, State, audit, liquidation_queue
 from margin_engine.errors import InputError
@@ -251,6 +252,8 @@ def demo(profile: ProfileOpt = "deribit") -> None:
 
 app.command("oracle")(oracle)
 app.add_typer(journal_app, name="journal")
+app.command("simulate")(simulate)
+app.command("backtest")(backtest)
 
 
 @app.command()

@@ -1,0 +1,570 @@
+"""One path of one variant, run on the real engine (`Engine`, the code the service runs).
+
+Each step: the fundamental price moves, the mid heals towards it (`recover_mid`), the mid is
+published (signed `oracle_update`s from several sources when guards are on, `set_market` when
+off), then up to `rounds_max` keeper rounds `round_s` apart: keepers read the liquidation queue
+as it was `latency_s` ago, call `start_liquidation` / `bid`, and sell what they took into the
+depth book, which moves the mid the next round publishes: the cascade. Conservation is audited
+after every command; a break raises `InvariantViolation` (a bug, never caught here).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from margin_engine.engine import Engine, Rejection, audit, liquidation_queue
+from margin_engine.engine.events import (
+    BankruptcyResolved,
+    LiquidationFill,
+    LiquidationStarted,
+    Transferred,
+)
+from margin_engine.errors import InputError
+from margin_engine.ledger.ledger import INSURANCE, user_key
+from margin_engine.margin.profile import OracleConfig, Profile, load_profile
+from margin_engine.oracle.aggregator import PriceUpdate
+from margin_engine.oracle.signing import dump_public_key, sign_update
+from margin_engine.simulation.errors import BookExhaustedError
+from margin_engine.simulation.history import historical_path
+from margin_engine.simulation.impact import DepthBook, recover_mid
+from margin_engine.simulation.metrics import run_metrics
+from margin_engine.simulation.paths import (
+    GarchParams,
+    JumpParams,
+    ewma_realized_vol,
+    garch_t_paths,
+    gbm_paths,
+    implied_vol_path,
+    merton_paths,
+)
+from margin_engine.simulation.population import (
+    MARKET_MAKER,
+    PERP,
+    UNDERLYING,
+    draw_population,
+    open_population,
+)
+from margin_engine.simulation.scenario import Scenario, Variant
+from margin_engine.simulation.seeds import path_rngs
+
+USDC_UNITS = 1e6
+LIQUIDATION_REASONS = ("liquidation", "liquidation_penalty", "liquidation_fee", "insurance")
+LIQUIDATION_COMMANDS = ("start_liquidation", "bid", "advance_time")
+UNWIND_WALK_MAX = 0.5  # a keeper sells at most what walks the book half-way to zero per round
+
+
+@dataclass(frozen=True)
+class Design:
+    """A variant resolved against its scenario: what the engine and the loop use."""
+
+    name: str
+    profile: Profile
+    margin_mode: str
+    guards: bool
+    book: DepthBook
+    price_range: str
+
+
+@dataclass
+class PathResult:
+    variant: str
+    path: int
+    price_source: str
+    series: dict[str, list[float]]  # states: n_steps + 1 samples; flows: n_steps entries
+    metrics: dict[str, float]
+    accounts: int
+    steps: int
+    wall_s: float = field(default=0.0, compare=False)  # not in summary.json (not deterministic)
+
+
+def resolve_variant(scenario: Scenario, variant: Variant) -> Design:
+    """The profile (mechanism, buffer, oracle sources) and the loop settings of one variant."""
+    name = variant.profile or scenario.profile
+    path = Path(name)
+    if path.suffix == ".toml" and not path.is_absolute():
+        name = str(Path(scenario.base_dir) / path)
+    profile = load_profile(name)
+    mode = variant.margin_mode or scenario.population.margin_mode
+    if mode == "portfolio" and profile.portfolio is None:
+        raise InputError(
+            f"variants.{variant.name}.margin_mode", f"portfolio mode needs a profile with [portfolio]; {name} has none"
+        )
+    liq = profile.liquidation
+    if variant.mechanism is not None:
+        liq = liq.model_copy(update={"mechanism": variant.mechanism})
+    if variant.buffer_ratio is not None:
+        liq = liq.model_copy(update={"partial": liq.partial.model_copy(update={"buffer_ratio": variant.buffer_ratio})})
+    sources = {s: dump_public_key(_key(s).public_key()) for s in _sources(scenario.oracle.sources)}
+    oracle = OracleConfig(
+        sources=sources,
+        params=profile.oracle.params,
+        underlyings=profile.oracle.underlyings,
+        confidence_im_threshold=profile.oracle.confidence_im_threshold,
+        confidence_im_factor=profile.oracle.confidence_im_factor,
+    )
+    profile = profile.model_copy(update={"liquidation": liq, "oracle": oracle})
+    d = scenario.depth
+    book = DepthBook(variant.depth_usd_per_pct or d.depth_usd_per_pct, d.permanent_fraction, d.depth_exponent)
+    guards = scenario.oracle.guards if variant.oracle_guards is None else variant.oracle_guards
+    return Design(variant.name, profile, mode, guards, book, variant.price_range or scenario.price_range)
+
+
+def _sources(n: int) -> tuple[str, ...]:
+    return tuple(f"src{i}" for i in range(n))
+
+
+@cache
+def _key(source: str) -> Ed25519PrivateKey:
+    """A fixed simulation key per source name (not a secret: the simulator signs for every source)."""
+    return Ed25519PrivateKey.from_private_bytes(hashlib.sha256(f"margin-engine-sim:{source}".encode()).digest())
+
+
+def price_path(scenario: Scenario, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """The fundamental path (n_steps + 1 prices) and where it came from."""
+    p = scenario.price
+    source = p.kind
+    if p.kind == "historical":
+        csv = scenario.csv_path()
+        if csv is not None and csv.is_file():
+            hist = historical_path(csv, p.start, p.end, scenario.dt_s, p.spot0_usd)
+            spot = hist.spot[0, : scenario.steps + 1]
+            return _shocked(spot, scenario), f"historical {csv.name} [{p.start}, {p.end}]"
+        source = p.fallback
+        note = f"generated ({source}): {csv} not found"
+    else:
+        note = f"generated ({source})"
+    spot0 = p.spot0_usd or 60_000.0
+    args = (scenario.steps, scenario.dt_s, 1, rng)
+    if source == "gbm":
+        spot = gbm_paths(spot0, p.vol_annual, p.drift_annual, *args)
+    elif source == "merton":
+        jumps = JumpParams(p.jump_intensity_annual, p.jump_mean_log, p.jump_vol_log)
+        spot = merton_paths(spot0, p.vol_annual, p.drift_annual, jumps, *args)
+    else:
+        params = GarchParams(p.garch_omega_daily, p.garch_alpha, p.garch_beta, p.garch_nu)
+        spot = garch_t_paths(spot0, params, *args)
+    return _shocked(spot[0], scenario), note
+
+
+def _shocked(spot: np.ndarray, scenario: Scenario) -> np.ndarray:
+    p = scenario.price
+    out = np.array(spot, dtype=float)
+    if p.shock_step is not None and p.shock_step < len(out):
+        out[p.shock_step :] *= 1.0 + p.shock_pct / 100.0
+    return out
+
+
+def vol_path(scenario: Scenario, spot: np.ndarray) -> np.ndarray:
+    v = scenario.vol
+    realized = ewma_realized_vol(spot, scenario.dt_s, v.realized_half_life_s, v.vol0_annual)
+    return implied_vol_path(
+        spot,
+        v.vol0_annual,
+        vol_floor_annual=v.vol_floor_annual,
+        vol_cap_annual=max(v.vol_cap_annual, v.vol_floor_annual),
+        spot_vol_beta=v.spot_vol_beta,
+        realized_vol_annual=realized,
+        realized_weight=v.realized_weight,
+    )
+
+
+def run_path(scenario: Scenario, variant: Variant, path: int) -> PathResult:
+    """Run path `path` of `variant`: the same prices and population for every variant of a path."""
+    design = resolve_variant(scenario, variant)
+    price_rng, pop_rng, noise_rng = (
+        np.random.Generator(np.random.PCG64(s))
+        for s in path_rngs(scenario.seed, range(path, path + 1))[0].bit_generator.seed_seq.spawn(3)
+    )
+    spot, source = price_path(scenario, price_rng)
+    vol = vol_path(scenario, spot)
+    started = time.perf_counter()
+    sim = _Sim(scenario, design, spot, vol, pop_rng, noise_rng)
+    sim.run()
+    result = sim.result(source, path)
+    result.wall_s = time.perf_counter() - started
+    return result
+
+
+class _Sim:
+    """The loop's mutable state: the engine, the mid, the keepers' view and the recorded series."""
+
+    def __init__(self, scenario, design: Design, spot, vol, pop_rng, noise_rng):
+        self.sc, self.d, self.spot, self.vol, self.noise_rng = scenario, design, spot, vol, noise_rng
+        self.engine = Engine(design.profile)
+        self.t0 = scenario.start_time_s
+        self.mid = float(spot[0])
+        self.n = len(spot) - 1
+        self.views: list[tuple[int, list[str]]] = []  # (time, liquidatable accounts worst first)
+        self.bids: set[tuple[str, str]] = set()
+        self.gross_before: dict[str, float] = {}
+        self.queue0: set[str] = set()  # liquidatable at the first round of the current step
+        self.flows = {
+            k: np.zeros(self.n)
+            for k in (
+                "liquidations",
+                "cascade_liquidations",
+                "liquidation_volume_usd",
+                "bad_debt_usd",
+                "socialized_loss_usd",
+                "adl_usd",
+                "insurance_paid_usd",
+                "uncovered_usd",
+            )
+        }
+        self.split = {"user": 0.0, "keepers": 0.0, "insurance": 0.0}
+        self.actions = {"attempted": 0, "rejected": 0, "unwinds": 0}
+        self.states: dict[str, list[float]] = {
+            k: [] for k in ("fundamental", "mid", "mark", "vol", "insurance_fund_usd", "open_interest_usd")
+        }
+        self.equity: list[np.ndarray] = []
+        self.margin_req: list[float] = []
+        self.notional: list[float] = []
+        self._setup(pop_rng)
+
+    # --- commands -------------------------------------------------------------------------------
+
+    def submit(self, cmd: dict, step: int | None = None, rnd: int = 0):
+        if cmd["type"] in LIQUIDATION_COMMANDS and (cmd["type"] != "advance_time" or self.engine.state.auctions):
+            self.gross_before = {
+                a.id: sum(abs(float(p.size)) for p in a.positions.values()) for a in self.engine.state.accounts.values()
+            }
+        out = self.engine.submit(cmd)
+        audit(self.engine.state)  # every command: a break raises InvariantViolation
+        if not isinstance(out, Rejection) and step is not None:
+            self._record_events(out, step, rnd)
+        return out
+
+    def ok(self, cmd: dict, step: int | None = None, rnd: int = 0):
+        out = self.submit(cmd, step, rnd)
+        if isinstance(out, Rejection):
+            raise AssertionError(f"simulator command rejected: {cmd['type']}: {out.code}: {out.message}")
+        return out
+
+    def _setup(self, pop_rng) -> None:
+        sc, pop = self.sc, self.sc.population
+        self.ok({"type": "advance_time", "time": self.t0})
+        self._set_market(self.mid, float(self.vol[0]))
+        members = draw_population(pop, sc.keepers, self.mid, pop_rng)
+        expiry_s = self.t0 + self.n * sc.dt_s + pop.option_expiry_days * 86_400
+        self.roles = open_population(
+            self.engine,
+            members,
+            self.d.margin_mode,
+            self.mid,
+            float(self.vol[0]),
+            expiry_s,
+            pop.option_collateral_ratio,
+        )
+        audit(self.engine.state)
+        if sc.insurance_fund_usd > 0:
+            self.ok({"type": "fund_insurance", "asset": "USDC", "amount": f"{sc.insurance_fund_usd:.2f}"})
+        self.keepers = self.roles["keeper"]
+        self.users = set(self.roles.get("trader", [])) | set(self.roles.get("option_seller", []))
+        self.keeper_start_usd = self._keepers_equity()
+        self.costs_usd = 0.0
+        self.base_range = self._base_range()
+        self._publish(self.mid, float(self.vol[0]), self.t0)
+        self._sample(self.engine.margins(), 0)
+
+    def _set_market(self, index: float, vol: float) -> None:
+        self.ok({"type": "set_market", "underlying": UNDERLYING, "index": repr(index), "vol": repr(vol)})
+
+    def _publish(self, mid: float, vol: float, t: int, step: int | None = None, rnd: int = 0) -> None:
+        """Guards on: the vol by set_market (index unchanged), the mid by signed updates; off: both by set_market."""
+        if not self.d.guards:
+            self._set_market(mid, vol)
+            return
+        self._set_market(self.engine.state.markets[UNDERLYING].index, vol)
+        noise = self.noise_rng.standard_normal(self.sc.oracle.sources) * self.sc.oracle.noise_ratio
+        for source, z in zip(_sources(self.sc.oracle.sources), noise, strict=True):
+            price = round(mid * (1.0 + float(z)), 2)
+            update = PriceUpdate(UNDERLYING, source, price, None, t)
+            sig = sign_update(_key(source), update).hex()
+            cmd = {
+                "type": "oracle_update",
+                "underlying": UNDERLYING,
+                "source": source,
+                "price": repr(price),
+                "timestamp": t,
+                "signature": sig,
+            }
+            self.submit(cmd, step, rnd)  # a rejected update (the guards' call) changes nothing
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        sc = self.sc
+        for k in range(1, self.n + 1):
+            t = self.t0 + k * sc.dt_s
+            self.mid = float(
+                recover_mid(self.mid, self.spot[k - 1], self.spot[k], sc.dt_s, sc.depth.resilience_half_life_s)
+            )
+            self._apply_price_range(k)
+            margins = None
+            for r in range(sc.keepers.rounds_max):
+                now = t + r * sc.keepers.round_s
+                self.ok({"type": "advance_time", "time": now}, k - 1, r)
+                self._publish(self.mid, float(self.vol[k]), now, k - 1, r)
+                margins = self.engine.margins()
+                queue = [q["account"] for q in liquidation_queue(margins)]
+                if r == 0:
+                    self._sample(margins, k)
+                    self.queue0 = set(queue)
+                self.views.append((now, queue))
+                acted = self._keepers_act(now, margins, k - 1, r)
+                moved = self._unwind(k - 1, r)
+                if not (acted or moved or self.engine.state.auctions):
+                    break
+            self.views = self.views[-64:]
+
+    def _view(self, now: int) -> list[str]:
+        seen = now - self.sc.keepers.latency_s
+        for t, queue in reversed(self.views):
+            if t <= seen:
+                return queue
+        return []
+
+    def _keepers_act(self, now: int, margins, step: int, rnd: int) -> bool:
+        """Start liquidations on the (delayed) queue, round-robin over keepers; bid in running auctions."""
+        kp = self.sc.keepers
+        by_id = {m.id: m for m in margins}
+        active = {a.account for a in self.engine.state.auctions.values()}
+        acted = False
+        budget = kp.actions_per_round_max
+        candidates = [a for a in self._view(now) if a not in active and a in self.users]
+        for i, account in enumerate(candidates[:budget]):
+            keeper = self.keepers[i % len(self.keepers)]
+            if not self._worth_it(by_id[account]):
+                continue
+            out = self._action({"type": "start_liquidation", "account": account, "liquidator": keeper}, step, rnd)
+            acted = acted or not isinstance(out, Rejection)
+        for j, auction in enumerate(sorted(self.engine.state.auctions.values(), key=lambda a: int(a.id[1:]))):
+            acted = self._bid(auction, j, by_id, step, rnd) or acted
+        return acted
+
+    def _worth_it(self, m) -> bool:
+        """Fixed mechanism: the keeper's share of the penalty on the whole notional must beat its cost."""
+        liq = self.d.profile.liquidation
+        if liq.mechanism != "fixed" or self.sc.keepers.cost_per_action_usd == 0:
+            return True
+        notional = sum(abs(float(p.size)) for p in m.positions) * self.engine.state.markets[UNDERLYING].index
+        share = liq.fixed.penalty_ratio * (1 - liq.fixed.insurance_share)
+        return share * notional >= self.sc.keepers.cost_per_action_usd
+
+    def _bid(self, auction, j: int, by_id, step: int, rnd: int) -> bool:
+        m = by_id.get(auction.account)
+        if m is None:
+            return False
+        reservation = self._reservation_usd(auction.account, m)
+        keepers = self.keepers[j % len(self.keepers) :] + self.keepers[: j % len(self.keepers)]
+        acted = False
+        for keeper in keepers if auction.mechanism == "batch" else keepers[:1]:
+            if (auction.id, keeper) in self.bids:
+                continue
+            cmd = {
+                "type": "bid",
+                "auction": auction.id,
+                "liquidator": keeper,
+                "fraction": "1",
+                "max_price": f"{reservation:.2f}",
+            }
+            out = self._action(cmd, step, rnd)
+            if auction.mechanism == "batch" and not isinstance(out, Rejection):
+                self.bids.add((auction.id, keeper))
+            acted = acted or not isinstance(out, Rejection)
+        return acted
+
+    def _reservation_usd(self, account: str, m) -> float:
+        """What a keeper pays at most for the whole account: its value less the cost of selling its
+        perps into the book and the cost of the action (negative: it must be paid that much)."""
+        equity = m.equity / USDC_UNITS
+        pos = self.engine.state.accounts[account].positions.get(PERP)
+        slip = 0.0
+        if pos is not None and pos.size != 0:
+            size = float(pos.size)
+            size = float(np.sign(size)) * min(abs(size), self._unwind_cap())
+            avg, _ = self.d.book.fill(np.array([-size]), np.array([self.mid]))
+            slip = abs(float(avg[0]) - self.mid) * abs(size)
+        notional = sum(abs(float(p.size)) for p in m.positions) * self.mid
+        return equity - slip - self.sc.keepers.cost_per_action_usd - self.sc.keepers.profit_ratio * notional
+
+    def _action(self, cmd: dict, step: int, rnd: int):
+        self.actions["attempted"] += 1
+        self.costs_usd += self.sc.keepers.cost_per_action_usd
+        out = self.submit(cmd, step, rnd)
+        if isinstance(out, Rejection):
+            self.actions["rejected"] += 1
+        return out
+
+    def _unwind_cap(self) -> float:
+        """The largest sale (BTC) that walks the book at most UNWIND_WALK_MAX from the mid."""
+        b = self.d.book
+        return b.depth_usd_per_pct * (UNWIND_WALK_MAX / 0.01) ** b.depth_exponent / self.mid
+
+    def _unwind(self, step: int, rnd: int) -> bool:
+        """Keepers sell (buy back) the perps they took into the book; the market maker books the other
+        side at the average fill, and the mid moves by the permanent impact."""
+        moved = False
+        for keeper in self.keepers:
+            pos = self.engine.state.accounts[keeper].positions.get(PERP)
+            if pos is None or pos.size == 0:
+                continue
+            size = float(pos.size)
+            qty = round(min(abs(size), self._unwind_cap()), 4)
+            if qty <= 0:
+                continue
+            signed = -qty if size > 0 else qty
+            try:
+                avg, new_mid = self.d.book.fill(np.array([signed]), np.array([self.mid]))
+            except BookExhaustedError:
+                continue
+            price = max(round(float(avg[0]), 2), 0.01)
+            buyer, seller = (MARKET_MAKER, keeper) if size > 0 else (keeper, MARKET_MAKER)
+            cmd = {"type": "trade", "buyer": buyer, "seller": seller, "instrument": PERP, "size": f"{qty:.4f}"}
+            out = self.submit({**cmd, "price": f"{price:.2f}"}, step, rnd)
+            if isinstance(out, Rejection):
+                continue  # e.g. the oracle is halted: the keeper holds on
+            self.actions["unwinds"] += 1
+            self.mid = float(new_mid[0])
+            moved = True
+        return moved
+
+    def _base_range(self) -> dict[str, float]:
+        pm = self.d.profile.portfolio
+        return {} if pm is None else {u: p.price_range for u, p in pm.underlyings.items() if p.price_range}
+
+    def _apply_price_range(self, k: int) -> None:
+        """Volatility-driven range: the portfolio scenarios' price range grows with implied vol over
+        its start (never below the static range, at most 0.95), quantized to 0.5%."""
+        if self.d.price_range != "vol" or not self.base_range:
+            return
+        factor = max(1.0, float(self.vol[k]) / float(self.vol[0]))
+        pm = self.d.profile.portfolio
+        unders = {
+            u: p.model_copy(update={"price_range": min(round(self.base_range[u] * factor / 0.005) * 0.005, 0.95)})
+            if u in self.base_range
+            else p
+            for u, p in pm.underlyings.items()
+        }
+        self.engine.state.profile = _with_portfolio(self.d.profile, pm.model_copy(update={"underlyings": unders}))
+
+    # --- recording ------------------------------------------------------------------------------
+
+    def _record_events(self, events: list, step: int, rnd: int) -> None:
+        f = self.flows
+        fills = [e for e in events if isinstance(e, LiquidationFill)]
+        index = self.engine.state.markets[UNDERLYING].index
+        for e in events:
+            if isinstance(e, LiquidationStarted) or (isinstance(e, LiquidationFill) and e.mechanism == "fixed"):
+                f["liquidations"][step] += 1
+                if rnd > 0 and e.account not in self.queue0:  # made liquidatable by this step's forced sales
+                    f["cascade_liquidations"][step] += 1
+            if isinstance(e, LiquidationFill):
+                f["liquidation_volume_usd"][step] += float(e.fraction) * self.gross_before.get(e.account, 0.0) * index
+            elif isinstance(e, BankruptcyResolved):
+                f["uncovered_usd"][step] += e.uncovered / USDC_UNITS
+                f["bad_debt_usd"][step] += e.uncovered / USDC_UNITS
+            elif isinstance(e, Transferred):
+                self._record_transfer(e, step, {x.account for x in fills})
+
+    def _record_transfer(self, e: Transferred, step: int, liquidated: set[str]) -> None:
+        f, usd = self.flows, e.amount / USDC_UNITS
+        if e.reason == "insurance" and e.debit == INSURANCE:
+            f["insurance_paid_usd"][step] += usd
+            f["bad_debt_usd"][step] += usd
+        elif e.reason == "adl":
+            f["adl_usd"][step] += usd
+            f["bad_debt_usd"][step] += usd
+        elif e.reason == "socialized_loss":
+            f["socialized_loss_usd"][step] += usd
+            if e.credit != INSURANCE:  # socialized into the fund is counted when the fund pays
+                f["bad_debt_usd"][step] += usd
+        elif e.reason in LIQUIDATION_REASONS and liquidated:
+            users = {user_key(a) for a in liquidated}
+            keepers = {user_key(k) for k in self.keepers}
+            for party, key, sign in (("user", e.debit, -1), ("user", e.credit, 1)):
+                if key in users:
+                    self.split[party] += sign * usd
+            for key, sign in ((e.debit, -1), (e.credit, 1)):
+                if key in keepers:
+                    self.split["keepers"] += sign * usd
+                elif key == INSURANCE:
+                    self.split["insurance"] += sign * usd
+
+    def _sample(self, margins, k: int) -> None:
+        s = self.engine.state
+        index = s.markets[UNDERLYING].index
+        self.states["fundamental"].append(float(self.spot[k]))
+        self.states["mid"].append(self.mid)
+        self.states["mark"].append(float(index))
+        self.states["vol"].append(float(self.vol[k]))
+        self.states["insurance_fund_usd"].append(s.ledger.balance(INSURANCE, "USDC") / USDC_UNITS)
+        longs = sum(
+            float(a.positions[PERP].size)
+            for a in s.accounts.values()
+            if PERP in a.positions and a.positions[PERP].size > 0
+        )
+        self.states["open_interest_usd"].append(longs * index)
+        self.equity.append(np.array([m.equity / USDC_UNITS for m in margins]))
+        users = [m for m in margins if m.id in self.users]
+        self.margin_req.append(sum(max(m.initial_margin, 0) for m in users) / USDC_UNITS)
+        self.notional.append(
+            sum(
+                abs(float(p.size)) * index
+                for a in s.accounts.values()
+                if a.id in self.users
+                for p in a.positions.values()
+            )
+        )
+
+    def _keepers_equity(self) -> float:
+        margins = {m.id: m for m in self.engine.margins()}
+        return sum(margins[k].equity for k in self.keepers) / USDC_UNITS
+
+    def result(self, source: str, path: int) -> PathResult:
+        f = self.flows
+        m = run_metrics(
+            insurance_fund_usd=np.array([self.states["insurance_fund_usd"]]),
+            equity_usd=np.array([np.stack(self.equity, axis=-1)]),
+            bad_debt_usd=f["bad_debt_usd"][None],
+            socialized_loss_usd=f["socialized_loss_usd"][None],
+            liquidation_count=f["liquidations"][None],
+            liquidation_volume_usd=f["liquidation_volume_usd"][None],
+            margin_required_usd=np.array([self.margin_req]),
+            notional_usd=np.array([self.notional]),
+            dt_s=self.sc.dt_s,
+        )
+        keepers_pnl = self._keepers_equity() - self.keeper_start_usd
+        metrics = {name: float(np.ravel(getattr(m, name))[0]) for name in m.__dataclass_fields__}
+        metrics.update(
+            {
+                "cascade_liquidations": float(f["cascade_liquidations"].sum()),
+                "adl_usd": float(f["adl_usd"].sum()),
+                "insurance_paid_usd": float(f["insurance_paid_usd"].sum()),
+                "uncovered_usd": float(f["uncovered_usd"].sum()),
+                "peak_open_interest_usd": max(self.states["open_interest_usd"]),
+                "liquidation_cost_to_users_usd": -self.split["user"],
+                "liquidation_to_keepers_usd": self.split["keepers"],
+                "liquidation_to_insurance_usd": self.split["insurance"],
+                "keeper_pnl_usd": keepers_pnl - self.costs_usd,
+                "keeper_costs_usd": self.costs_usd,
+                "keeper_actions": float(self.actions["attempted"]),
+                "keeper_actions_rejected": float(self.actions["rejected"]),
+                "min_mark_usd": min(self.states["mark"]),
+                "min_mid_usd": min(self.states["mid"]),
+            }
+        )
+        series = {k: list(map(float, v)) for k, v in self.states.items()}
+        series.update({k: list(map(float, v)) for k, v in f.items()})
+        return PathResult(self.d.name, path, source, series, metrics, len(self.engine.state.accounts), self.n)
+
+
+def _with_portfolio(profile: Profile, portfolio) -> Profile:
+    return profile.model_copy(update={"portfolio": portfolio})

@@ -1,0 +1,192 @@
+"""A stress scenario: price model, population, keepers, market depth, oracle and the variants to compare.
+
+Read from TOML (`load_scenario`); every model is frozen and rejects unknown keys, and units are in
+the names. A variant overrides a few design choices of the base scenario (traders' margin mode,
+liquidation mechanism, price range, oracle guards, profile, depth) so designs run side by side
+on the same paths. See docs/simulation.md, "The stress simulator".
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from margin_engine.errors import InputError
+
+MarginMode = Literal["isolated", "cross", "portfolio"]
+Mechanism = Literal["fixed", "dutch", "batch"]
+ModelKind = Literal["gbm", "merton", "garch"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PriceModel(_Frozen):
+    """Where the fundamental price comes from: a historical CSV window (with a generated fallback
+    when the file is missing) or a generator. `shock_*` adds a one-off jump at a step on top."""
+
+    kind: Literal["historical", "gbm", "merton", "garch"] = "gbm"
+    csv: str | None = None  # historical: path, relative to the scenario file
+    start: str | None = None  # historical window, ISO 8601 with zone or Unix seconds (inclusive)
+    end: str | None = None
+    fallback: ModelKind = "merton"  # used when the CSV is missing
+    spot0_usd: float | None = Field(default=60_000.0, gt=0)  # historical: rescale to start here (None: as is)
+    vol_annual: float = Field(default=0.8, ge=0, le=10)
+    drift_annual: float = Field(default=0.0, ge=-10, le=10)
+    jump_intensity_annual: float = Field(default=20.0, ge=0)
+    jump_mean_log: float = Field(default=-0.03, ge=-1, le=1)
+    jump_vol_log: float = Field(default=0.04, ge=0, le=1)
+    garch_omega_daily: float = Field(default=2e-5, gt=0)
+    garch_alpha: float = Field(default=0.084, ge=0, lt=1)
+    garch_beta: float = Field(default=0.9, ge=0, lt=1)
+    garch_nu: float = Field(default=3.3, gt=2)
+    shock_step: int | None = Field(default=None, ge=1)
+    shock_pct: float = Field(default=0.0, gt=-90, le=100)
+
+    @model_validator(mode="after")
+    def _historical(self) -> PriceModel:
+        if self.kind == "historical" and not self.csv:
+            raise ValueError("a historical price model needs csv")
+        if self.garch_alpha + self.garch_beta > 1:
+            raise ValueError("garch_alpha + garch_beta must be <= 1")
+        return self
+
+
+class VolModel(_Frozen):
+    """Implied vol from spot (log-linear, crash elasticity beta) pulled up by realized vol."""
+
+    vol0_annual: float = Field(default=0.6, gt=0, le=10)
+    spot_vol_beta: float = Field(default=2.5, ge=-10, le=10)
+    vol_floor_annual: float = Field(default=0.2, gt=0)
+    vol_cap_annual: float = Field(default=3.0, gt=0)
+    realized_weight: float = Field(default=0.5, ge=0, le=1)
+    realized_half_life_s: float = Field(default=86_400.0, gt=0)
+
+
+class Population(_Frozen):
+    """The reference population (population.py): perp traders, option sellers, one market maker."""
+
+    traders: int = Field(default=120, ge=0, le=10_000)
+    long_fraction: float = Field(default=0.6, ge=0, le=1)
+    leverage_median: float = Field(default=8.0, ge=1)
+    leverage_sigma_log: float = Field(default=0.6, ge=0, le=3)
+    leverage_max: float = Field(default=40.0, ge=1)
+    notional_median_usd: float = Field(default=60_000.0, gt=0)
+    notional_sigma_log: float = Field(default=1.0, ge=0, le=3)
+    option_sellers: int = Field(default=8, ge=0, le=1_000)
+    option_otm_pct: float = Field(default=20.0, gt=0, lt=90)
+    option_size_max: int = Field(default=5, ge=1)
+    option_collateral_ratio: float = Field(default=1.5, ge=1)  # of initial margin
+    option_expiry_days: int = Field(default=30, ge=1, le=365)  # after the run ends
+    margin_mode: MarginMode = "cross"
+    market_maker_collateral_usd: float = Field(default=1e9, gt=0)
+
+
+class Keepers(_Frozen):
+    """Liquidation bots: they act on the queue as it was `latency_s` ago, `round_s` apart within a step."""
+
+    count: int = Field(default=3, ge=1, le=100)
+    latency_s: int = Field(default=0, ge=0)
+    capital_usd: float = Field(default=5e6, gt=0)
+    cost_per_action_usd: float = Field(default=5.0, ge=0)
+    profit_ratio: float = Field(default=0.005, ge=0, lt=1)  # auctions: margin of notional a keeper wants
+    round_s: int = Field(default=10, ge=1)
+    rounds_max: int = Field(default=8, ge=1, le=100)  # cascade rounds per step
+    actions_per_round_max: int = Field(default=50, ge=1)
+
+
+class Depth(_Frozen):
+    """The book forced sales hit (impact.DepthBook) and how fast the mid heals (recover_mid)."""
+
+    depth_usd_per_pct: float = Field(default=20e6, gt=0)
+    permanent_fraction: float = Field(default=0.3, ge=0, le=1)
+    depth_exponent: float = Field(default=1.0, gt=0)
+    resilience_half_life_s: float = Field(default=600.0, gt=0)
+
+
+class Oracle(_Frozen):
+    """Guards on: the mid goes in as signed updates from `sources` sources; off: straight to set_market."""
+
+    guards: bool = True
+    sources: int = Field(default=3, ge=1, le=16)
+    noise_ratio: float = Field(default=0.0005, ge=0, lt=0.02)
+
+
+class Variant(_Frozen):
+    """A named design to compare; unset fields keep the base scenario's."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    profile: str | None = None
+    margin_mode: MarginMode | None = None
+    mechanism: Mechanism | None = None
+    price_range: Literal["static", "vol"] | None = None
+    oracle_guards: bool | None = None
+    depth_usd_per_pct: float | None = Field(default=None, gt=0)
+    buffer_ratio: float | None = Field(default=None, ge=0, le=4)
+
+
+class Scenario(_Frozen):
+    name: str = Field(min_length=1, max_length=128)
+    profile: str = "deribit"
+    seed: int = Field(default=0, ge=0)
+    paths: int = Field(default=4, ge=1, le=100_000)
+    dt_s: int = Field(default=3600, ge=1, le=86_400)
+    steps: int = Field(default=48, ge=1, le=100_000)  # historical: at most this many steps of the window
+    start_time_s: int = Field(default=1_795_593_600, ge=0)  # engine clock at step 0 (2026-11-25T08:00Z)
+    price: PriceModel = PriceModel()
+    vol: VolModel = VolModel()
+    population: Population = Population()
+    keepers: Keepers = Keepers()
+    depth: Depth = Depth()
+    oracle: Oracle = Oracle()
+    price_range: Literal["static", "vol"] = "static"
+    insurance_fund_usd: float = Field(default=1e6, ge=0)
+    variants: tuple[Variant, ...] = ()
+    base_dir: str = "."  # where relative paths resolve; set by load_scenario
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Scenario:
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError("variant names must be unique")
+        if self.keepers.round_s * self.keepers.rounds_max >= self.dt_s:
+            raise ValueError("keepers.round_s * keepers.rounds_max must be < dt_s (rounds happen inside a step)")
+        return self
+
+    def all_variants(self) -> tuple[Variant, ...]:
+        """The variants to run; one named 'base' when none is given."""
+        return self.variants or (Variant(name="base"),)
+
+    def csv_path(self) -> Path | None:
+        if self.price.csv is None:
+            return None
+        path = Path(self.price.csv)
+        return path if path.is_absolute() else Path(self.base_dir) / path
+
+
+def parse_scenario(data: dict, source: str = "<scenario>", base_dir: str = ".") -> Scenario:
+    """A Scenario from a mapping; errors name the key."""
+    try:
+        return Scenario.model_validate({**data, "base_dir": base_dir})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(["scenario", *(str(p) for p in first["loc"])])
+        raise InputError(where, f"{first['msg']} (in {source})") from None
+
+
+def load_scenario(path: Path | str) -> Scenario:
+    """Read a scenario TOML file; relative paths in it resolve against its folder."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise InputError("scenario", f"cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError("scenario", f"{path} is not valid TOML: {exc}") from None
+    if "base_dir" in data:
+        raise InputError("scenario.base_dir", "is set by the loader, not in the file")
+    return parse_scenario(data, str(path), str(path.parent))

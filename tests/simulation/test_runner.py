@@ -1,0 +1,146 @@
+"""The stress simulator on the real engine: determinism across workers, conservation audited after
+every command, and the cascade that forced selling into a thin book causes."""
+
+import pytest
+
+from margin_engine.errors import InputError
+from margin_engine.simulation import runner
+from margin_engine.simulation.report import summarize, write_report
+from margin_engine.simulation.runner import run_path
+from margin_engine.simulation.scenario import Variant, parse_scenario
+from margin_engine.simulation.sweep import run_sweep
+
+SMALL = {
+    "name": "small",
+    "seed": 7,
+    "paths": 2,
+    "steps": 6,
+    "price": {"kind": "merton", "vol_annual": 1.0, "shock_step": 3, "shock_pct": -12},
+    "population": {"traders": 20, "option_sellers": 2},
+    "keepers": {"count": 2, "latency_s": 10},
+    "depth": {"depth_usd_per_pct": 2e6},
+    "variants": [{"name": "fixed"}, {"name": "dutch", "mechanism": "dutch", "oracle_guards": False}],
+}
+
+# 40 longs at about 10x; the price gaps 6% once and stays there
+CASCADE = {
+    "name": "cascade",
+    "steps": 3,
+    "price": {"kind": "gbm", "vol_annual": 0.0, "shock_step": 2, "shock_pct": -6},
+    "population": {
+        "traders": 40,
+        "long_fraction": 1.0,
+        "leverage_median": 10,
+        "leverage_sigma_log": 0.4,
+        "leverage_max": 30,
+        "notional_median_usd": 100_000,
+        "notional_sigma_log": 0.3,
+        "option_sellers": 0,
+    },
+    "keepers": {"count": 2, "latency_s": 0, "cost_per_action_usd": 0},
+    "depth": {"depth_usd_per_pct": 300_000, "permanent_fraction": 0.5, "resilience_half_life_s": 3600},
+}
+
+
+def test_same_seed_same_summary_with_one_and_two_workers(tmp_path):
+    sc = parse_scenario(SMALL)
+    one = run_sweep(sc, workers=1)
+    two = run_sweep(sc, workers=2)
+    write_report(tmp_path / "one", sc, one)
+    write_report(tmp_path / "two", sc, two)
+    assert (tmp_path / "one" / "summary.json").read_bytes() == (tmp_path / "two" / "summary.json").read_bytes()
+    assert [(r.variant, r.path) for r in two] == [("fixed", 0), ("fixed", 1), ("dutch", 0), ("dutch", 1)]
+    assert b"data:image/png;base64," in (tmp_path / "one" / "report.html").read_bytes()
+
+
+def test_another_seed_changes_the_run():
+    sc = parse_scenario(SMALL)
+    other = parse_scenario({**SMALL, "seed": 8})
+    v = sc.all_variants()[0]
+    assert run_path(sc, v, 0).series["fundamental"] != run_path(other, v, 0).series["fundamental"]
+
+
+def test_conservation_is_audited_after_every_command(monkeypatch):
+    calls = {"audit": 0, "submit": 0}
+    real_audit, real_submit = runner.audit, runner._Sim.submit
+
+    def audit(state):
+        calls["audit"] += 1
+        return real_audit(state)
+
+    def submit(self, cmd, step=None, rnd=0):
+        calls["submit"] += 1
+        return real_submit(self, cmd, step, rnd)
+
+    monkeypatch.setattr(runner, "audit", audit)
+    monkeypatch.setattr(runner._Sim, "submit", submit)
+    sc = parse_scenario(SMALL)
+    result = run_path(sc, sc.all_variants()[0], 0)
+    assert result.metrics["liquidation_count"] > 0  # the shock liquidates someone: the audits saw it
+    assert calls["audit"] == calls["submit"] + 1  # every command of the loop, and once after opening
+
+
+def test_thin_book_without_guards_cascades_and_the_default_design_does_not():
+    sc = parse_scenario(
+        {
+            **CASCADE,
+            "variants": [
+                {"name": "thin-off", "oracle_guards": False},
+                {"name": "deep-on", "oracle_guards": True, "depth_usd_per_pct": 50e6},
+            ],
+        }
+    )
+    thin, deep = (run_path(sc, v, 0) for v in sc.all_variants())
+    # the gap alone liquidates the most leveraged; their keepers' sales push the mid down further and
+    # liquidate accounts that were above maintenance at the step's first round
+    assert thin.metrics["cascade_liquidations"] >= 5
+    assert thin.metrics["liquidation_count"] > deep.metrics["liquidation_count"]
+    assert thin.metrics["min_mid_usd"] < deep.metrics["min_mid_usd"]
+    assert deep.metrics["cascade_liquidations"] == 0
+
+
+def test_missing_csv_falls_back_to_a_generated_path():
+    sc = parse_scenario(
+        {**SMALL, "paths": 1, "variants": [], "price": {"kind": "historical", "csv": "no/such.csv", "fallback": "gbm"}}
+    )
+    result = run_path(sc, sc.all_variants()[0], 0)
+    assert result.price_source.startswith("generated (gbm)")
+    assert summarize(sc, [result])["price_source"][0].endswith("not found")
+
+
+def test_portfolio_mode_needs_a_portfolio_profile():
+    sc = parse_scenario({**SMALL, "variants": [{"name": "pm", "margin_mode": "portfolio"}]})
+    with pytest.raises(InputError, match="portfolio"):
+        run_path(sc, sc.all_variants()[0], 0)
+
+
+@pytest.mark.parametrize(
+    "data, field",
+    [
+        ({"name": "x", "stepz": 3}, "scenario.stepz"),
+        ({"name": "x", "variants": [{"name": "a"}, {"name": "a"}]}, "scenario"),
+        ({"name": "x", "price": {"kind": "historical"}}, "scenario.price"),
+    ],
+)
+def test_bad_scenarios_name_the_field(data, field):
+    with pytest.raises(InputError) as err:
+        parse_scenario(data)
+    assert err.value.field == field
+
+
+def test_variant_names_are_checked():
+    with pytest.raises(ValueError):
+        Variant(name="has space")
+
+
+def test_example_scenarios_load():
+    from pathlib import Path
+
+    from margin_engine.simulation.runner import resolve_variant
+    from margin_engine.simulation.scenario import load_scenario
+
+    files = sorted(Path(__file__).parents[2].joinpath("examples", "scenarios").glob("*.toml"))
+    assert len(files) == 3
+    for f in files:
+        sc = load_scenario(f)
+        assert [resolve_variant(sc, v).name for v in sc.all_variants()][0] == "deribit-fixed"

@@ -1,0 +1,100 @@
+"""`simulate` and `backtest` as registered by the app, on a small Typer app of their own."""
+
+import json
+import math
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from margin_engine.cli.simulate_cmd import backtest, simulate
+
+app = typer.Typer()
+app.command()(simulate)
+app.command()(backtest)
+
+SCENARIO = """
+name = "tiny"
+seed = 3
+paths = 1
+steps = 4
+[price]
+kind = "gbm"
+shock_step = 2
+shock_pct = -10
+[population]
+traders = 10
+option_sellers = 1
+"""
+
+
+def _prices(tmp_path, closes):
+    lines = ["time,open,high,low,close,volume"]
+    for i, c in enumerate(closes):
+        day = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=i)
+        lines.append(f"{day:%Y-%m-%dT%H:%M:%SZ},{c},{c},{c},{c},1")
+    path = tmp_path / "prices.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_simulate_writes_summary_and_report(tmp_path):
+    scenario = tmp_path / "tiny.toml"
+    scenario.write_text(SCENARIO)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["simulate", str(scenario), "--out", str(out), "--seed", "4"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["seed"] == 4 and list(summary["variants"]) == ["base"]
+    assert "steps/s" in result.output
+    assert (out / "report.html").read_text().count("data:image/png;base64,") == 4
+
+
+def test_simulate_bad_input_is_one_line_and_exit_2(tmp_path):
+    result = CliRunner().invoke(app, ["simulate", str(tmp_path / "missing.toml")])
+    assert result.exit_code == 2
+    assert result.output.strip().startswith("error: scenario:")
+
+
+def test_simulate_dask_needs_dask(tmp_path):
+    try:
+        import dask.distributed  # noqa: F401
+
+        pytest.skip("dask is installed")
+    except ImportError:
+        pass
+    scenario = tmp_path / "tiny.toml"
+    scenario.write_text(SCENARIO)
+    result = CliRunner().invoke(app, ["simulate", str(scenario), "--dask", "tcp://127.0.0.1:1", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "--dask" in result.output
+
+
+def test_backtest_counts_exceedances_by_hand(tmp_path):
+    # 30 flat days at 50,000, then a 5% fall: one day of P&L -2,500 for the long, +2,500 for the short.
+    # Long perp maintenance (deribit): 50,000 x (1% + 0.005% x 1 BTC) = 502.50 < 2,500: one exceedance in 30.
+    prices = _prices(tmp_path, [50_000] * 30 + [47_500])
+    result = CliRunner().invoke(app, ["backtest", str(prices), "--vol", "0.6", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    rows = {r["name"]: r for r in out["portfolios"]}
+    assert out["days"] == 30
+    assert rows["long_perp"]["exceedances"] == 1
+    assert rows["short_perp"]["exceedances"] == 0
+    assert rows["long_perp"]["margin_mean_usd"] == pytest.approx(502.5)
+    assert rows["long_perp"]["loss_max_usd"] == pytest.approx(2500)
+    # Kupiec: LR = -2 ln[0.99^29 0.01 / ((29/30)^29 (1/30))]
+    lr = -2 * (29 * math.log(0.99) + math.log(0.01) - 29 * math.log(29 / 30) - math.log(1 / 30))
+    assert rows["long_perp"]["kupiec_lr"] == pytest.approx(lr)
+    # zero exceedances in 30 days: LR = -2 x 30 ln 0.99 = 0.603
+    assert rows["short_perp"]["kupiec_lr"] == pytest.approx(-60 * math.log(0.99))
+
+
+def test_backtest_table_and_bad_input(tmp_path):
+    prices = _prices(tmp_path, [50_000 + 100 * i for i in range(40)])
+    result = CliRunner().invoke(app, ["backtest", str(prices)])
+    assert result.exit_code == 0, result.output
+    assert "short_strangle" in result.output
+    bad = CliRunner().invoke(app, ["backtest", str(prices), "--vol", "-1"])
+    assert bad.exit_code == 2 and bad.output.strip() == "error: --vol: must be in (0, 10], got -1.0"
