@@ -13,6 +13,7 @@ import json
 from decimal import Decimal
 
 import pytest
+from engine_checks import ok, rejected, snapshot
 
 from margin_engine.engine import Engine, Rejection, audit, decide, event_from_json, parse_command, replay
 from margin_engine.ledger.ledger import FEES, SETTLEMENT, allocation_key, user_key
@@ -28,40 +29,6 @@ DERIBIT = load_profile("deribit")
 
 
 # ----------------------------------------------------------------------------------------- helpers
-
-
-def snapshot(engine: Engine) -> dict:
-    """Everything a command may change, as plain comparable data."""
-    s = engine.state
-    return {
-        "now": s.now_s,
-        "balances": {k: v for k, v in dict(s.ledger.balances).items() if v != 0},
-        "positions": {a: {n: (p.size, p.quote) for n, p in acct.positions.items()} for a, acct in s.accounts.items()},
-        "modes": {a: acct.mode for a, acct in s.accounts.items()},
-        "markets": {u: m.to_json() for u, m in s.markets.items()},
-        "settled": dict(s.settled),
-        "holders": {n: list(h) for n, h in s.holders.items() if h},
-        "deposits": dict(s.deposits),
-        "withdrawals": dict(s.withdrawals),
-        "journal": len(engine.journal),
-    }
-
-
-def ok(engine: Engine, cmd: dict) -> list:
-    out = engine.submit(cmd)
-    assert not isinstance(out, Rejection), f"{cmd} rejected: {out}"
-    audit(engine.state)
-    return out
-
-
-def rejected(engine: Engine, cmd: dict, code: str) -> Rejection:
-    before = copy.deepcopy(snapshot(engine))
-    out = engine.submit(cmd)
-    assert isinstance(out, Rejection), f"{cmd} accepted: {out}"
-    assert out.code == code, out
-    assert snapshot(engine) == before, "a rejected command changed the state"
-    audit(engine.state)
-    return out
 
 
 def bal(engine: Engine, key: str, asset: str = "USDC") -> int:

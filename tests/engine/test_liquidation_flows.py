@@ -17,7 +17,6 @@ comment from the published formulas (docs/liquidation.md, REFERENCE.md "Liquidat
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from engine_checks import ok, rejected, snapshot
 from typer.testing import CliRunner
 
 from margin_engine.cli.app import app
@@ -57,41 +57,6 @@ BATCH = with_liquidation(DERIVE, mechanism="batch")
 
 
 # ----------------------------------------------------------------------------------------- helpers
-
-
-def snapshot(engine: Engine) -> dict:
-    """Everything a command may change, liquidation state included."""
-    s = engine.state
-    return {
-        "now": s.now_s,
-        "balances": {k: v for k, v in dict(s.ledger.balances).items() if v != 0},
-        "positions": {a: {n: (p.size, p.quote) for n, p in acct.positions.items()} for a, acct in s.accounts.items()},
-        "markets": {u: m.to_json() for u, m in s.markets.items()},
-        "holders": {n: list(h) for n, h in s.holders.items() if h},
-        "deposits": dict(s.deposits),
-        "withdrawals": dict(s.withdrawals),
-        "auctions": dict(s.auctions),
-        "bankrupt": dict(s.bankrupt),
-        "started": s.liquidations_started,
-        "journal": len(engine.journal),
-    }
-
-
-def ok(engine: Engine, cmd: dict) -> list:
-    out = engine.submit(cmd)
-    assert not isinstance(out, Rejection), f"{cmd} rejected: {out}"
-    audit(engine.state)
-    return out
-
-
-def rejected(engine: Engine, cmd: dict, code: str) -> Rejection:
-    before = copy.deepcopy(snapshot(engine))
-    out = engine.submit(cmd)
-    assert isinstance(out, Rejection), f"{cmd} accepted: {out}"
-    assert out.code == code, out
-    assert snapshot(engine) == before, "a rejected command changed the state"
-    audit(engine.state)
-    return out
 
 
 def user(engine: Engine, account: str, asset: str = "USDC") -> int:
