@@ -55,8 +55,15 @@ def universe():
                     names.append(name)
                     rows.append((u_idx, OPTION, float(inst.strike), inst.expiry_s, cp == "C"))
     cols = list(zip(*rows, strict=True))
-    return InstrumentTable(names, np.asarray(cols[0]), np.asarray(cols[1], dtype=np.int8), np.asarray(cols[2]),
-                           np.asarray(cols[3], dtype=np.int64), np.asarray(cols[4], dtype=bool), ["BTC", "ETH"])
+    return InstrumentTable(
+        names,
+        np.asarray(cols[0]),
+        np.asarray(cols[1], dtype=np.int8),
+        np.asarray(cols[2]),
+        np.asarray(cols[3], dtype=np.int64),
+        np.asarray(cols[4], dtype=bool),
+        ["BTC", "ETH"],
+    )
 
 
 def random_book(n_accounts: int, seed: int = 7) -> PortfolioBook:
@@ -109,13 +116,17 @@ def main() -> None:
     args = parser.parse_args()
     profile = load_profile(args.profile)
     now_s = int(NOW.timestamp())
-    markets = {u: parse_market(u, {"index": SPOT[u], "vol": {"27NOV26": 0.7, "25DEC26": 0.6, "25JUN27": 0.55}}, u)
-               for u in SPOT}
+    markets = {
+        u: parse_market(u, {"index": SPOT[u], "vol": {"27NOV26": 0.7, "25DEC26": 0.6, "25JUN27": 0.55}}, u)
+        for u in SPOT
+    }
     console = Console()
     with console.status("building the book"):
         book = random_book(args.accounts)
-    console.print(f"{args.accounts:,} accounts, {book.positions.nnz:,} positions, {len(book.instruments.names)} "
-                  f"instruments, profile {profile.name}")
+    console.print(
+        f"{args.accounts:,} accounts, {book.positions.nnz:,} positions, {len(book.instruments.names)} "
+        f"instruments, profile {profile.name}"
+    )
 
     full = best_of(lambda: portfolio_margin(book, markets, profile, now_s))
     inc = IncrementalPortfolioMargin(book, markets, profile, now_s)
@@ -129,19 +140,30 @@ def main() -> None:
     ref = [reference_margin(v, markets, profile, now_s) for v in sample]
     ref_per_account = (time.perf_counter() - start) / len(sample)
     result = portfolio_margin(book, markets, profile, now_s)
-    diff = max(abs(result.initial_margin[r] - x["initial_margin"]) / max(1.0, x["initial_margin"])
-               for r, x in zip(sample_rows, ref, strict=True))
+    diff = max(
+        abs(result.initial_margin[r] - x["initial_margin"]) / max(1.0, x["initial_margin"])
+        for r, x in zip(sample_rows, ref, strict=True)
+    )
 
     table = Table(title="Portfolio margin (risk matrix), this machine")
     for col in ("path", "seconds", "accounts / s", "ours / reference"):
         table.add_column(col, justify="right" if col != "path" else "left")
     ref_rate = 1 / ref_per_account
-    table.add_row(f"full recompute, {args.accounts:,} accounts", f"{full:.3f}", f"{args.accounts / full:,.0f}",
-                  f"{(args.accounts / full) / ref_rate:,.0f}x")
-    table.add_row(f"incremental BTC update, {btc_holders:,} holders", f"{incremental:.3f}",
-                  f"{btc_holders / incremental:,.0f}", f"{(btc_holders / incremental) / ref_rate:,.0f}x")
-    table.add_row(f"reference loop, {args.sample} accounts", f"{ref_per_account * args.sample:.3f}", f"{ref_rate:,.0f}",
-                  "1x")
+    table.add_row(
+        f"full recompute, {args.accounts:,} accounts",
+        f"{full:.3f}",
+        f"{args.accounts / full:,.0f}",
+        f"{(args.accounts / full) / ref_rate:,.0f}x",
+    )
+    table.add_row(
+        f"incremental BTC update, {btc_holders:,} holders",
+        f"{incremental:.3f}",
+        f"{btc_holders / incremental:,.0f}",
+        f"{(btc_holders / incremental) / ref_rate:,.0f}x",
+    )
+    table.add_row(
+        f"reference loop, {args.sample} accounts", f"{ref_per_account * args.sample:.3f}", f"{ref_rate:,.0f}", "1x"
+    )
     console.print(table)
     console.print(f"max relative IM difference, vectorized vs reference on the sample: {diff:.2e}")
 

@@ -189,10 +189,38 @@ def _standard_margins(
         if profile.options.model == "derive"
         else {}
     )
+    cols = _Columns.of(flat, accounts, mark, value, im, mm, greeks)
     return [
-        _account_result(a, account, flat, mark, value, im, mm, greeks, adjustments.get(a, ()), markets, profile)
+        _account_result(a, account, flat, cols, adjustments.get(a, ()), markets, profile)
         for a, account in enumerate(accounts)
     ]
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """Per-position numbers as Python floats and per-account sums, computed once for all accounts
+    (the rows of one account are contiguous: `_flatten` walks accounts in order)."""
+
+    offsets: np.ndarray
+    mark: list[float]
+    value: list[float]
+    im: list[float]
+    mm: list[float]
+    greeks: list[list[float]]
+    sums: np.ndarray  # accounts x (value + allocation, im, mm)
+
+    @classmethod
+    def of(cls, flat: _Flat, accounts, mark, value, im, mm, greeks) -> _Columns:
+        n = len(accounts)
+        offsets = np.concatenate(([0], np.cumsum(np.bincount(flat.account, minlength=n))))
+        sums = (
+            np.stack(
+                [np.bincount(flat.account, weights=w, minlength=n) for w in (value + flat.allocation, im, mm)], axis=1
+            )
+            if len(flat.size)
+            else np.zeros((n, 3))
+        )
+        return cls(offsets, mark.tolist(), value.tolist(), im.tolist(), mm.tolist(), greeks.T.tolist(), sums)
 
 
 def _position_requirements(flat: _Flat, spot, mark, value, profile: Profile):
@@ -276,45 +304,46 @@ def _confidence_charges(flat: _Flat, idx, markets, profile: Profile) -> list[Adj
 
 
 def _account_result(
-    a: int, account: AccountView, flat: _Flat, mark, value, im, mm, greeks, adjustments, markets, profile: Profile
+    a: int, account: AccountView, flat: _Flat, cols: _Columns, adjustments, markets, profile: Profile
 ) -> AccountMargin:
     decimals = profile.settlement_decimals
-    idx = np.flatnonzero(flat.account == a)
+    idx = range(int(cols.offsets[a]), int(cols.offsets[a + 1]))
     collateral = _collateral(account, markets, profile)
     coll_value = sum(c.value for c in collateral)
     coll_im = sum(c.im_haircut for c in collateral)
     coll_mm = sum(c.mm_haircut for c in collateral)
     isolated = account.mode == "isolated"
     positions = []
+    by_underlying: dict[str, list[float]] = {}
     for i, pos in zip(idx, account.positions, strict=True):
         pos_liq = None
         if isolated:
-            pos_equity = floor_units(value[i] + flat.allocation[i], decimals)
-            pos_liq = pos_equity < ceil_units(mm[i], decimals)
+            pos_equity = floor_units(cols.value[i] + float(flat.allocation[i]), decimals)
+            pos_liq = pos_equity < ceil_units(cols.mm[i], decimals)
+        greeks = cols.greeks[i]
         positions.append(
             PositionMargin(
                 pos.instrument.name,
                 pos.size,
-                float(mark[i]),
-                float(value[i]),
-                float(im[i]),
-                float(mm[i]),
-                tuple(float(g) for g in greeks[:, i]),
+                cols.mark[i],
+                cols.value[i],
+                cols.im[i],
+                cols.mm[i],
+                tuple(greeks),
                 pos.allocation_units if isolated else None,
                 pos_liq,
             )
         )
-    by_underlying: dict[str, list[float]] = {}
-    for i in idx:
         acc = by_underlying.setdefault(flat.underlying[i], [0.0, 0.0, 0.0, 0.0])
         for k in range(4):
-            acc[k] += float(greeks[k, i])
+            acc[k] += greeks[k]
     adjustments = (*adjustments, *_confidence_charges(flat, idx, markets, profile))
     adj_im = sum(x.initial_margin for x in adjustments)
     adj_mm = sum(x.maintenance_margin for x in adjustments)
-    equity = floor_units(coll_value + float(value[idx].sum() + flat.allocation[idx].sum()), decimals)
-    total_im = ceil_units(coll_im + float(im[idx].sum()) + adj_im, decimals)
-    total_mm = ceil_units(coll_mm + float(mm[idx].sum()) + adj_mm, decimals)
+    value_sum, im_sum, mm_sum = (float(x) for x in cols.sums[a])
+    equity = floor_units(coll_value + value_sum, decimals)
+    total_im = ceil_units(coll_im + im_sum + adj_im, decimals)
+    total_mm = ceil_units(coll_mm + mm_sum + adj_mm, decimals)
     if isolated:
         # Only the free pool backs new risk; each position stands on its own collateral.
         free = floor_units(coll_value - coll_im, decimals)
