@@ -19,6 +19,7 @@ import copy
 import json
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
+from engine_checks import snapshot
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -64,22 +65,6 @@ def _dec(units: int, decimals: int) -> str:
     return format(Decimal(units).scaleb(-decimals), "f")
 
 
-def _snapshot(engine: Engine) -> dict:
-    s = engine.state
-    return {
-        "now": s.now_s,
-        "balances": {k: v for k, v in dict(s.ledger.balances).items() if v != 0},
-        "positions": {a: {n: (p.size, p.quote) for n, p in acct.positions.items()} for a, acct in s.accounts.items()},
-        "modes": {a: acct.mode for a, acct in s.accounts.items()},
-        "markets": {u: m.to_json() for u, m in s.markets.items()},
-        "settled": dict(s.settled),
-        "holders": {n: list(h) for n, h in s.holders.items() if h},
-        "deposits": dict(s.deposits),
-        "withdrawals": dict(s.withdrawals),
-        "journal": len(engine.journal),
-    }
-
-
 def _held(balances: dict, account: str) -> int:
     """USDC of an account: its free pool plus the collateral of its isolated positions."""
     return sum(
@@ -106,16 +91,16 @@ class EngineMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------------------------ plumbing
 
     def submit(self, cmd: dict):
-        before = copy.deepcopy(_snapshot(self.engine))
+        before = copy.deepcopy(snapshot(self.engine))
         try:
             out = self.engine.submit(cmd)
         except InputError:
-            assert _snapshot(self.engine) == before
+            assert snapshot(self.engine) == before
             return None, before
         self.commands.append(cmd)
         event(f"{cmd['type']}: {out.code if isinstance(out, Rejection) else 'accepted'}")
         if isinstance(out, Rejection):
-            assert _snapshot(self.engine) == before, f"rejected {cmd} ({out.code}) changed the state"
+            assert snapshot(self.engine) == before, f"rejected {cmd} ({out.code}) changed the state"
         return out, before
 
     def margin(self, account: str):

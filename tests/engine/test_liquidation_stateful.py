@@ -25,6 +25,7 @@ import copy
 import json
 from decimal import Decimal
 
+from engine_checks import snapshot
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -55,23 +56,6 @@ def _dec(units: int, decimals: int = 6) -> str:
     return format(Decimal(units).scaleb(-decimals), "f")
 
 
-def _snapshot(engine: Engine) -> dict:
-    s = engine.state
-    return {
-        "now": s.now_s,
-        "balances": {k: v for k, v in dict(s.ledger.balances).items() if v != 0},
-        "positions": {a: {n: (p.size, p.quote) for n, p in acct.positions.items()} for a, acct in s.accounts.items()},
-        "markets": {u: m.to_json() for u, m in s.markets.items()},
-        "holders": {n: list(h) for n, h in s.holders.items() if h},
-        "deposits": dict(s.deposits),
-        "withdrawals": dict(s.withdrawals),
-        "auctions": dict(s.auctions),
-        "bankrupt": dict(s.bankrupt),
-        "started": s.liquidations_started,
-        "journal": len(engine.journal),
-    }
-
-
 def _touches(ev, account: str) -> bool:
     """Whether an event moves the account's cash or positions."""
     if ev.type == "position_changed":
@@ -99,16 +83,16 @@ class LiquidationMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------------------------ plumbing
 
     def submit(self, cmd: dict):
-        before = copy.deepcopy(_snapshot(self.engine))
+        before = copy.deepcopy(snapshot(self.engine))
         try:
             out = self.engine.submit(cmd)
         except InputError:
-            assert _snapshot(self.engine) == before
+            assert snapshot(self.engine) == before
             return None
         self.commands.append(cmd)
         event(f"{cmd['type']}: {out.code if isinstance(out, Rejection) else 'accepted'}")
         if isinstance(out, Rejection):
-            assert _snapshot(self.engine) == before, f"rejected {cmd} ({out.code}) changed the state"
+            assert snapshot(self.engine) == before, f"rejected {cmd} ({out.code}) changed the state"
             return out
         for ev in out:
             if ev.type in ("liquidation_fill", "bankruptcy", "deleveraged", "auction_phase_changed"):
