@@ -1,15 +1,15 @@
 """Portfolio accounts under the fixed mechanism: the largest contributor to the worst scenario goes first."""
 
-from margin_engine.engine import Engine, Rejection, audit
+from engine_checks import ok
+
+from margin_engine.engine import Engine
 from margin_engine.margin.profile import load_profile
 
 
 def run(engine, cmds):
     out = None
     for c in cmds:
-        out = engine.submit(c)
-        assert not isinstance(out, Rejection), (c, out)
-        audit(engine.state)
+        out = ok(engine, c)
     return out
 
 

@@ -6,8 +6,9 @@ from decimal import Decimal
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from engine_checks import ok, rejected
 
-from margin_engine.engine import Engine, Rejection, audit
+from margin_engine.engine import Engine
 from margin_engine.margin.profile import OracleConfig, load_profile
 from margin_engine.oracle.aggregator import PriceUpdate
 from margin_engine.oracle.signing import dump_public_key, sign_update
@@ -34,20 +35,6 @@ def update(source, price, t, confidence=None, key=None, underlying="BTC"):
     if confidence is not None:
         cmd["confidence"] = repr(confidence)
     return cmd
-
-
-def ok(engine, cmd):
-    out = engine.submit(cmd)
-    assert not isinstance(out, Rejection), (cmd, out)
-    audit(engine.state)
-    return out
-
-
-def rejected(engine, cmd, code):
-    before = (dict(engine.state.ledger.balances), dict(engine.state.oracles), dict(engine.state.markets))
-    out = engine.submit(cmd)
-    assert isinstance(out, Rejection) and out.code == code, out
-    assert (dict(engine.state.ledger.balances), dict(engine.state.oracles), dict(engine.state.markets)) == before
 
 
 def feed(engine, prices, t):
