@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Header, HTTPException, Request
+from pydantic import Field
 
+from margin_engine.engine.commands import ACCOUNT_ID_RE
 from margin_engine.service.keys import Principal, Role
 from margin_engine.service.runtime import Runtime
 
@@ -38,6 +40,9 @@ def get_principal(request: Request) -> Principal:
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=128)]
+# the engine's account id rule (engine/commands.py ACCOUNT_ID_RE), checked at the door
+AccountId = Annotated[str, Field(min_length=1, max_length=64, pattern=ACCOUNT_ID_RE.pattern)]
 CurrentRuntime = Annotated[Runtime, Depends(get_runtime)]
 
 

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, HTTPException
+from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from margin_engine.errors import InputError
 from margin_engine.service.answers import answer, input_error
-from margin_engine.service.deps import CurrentPrincipal, CurrentRuntime, check_account, require
+from margin_engine.service.deps import (
+    AccountId,
+    CurrentPrincipal,
+    CurrentRuntime,
+    IdempotencyKey,
+    check_account,
+    require,
+)
 from margin_engine.service.views import account_json, margin_json, what_if_json_for
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=128)]
-AccountId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
 Amount = Annotated[str, Field(min_length=1, max_length=64, description='decimal string, e.g. "1000.5"')]
 
 

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, HTTPException
+from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from margin_engine.engine import liquidation_queue
 from margin_engine.ledger.units import format_units
 from margin_engine.service.answers import answer
-from margin_engine.service.deps import CurrentPrincipal, CurrentRuntime, require
+from margin_engine.service.deps import AccountId, CurrentPrincipal, CurrentRuntime, IdempotencyKey, require
 
 router = APIRouter(prefix="/v1", tags=["liquidation"], dependencies=[Depends(require("keeper"))])
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=128)]
-AccountId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
 
 
 class Start(BaseModel):

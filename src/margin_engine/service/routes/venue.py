@@ -5,16 +5,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from margin_engine.service.answers import answer
-from margin_engine.service.deps import CurrentRuntime, require
+from margin_engine.service.deps import AccountId, CurrentRuntime, IdempotencyKey, require
 
 router = APIRouter(prefix="/v1", tags=["venue"])
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=128)]
 Text = Annotated[str, Field(min_length=1, max_length=64)]
-AccountId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
 
 
 class _Body(BaseModel):
