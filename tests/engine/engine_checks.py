@@ -3,6 +3,8 @@ its code and the state left exactly as it was."""
 
 import copy
 
+import pytest
+
 from margin_engine.engine import Engine, Rejection, audit
 
 
@@ -42,3 +44,23 @@ def rejected(engine: Engine, cmd: dict, code: str) -> Rejection:
     assert snapshot(engine) == before, "a rejected command changed the state"
     audit(engine.state)
     return out
+
+
+def scan_is_fresh(engine: Engine) -> None:
+    """The engine's cached margin scan equals each account margined alone from a fresh view
+    (a stale cached account or a batching error shows here)."""
+    from margin_engine.errors import InputError
+    from margin_engine.margin.calculator import compute_margins
+
+    s = engine.state
+    try:
+        alone_all = [compute_margins([s.view(a)], s.markets, s.profile, s.now_s or 0)[0] for a in s.accounts]
+    except InputError:  # a market not set yet: the scan must say so too
+        with pytest.raises(InputError, match="no market for"):
+            engine.margin_totals()
+        return
+    totals = engine.margin_totals()
+    for i, (account, alone) in enumerate(zip(s.accounts, alone_all, strict=True)):
+        got = (totals.equity[i], totals.initial_margin[i], totals.maintenance_margin[i], totals.liquidatable[i])
+        assert got == (alone.equity, alone.initial_margin, alone.maintenance_margin, alone.liquidatable), account
+        assert totals.free_collateral[i] == alone.free_collateral, account

@@ -19,7 +19,7 @@ import copy
 import json
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
-from engine_checks import snapshot
+from engine_checks import scan_is_fresh, snapshot
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -379,6 +379,10 @@ class EngineMachine(RuleBasedStateMachine):
         assert 0 <= dust <= len(expiring)
 
     # ---------------------------------------------------------------------------- invariants
+
+    @invariant()
+    def scan_is_fresh(self):
+        scan_is_fresh(self.engine)
 
     @invariant()
     def conserved(self):

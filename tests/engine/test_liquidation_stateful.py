@@ -25,7 +25,7 @@ import copy
 import json
 from decimal import Decimal
 
-from engine_checks import snapshot
+from engine_checks import scan_is_fresh, snapshot
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -337,6 +337,10 @@ class LiquidationMachine(RuleBasedStateMachine):
         self.submit({"type": "fund_insurance", "asset": "USDC", "amount": amount})
 
     # ---------------------------------------------------------------------------- invariants
+
+    @invariant()
+    def scan_is_fresh(self):
+        scan_is_fresh(self.engine)
 
     @invariant()
     def conserved(self):

@@ -51,3 +51,41 @@ def test_units_round_trip(units, decimals):
 @given(st.floats(min_value=-1e6, max_value=1e6, allow_nan=False))
 def test_ceil_never_below_floor(x):
     assert floor_units(x, 6) <= ceil_units(x, 6) <= floor_units(x, 6) + 1
+
+
+# Floats near whole units (noise of 1e-16 relative) are where snapping decides; draw many of them.
+_near_units = st.builds(
+    lambda units, noise, decimals: (units * (1 + noise) / 10.0**decimals, decimals),
+    st.integers(-(10**15), 10**15),
+    st.sampled_from([0.0, 1e-16, -1e-16, 3e-15, -3e-15, 1e-13, -1e-12, 1e-9]),
+    st.sampled_from([2, 6, 8]),
+)
+_any_amount = st.tuples(
+    st.floats(-1e9, 1e9, allow_nan=False, allow_infinity=False) | st.sampled_from([0.0, -0.0, 0.05 * 120000]),
+    st.sampled_from([2, 6, 8]),
+)
+
+
+@given(st.lists(_near_units | _any_amount, min_size=1, max_size=40))
+def test_array_rounding_is_the_scalar_rule_bit_for_bit(cases):
+    import numpy as np
+
+    from margin_engine.ledger.units import ceil_units_array, floor_units_array
+
+    for decimals in (2, 6, 8):
+        values = np.array([v for v, d in cases if d == decimals])
+        if values.size == 0:
+            continue
+        assert ceil_units_array(values, decimals).tolist() == [ceil_units(float(v), decimals) for v in values]
+        assert floor_units_array(values, decimals).tolist() == [floor_units(float(v), decimals) for v in values]
+
+
+def test_array_rounding_snaps_noise_and_rejects_non_finite():
+    import numpy as np
+
+    from margin_engine.ledger.units import ceil_units_array, floor_units_array
+
+    assert ceil_units_array(np.array([0.05 * 120000, 0.1234564]), 6).tolist() == [6_000_000_000, 123_457]
+    assert floor_units_array(np.array([-0.0000015, 1e-7]), 6).tolist() == [-2, 0]
+    with pytest.raises(InvariantViolation, match="non-finite"):
+        ceil_units_array(np.array([1.0, np.nan]), 6)

@@ -4,6 +4,7 @@ from margin_engine.engine.commands import Command, parse_command
 from margin_engine.engine.engine import apply, decide
 from margin_engine.engine.events import Event, event_from_json
 from margin_engine.engine.rejection import Rejection
+from margin_engine.engine.scan import BookCache
 from margin_engine.engine.state import State, audit, evolve, replay
 
 __all__ = [
@@ -23,20 +24,27 @@ __all__ = [
 
 
 def liquidation_queue(margins, limit: int | None = None) -> list[dict]:
-    """Rank margin results by shortfall; amounts in the settlement asset's units."""
+    """Rank margin results (a list of AccountMargin, or MarginTotals) by shortfall; amounts in the
+    settlement asset's units."""
     import numpy as np
 
     from margin_engine.liquidation.ranking import health_ratio, liquidation_order
+    from margin_engine.margin.calculator import MarginTotals
 
-    equity = np.array([m.equity for m in margins], dtype=float)
-    maintenance = np.array([m.maintenance_margin for m in margins], dtype=float)
+    if isinstance(margins, MarginTotals):
+        ids, equity_units, mm_units = margins.ids, margins.equity.tolist(), margins.maintenance_margin.tolist()
+    else:
+        ids = [m.id for m in margins]
+        equity_units, mm_units = [m.equity for m in margins], [m.maintenance_margin for m in margins]
+    equity = np.array(equity_units, dtype=float)
+    maintenance = np.array(mm_units, dtype=float)
     order = liquidation_order(equity, maintenance, limit)
     ratio = health_ratio(equity, maintenance)
     return [
         {
-            "account": margins[i].id,
-            "equity": margins[i].equity,
-            "maintenance_margin": margins[i].maintenance_margin,
+            "account": ids[i],
+            "equity": equity_units[i],
+            "maintenance_margin": mm_units[i],
             "health": float(ratio[i]),
         }
         for i in order
@@ -49,6 +57,7 @@ class Engine:
     def __init__(self, profile):
         self.state = State(profile)
         self.journal: list[Event] = []
+        self._books = BookCache()
 
     def submit(self, obj: dict):
         """Parse (raises InputError on bad input, state untouched) and apply one JSON command."""
@@ -63,11 +72,20 @@ class Engine:
     def liquidation_queue(self, limit: int | None = None) -> list[dict]:
         """Liquidatable accounts, worst first (equity / maintenance ascending, as dYdX ranks them):
         what a keeper reads before it calls start_liquidation."""
-        return liquidation_queue(self.margins(), limit)
+        return liquidation_queue(self.margin_totals(), limit)
 
     def margins(self, explain: bool = False):
         """Margin of every account, in opening order."""
         from margin_engine.margin.calculator import compute_margins
 
         s = self.state
-        return compute_margins([s.view(a) for a in s.accounts], s.markets, s.profile, s.now_s or 0, explain=explain)
+        book = self._books.book(s)
+        return compute_margins(book.views, s.markets, s.profile, s.now_s or 0, explain=explain, book=book)
+
+    def margin_totals(self):
+        """Equity, requirements and liquidatable flags of every account (MarginTotals, opening
+        order): the same numbers as `margins()`, without the per-position detail."""
+        from margin_engine.margin.calculator import margin_totals
+
+        s = self.state
+        return margin_totals(self._books.book(s), s.markets, s.profile, s.now_s or 0)

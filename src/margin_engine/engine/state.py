@@ -36,6 +36,7 @@ from margin_engine.ledger.ledger import (
     FEES,
     INSURANCE,
     SETTLEMENT,
+    USER_PREFIX,
     Ledger,
     allocation_key,
     user_key,
@@ -96,6 +97,16 @@ class State:
     liquidations_started: int = 0  # numbers the auctions: L1, L2, ...
     bankrupt: dict[str, int] = field(default_factory=dict)  # account -> uncovered deficit: withdrawals gated
     oracles: dict[str, OracleState] = field(default_factory=dict)  # underlying -> its guards' state
+
+    def __post_init__(self) -> None:
+        # Not fields (not in snapshots, equality or scratch copies): which accounts changed when,
+        # so margin scans rebuild only what moved (`Engine.margin_totals`).
+        self.revision = 0
+        self.touched: dict[str, int] = {}
+
+    def touch(self, account: str) -> None:
+        self.revision += 1
+        self.touched[account] = self.revision
 
     def oracle_mark(self, underlying: str) -> Mark | None:
         """The guarded mark at the engine's clock; None for an underlying never fed by the oracle
@@ -158,6 +169,9 @@ def evolve(state: State, event: Event) -> None:
     match event:
         case Transferred():
             state.ledger.post(event.transfer)
+            for key in (event.debit, event.credit):
+                if key.startswith(USER_PREFIX):
+                    state.touch(key[len(USER_PREFIX) :].split("/", 1)[0])
             if event.reason == "deposit":
                 state.deposits[event.asset] = state.deposits.get(event.asset, 0) + event.amount
             elif event.reason == "withdrawal":
@@ -168,6 +182,7 @@ def evolve(state: State, event: Event) -> None:
             if event.account in state.accounts:
                 raise InvariantViolation(f"account {event.account!r} opened twice")
             state.accounts[event.account] = Account(event.account, event.mode)  # type: ignore[arg-type]
+            state.touch(event.account)
         case MarketSet():
             state.markets[event.underlying] = parse_market(event.underlying, event.market, f"market.{event.underlying}")
         case TimeAdvanced():
@@ -259,6 +274,7 @@ def _set_position(state: State, event: PositionChanged) -> None:
         holders[event.account] = None
     state.accounts[event.account] = replace(account, positions=positions)
     state.holders[name] = holders
+    state.touch(event.account)
 
 
 def replay(profile: Profile, events: list[Event]) -> State:
@@ -276,8 +292,14 @@ def audit(state: State) -> dict[str, dict[str, int]]:
     of open perp quotes (what open perps will realize in aggregate).
     """
     report = {}
-    for asset in sorted(state.ledger.assets() | set(state.deposits)):
-        users = state.ledger.total(asset, "user:")
+    users_by_asset: dict[str, int] = {}
+    total_by_asset: dict[str, int] = {}
+    for (key, asset), units in state.ledger.balances.items():  # one pass over the ledger
+        total_by_asset[asset] = total_by_asset.get(asset, 0) + units
+        if key.startswith(USER_PREFIX):
+            users_by_asset[asset] = users_by_asset.get(asset, 0) + units
+    for asset in sorted(total_by_asset.keys() | set(state.deposits)):
+        users = users_by_asset.get(asset, 0)
         row = {
             "deposits": state.deposits.get(asset, 0),
             "withdrawals": state.withdrawals.get(asset, 0),
@@ -288,7 +310,7 @@ def audit(state: State) -> dict[str, dict[str, int]]:
         }
         held = row["users"] + row["insurance"] + row["fees"] + row["settlement"]
         net = row["deposits"] - row["withdrawals"]
-        if held != net or state.ledger.balance(EXTERNAL, asset) != -net or state.ledger.total(asset) != 0:
+        if held != net or state.ledger.balance(EXTERNAL, asset) != -net or total_by_asset.get(asset, 0) != 0:
             raise InvariantViolation(
                 f"conservation broken for {asset}: {row}, external {state.ledger.balance(EXTERNAL, asset)}"
             )

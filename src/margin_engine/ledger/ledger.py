@@ -21,12 +21,15 @@ FEES = "fees"
 SYSTEM_ACCOUNTS = (EXTERNAL, SETTLEMENT, INSURANCE, FEES)
 
 
+USER_PREFIX = "user:"
+
+
 def user_key(account: str) -> str:
-    return f"user:{account}"
+    return f"{USER_PREFIX}{account}"
 
 
 def allocation_key(account: str, instrument: str) -> str:
-    return f"user:{account}/{instrument}"
+    return f"{USER_PREFIX}{account}/{instrument}"
 
 
 @dataclass(frozen=True)
@@ -69,9 +72,3 @@ class Ledger:
         t.check()
         self.balances[(t.debit, t.asset)] = self.balance(t.debit, t.asset) - t.amount
         self.balances[(t.credit, t.asset)] = self.balance(t.credit, t.asset) + t.amount
-
-    def assets(self) -> set[str]:
-        return {asset for _, asset in self.balances}
-
-    def total(self, asset: str, prefix: str = "") -> int:
-        return sum(v for (acct, a), v in self.balances.items() if a == asset and acct.startswith(prefix))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 
+import numpy as np
+
 from margin_engine.errors import InputError, InvariantViolation
 
 
@@ -82,3 +84,40 @@ def _snapped(value: float, decimals: int) -> Decimal:
     if not math.isfinite(value):
         raise InvariantViolation(f"non-finite money value {value!r} reached the ledger")
     return _SNAP_CONTEXT.create_decimal(Decimal(value).scaleb(decimals))
+
+
+def ceil_units_array(values: np.ndarray, decimals: int) -> np.ndarray:
+    """`ceil_units` of every element (int64), bit for bit the scalar rule."""
+    return _units_array(values, decimals, np.ceil, ceil_units)
+
+
+def floor_units_array(values: np.ndarray, decimals: int) -> np.ndarray:
+    """`floor_units` of every element (int64), bit for bit the scalar rule."""
+    return _units_array(values, decimals, np.floor, floor_units)
+
+
+# Rounding to 13 significant digits moves x to the nearest multiple of its grid 10**(e - 12), where
+# 10**e <= |x|, so the grid lies in [1e-13 |x|, 1e-12 |x|]; scaling by 10**decimals in float moves x
+# by <= 1.2e-16 |x|. Farther than 2e-12 |x| from every integer, the snap cannot change x's floor
+# or ceiling, so numpy's is exact. Closer than 4e-14 |x| to an integer n, with |x| < 1e12 (where
+# every integer is a grid point), the snap lands on n. In between, the scalar rule decides.
+_SNAP_MARGIN = 2e-12
+_SNAP_SURE = 4e-14
+_INT64_SAFE = 2.0**62
+
+
+def _units_array(values, decimals: int, rounding, scalar) -> np.ndarray:
+    v = np.asarray(values, dtype=float)
+    if not np.isfinite(v).all():
+        bad = v[~np.isfinite(v)][0]
+        raise InvariantViolation(f"non-finite money value {bad!r} reached the ledger")
+    x = v * 10.0**decimals
+    if (np.abs(x) >= _INT64_SAFE).any():
+        raise InvariantViolation(f"money value {v[np.abs(x) >= _INT64_SAFE][0]!r} is beyond int64 units")
+    whole = np.rint(x)
+    gap, size = np.abs(x - whole), np.abs(x)
+    out = np.where((gap < _SNAP_SURE * size) & (size < 1e12), whole, rounding(x)).astype(np.int64)
+    unsure = (gap <= _SNAP_MARGIN * size) & ((gap >= _SNAP_SURE * size) | (size >= 1e12)) & (size > 0)
+    for i in np.flatnonzero(unsure):
+        out.flat[i] = scalar(float(v.flat[i]), decimals)
+    return out
