@@ -1,4 +1,4 @@
-"""A stress scenario: price model, population, keepers, market depth, oracle and the variants to compare.
+"""A stress scenario: price model, population, keepers, MEV searchers, market depth, oracle and the variants to compare.
 
 Read from TOML (`load_scenario`); every model is frozen and rejects unknown keys, and units are in
 the names. A variant overrides a few design choices of the base scenario (traders' margin mode,
@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from margin_engine.errors import InputError
 
@@ -68,7 +68,8 @@ class VolModel(_Frozen):
 
 
 class Population(_Frozen):
-    """The reference population (population.py): perp traders, option sellers, one market maker."""
+    """The reference population (population.py): perp traders, option sellers, hedged books, a
+    covered-call vault and one market maker."""
 
     traders: int = Field(default=120, ge=0, le=10_000)
     long_fraction: float = Field(default=0.6, ge=0, le=1)
@@ -82,8 +83,20 @@ class Population(_Frozen):
     option_size_max: int = Field(default=5, ge=1)
     option_collateral_ratio: float = Field(default=1.5, ge=1)  # of initial margin
     option_expiry_days: int = Field(default=30, ge=1, le=365)  # after the run ends
+    hedged_books: int = Field(default=6, ge=0, le=1_000)  # short OTM option + delta hedge in the perp
+    hedged_otm_pct: float = Field(default=10.0, gt=0, lt=90)
+    vault_btc: float = Field(default=50.0, ge=0, le=1e6)  # covered-call vault's BTC (0: no vault)
+    vault_roll_days: int = Field(default=7, ge=1, le=365)
+    vault_otm_pct: float = Field(default=10.0, gt=0, lt=90)
     margin_mode: MarginMode = "cross"
     market_maker_collateral_usd: float = Field(default=1e9, gt=0)
+
+    @field_validator("vault_btc")
+    @classmethod
+    def _btc_size(cls, v: float) -> float:
+        if abs(v * 1e4 - round(v * 1e4)) > 1e-6:
+            raise ValueError("vault_btc has at most 4 decimals (it is also the size of the calls sold)")
+        return v
 
 
 class Keepers(_Frozen):
@@ -97,6 +110,18 @@ class Keepers(_Frozen):
     round_s: int = Field(default=10, ge=1)
     rounds_max: int = Field(default=8, ge=1, le=100)  # cascade rounds per step
     actions_per_round_max: int = Field(default=50, ge=1)
+
+
+class Mev(_Frozen):
+    """MEV searchers: liquidators that see the queue sooner (`latency_s`) and act before keepers in
+    every round, paying `priority_fee_usd` per action that lands (a bundle that would fail is dropped
+    unpaid); `profit_ratio` is the margin of notional they want, as for keepers."""
+
+    searchers: int = Field(default=1, ge=0, le=100)
+    latency_s: int = Field(default=0, ge=0)
+    capital_usd: float = Field(default=2e6, gt=0)
+    priority_fee_usd: float = Field(default=20.0, ge=0)
+    profit_ratio: float = Field(default=0.002, ge=0, lt=1)
 
 
 class Depth(_Frozen):
@@ -141,6 +166,7 @@ class Scenario(_Frozen):
     vol: VolModel = VolModel()
     population: Population = Population()
     keepers: Keepers = Keepers()
+    mev: Mev = Mev()
     depth: Depth = Depth()
     oracle: Oracle = Oracle()
     price_range: Literal["static", "vol"] = "static"

@@ -71,7 +71,7 @@ async def stream(request: Request, runtime: CurrentRuntime) -> StreamingResponse
 
 @router.get("/metrics", dependencies=ADMIN, summary="Prometheus metrics")
 async def prometheus(runtime: CurrentRuntime) -> Response:
-    metrics.ACCOUNTS_AT_RISK.set(sum(m.liquidatable for m in runtime.engine.margins()))
+    metrics.ACCOUNTS_AT_RISK.set(int(runtime.engine.margin_totals().liquidatable.sum()))
     return Response(generate_latest(metrics.REGISTRY), media_type="text/plain; version=0.0.4")
 
 

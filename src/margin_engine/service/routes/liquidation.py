@@ -37,7 +37,7 @@ def _as_liquidator(principal, liquidator: str | None) -> None:
 @router.get("/liquidations/queue", summary="Liquidatable accounts, worst first (equity / maintenance)")
 async def queue(runtime: CurrentRuntime, limit: Annotated[int, Field(ge=1, le=10_000)] = 100) -> dict:
     d = runtime.engine.state.profile.settlement_decimals
-    rows = liquidation_queue(runtime.engine.margins(), limit)
+    rows = liquidation_queue(runtime.engine.margin_totals(), limit)
     return {
         "queue": [
             {
