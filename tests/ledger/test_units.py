@@ -60,13 +60,21 @@ _near_units = st.builds(
     st.sampled_from([0.0, 1e-16, -1e-16, 3e-15, -3e-15, 1e-13, -1e-12, 1e-9]),
     st.sampled_from([2, 6, 8]),
 )
+# Values whose 13th significant digit is a half plus a little: where the snap's direction flips.
+_near_halves = st.builds(
+    lambda digits, shift, offset, decimals: ((digits + 0.5 + offset) * 10.0**shift / 10.0**decimals, decimals),
+    st.integers(10**12, 10**13 - 1) | st.integers(-(10**13) + 1, -(10**12)),
+    st.integers(-20, 5),
+    st.sampled_from([0.0, 1e-3, -1e-3, 0.015, -0.015, 0.03, -0.03, 0.2]),
+    st.sampled_from([2, 6, 8]),
+)
 _any_amount = st.tuples(
     st.floats(-1e9, 1e9, allow_nan=False, allow_infinity=False) | st.sampled_from([0.0, -0.0, 0.05 * 120000]),
     st.sampled_from([2, 6, 8]),
 )
 
 
-@given(st.lists(_near_units | _any_amount, min_size=1, max_size=40))
+@given(st.lists(_near_units | _near_halves | _any_amount, min_size=1, max_size=40))
 def test_array_rounding_is_the_scalar_rule_bit_for_bit(cases):
     import numpy as np
 
@@ -89,3 +97,12 @@ def test_array_rounding_snaps_noise_and_rejects_non_finite():
     assert floor_units_array(np.array([-0.0000015, 1e-7]), 6).tolist() == [-2, 0]
     with pytest.raises(InvariantViolation, match="non-finite"):
         ceil_units_array(np.array([1.0, np.nan]), 6)
+
+
+def test_array_rounding_beyond_int64_gives_exact_python_ints():
+    import numpy as np
+
+    from margin_engine.ledger.units import floor_units_array
+
+    wei = floor_units_array(np.array([12.5, 1e-18]), 18)  # 12.5 ETH is 1.25e19 wei, past int64
+    assert wei.tolist() == [12_500_000_000_000_000_000, 1]

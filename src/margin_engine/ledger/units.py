@@ -87,37 +87,50 @@ def _snapped(value: float, decimals: int) -> Decimal:
 
 
 def ceil_units_array(values: np.ndarray, decimals: int) -> np.ndarray:
-    """`ceil_units` of every element (int64), bit for bit the scalar rule."""
-    return _units_array(values, decimals, np.ceil, ceil_units)
+    """`ceil_units` of every element (int64; Python ints past 2**62), bit for bit the scalar rule."""
+    return _units_array(values, decimals, ceiling=True)
 
 
 def floor_units_array(values: np.ndarray, decimals: int) -> np.ndarray:
-    """`floor_units` of every element (int64), bit for bit the scalar rule."""
-    return _units_array(values, decimals, np.floor, floor_units)
+    """`floor_units` of every element (int64; Python ints past 2**62), bit for bit the scalar rule."""
+    return _units_array(values, decimals, ceiling=False)
 
 
-# Rounding to 13 significant digits moves x to the nearest multiple of its grid 10**(e - 12), where
-# 10**e <= |x|, so the grid lies in [1e-13 |x|, 1e-12 |x|]; scaling by 10**decimals in float moves x
-# by <= 1.2e-16 |x|. Farther than 2e-12 |x| from every integer, the snap cannot change x's floor
-# or ceiling, so numpy's is exact. Closer than 4e-14 |x| to an integer n, with |x| < 1e12 (where
-# every integer is a grid point), the snap lands on n. In between, the scalar rule decides.
-_SNAP_MARGIN = 2e-12
-_SNAP_SURE = 4e-14
+# The scalar rule rounds x = value * 10**decimals to 13 significant digits, i.e. to an integer
+# multiple k of 10**-m with m = 12 - floor(log10 |x|), then takes the floor or ceiling. Here q =
+# x * 10**m is computed in float within a few ulps (|q| < 1e13: 0.01 at most), so k = rint(q) is
+# exact unless q sits near a half or |x| near a power of ten; k / 10**m is then rounded in
+# integers. Those few unsure elements (and m out of int64 reach) take the scalar path.
 _INT64_SAFE = 2.0**62
+_HALF_BAND = 0.006  # > 1.5 ulp of 1e13, the float error of q
+_POW10 = np.array([10.0**m for m in range(-25, 26)])  # index m + 25
 
 
-def _units_array(values, decimals: int, rounding, scalar) -> np.ndarray:
+def _units_array(values, decimals: int, ceiling: bool) -> np.ndarray:
     v = np.asarray(values, dtype=float)
     if not np.isfinite(v).all():
         bad = v[~np.isfinite(v)][0]
         raise InvariantViolation(f"non-finite money value {bad!r} reached the ledger")
-    x = v * 10.0**decimals
-    if (np.abs(x) >= _INT64_SAFE).any():
-        raise InvariantViolation(f"money value {v[np.abs(x) >= _INT64_SAFE][0]!r} is beyond int64 units")
-    whole = np.rint(x)
-    gap, size = np.abs(x - whole), np.abs(x)
-    out = np.where((gap < _SNAP_SURE * size) & (size < 1e12), whole, rounding(x)).astype(np.int64)
-    unsure = (gap <= _SNAP_MARGIN * size) & ((gap >= _SNAP_SURE * size) | (size >= 1e12)) & (size > 0)
-    for i in np.flatnonzero(unsure):
-        out.flat[i] = scalar(float(v.flat[i]), decimals)
-    return out
+    x = (v * 10.0**decimals).ravel()
+    scalar = ceil_units if ceiling else floor_units
+    if (np.abs(x) >= _INT64_SAFE).any():  # e.g. 18-decimal amounts: exact Python ints instead
+        return np.array([scalar(float(e), decimals) for e in v.ravel()], dtype=object).reshape(v.shape)
+    out = np.zeros(x.shape, dtype=np.int64)
+    nz = np.flatnonzero(x)
+    xs = x[nz]
+    m = 12 - np.floor(np.log10(np.abs(xs))).astype(np.int64)
+    m = np.clip(m, -25, 25)
+    q = xs * _POW10[m + 25]
+    aq = np.abs(q)
+    unsure = (np.abs(q - np.floor(q) - 0.5) < _HALF_BAND) | (aq < 1e12 * (1 + 1e-12)) | (aq > 1e13 * (1 - 1e-12))
+    unsure |= (m > 18) | (m < -6)
+    k = np.rint(np.where(unsure, 0.0, q)).astype(np.int64)
+    scale = np.power(10, np.clip(np.abs(m), 0, 18), dtype=np.int64)
+    if ceiling:
+        down = -((-k) // scale)
+    else:
+        down = k // scale
+    out[nz] = np.where(m >= 0, down, k * scale)
+    for i in nz[unsure]:
+        out[i] = scalar(float(v.ravel()[i]), decimals)
+    return out.reshape(v.shape)

@@ -36,7 +36,8 @@ from margin_engine.pricing.black76 import SECONDS_PER_YEAR, black76
 
 @dataclass(frozen=True)
 class MarginTotals:
-    """Per-account totals in the settlement asset's smallest units (int64), in the book's order."""
+    """Per-account totals in the settlement asset's smallest units (int64; Python ints past 2**62),
+    in the book's order."""
 
     ids: tuple[str, ...]
     equity: np.ndarray
@@ -272,7 +273,7 @@ def _collateral(book: FlatBook, markets, profile: Profile) -> list[tuple[np.ndar
     """Per asset: each account's collateral value and haircuts (zero where it holds none)."""
     lines = []
     for j, asset in enumerate(book.assets):
-        held = book.units[:, j] != 0
+        held = book.held[:, j]
         if not held.any():
             lines.append((np.zeros(len(book)),) * 3)
             continue
@@ -314,11 +315,11 @@ def _account_result(a: int, book: FlatBook, priced: _Priced, totals: MarginTotal
     collateral = [
         CollateralLine(
             asset,
-            from_units(int(book.units[a, j]), profile.asset(asset).decimals),
-            *map(float, (v[a], h_im[a], h_mm[a])),
+            from_units(view.balances[asset], profile.asset(asset).decimals),
+            *(float(x[a]) for x in line),
         )
-        for j, (asset, (v, h_im, h_mm)) in enumerate(zip(book.assets, priced.collateral, strict=True))
-        if book.units[a, j] != 0
+        for j, (asset, line) in enumerate(zip(book.assets, priced.collateral, strict=True))
+        if book.held[a, j]
     ]
     return AccountMargin(
         view.id,

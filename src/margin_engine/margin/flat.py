@@ -26,8 +26,8 @@ class FlatBook:
     isolated: np.ndarray  # per account
     portfolio: np.ndarray  # per account
     assets: tuple[str, ...]  # collateral assets, sorted
-    units: np.ndarray  # accounts x assets, int64 smallest units
-    amounts: np.ndarray  # the same in whole asset units (float, correctly rounded)
+    held: np.ndarray  # accounts x assets: a non-zero balance
+    amounts: np.ndarray  # accounts x assets, in whole asset units (float, correctly rounded)
     offsets: np.ndarray  # account a's positions are rows offsets[a]:offsets[a + 1]
     account: np.ndarray  # per position: index into ids
     size: np.ndarray
@@ -88,10 +88,10 @@ def flatten(views: Sequence[AccountView], profile: Profile) -> FlatBook:
     cols = list(zip(*rows, strict=True)) if rows else [()] * 10
     underlyings = tuple(sorted(set(cols[8])))
     code = {u: i for i, u in enumerate(underlyings)}
-    units = np.array([[v.balances.get(asset, 0) for asset in assets] for v in views], dtype=np.int64).reshape(
-        len(views), len(assets)
-    )
-    decimals = np.array([profile.assets[asset].decimals for asset in assets], dtype=float)
+    # Python's int / int is correctly rounded, as float(Decimal) of the amount is (wei exceed int64).
+    scales = [10 ** profile.assets[asset].decimals for asset in assets]
+    held = [[v.balances.get(asset, 0) != 0 for asset in assets] for v in views]
+    amounts = [[v.balances.get(asset, 0) / d for asset, d in zip(assets, scales, strict=True)] for v in views]
     book = FlatBook(
         profile=profile,
         views=tuple(views),
@@ -99,8 +99,8 @@ def flatten(views: Sequence[AccountView], profile: Profile) -> FlatBook:
         isolated=np.array([v.mode == "isolated" for v in views], dtype=bool),
         portfolio=np.array([v.mode == "portfolio" for v in views], dtype=bool),
         assets=assets,
-        units=units,
-        amounts=units / 10.0**decimals,
+        held=np.array(held, dtype=bool).reshape(len(views), len(assets)),
+        amounts=np.array(amounts, dtype=float).reshape(len(views), len(assets)),
         offsets=np.concatenate(([0], np.cumsum(counts, dtype=np.int64))).astype(np.int64),
         account=np.asarray(cols[0], dtype=np.int64),
         size=np.asarray(cols[1], dtype=float),
@@ -121,9 +121,13 @@ def flatten(views: Sequence[AccountView], profile: Profile) -> FlatBook:
 
 
 def _expiry_groups(book: FlatBook) -> dict[tuple[int, int, int], np.ndarray]:
-    """Option rows by (account, underlying, expiry), isolated accounts left out (no offsets there)."""
-    groups: dict[tuple[int, int, int], list[int]] = {}
-    for i in np.flatnonzero(book.is_option & ~book.isolated[book.account]):
-        key = (int(book.account[i]), int(book.underlying[i]), int(book.expiry_s[i]))
-        groups.setdefault(key, []).append(int(i))
-    return {k: np.asarray(v, dtype=np.int64) for k, v in groups.items()}
+    """Option rows by (account, underlying, expiry) in order of first appearance, isolated
+    accounts left out (no offsets there)."""
+    rows = np.flatnonzero(book.is_option & ~book.isolated[book.account])
+    if rows.size == 0:
+        return {}
+    keys = np.stack([book.account[rows], book.underlying[rows], book.expiry_s[rows]], axis=1)
+    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    members = np.split(rows[np.argsort(inverse, kind="stable")], np.cumsum(np.bincount(inverse))[:-1])
+    return {tuple(int(x) for x in keys[first[g]]): members[g] for g in np.argsort(first)}
