@@ -23,7 +23,7 @@
   opening trade, of the vault's calls and of the liquidators' unwinds (it stands for the outside book).
 - **Keepers** (`k0`, ...): cross, `capital_usd` each; the liquidators.
 - **MEV searchers** (`s0`, ...): cross, `mev.capital_usd` each; liquidators that compete with the
-  keepers (the runner gives them a lower latency and the first move in each round).
+  keepers: the runner shows them the queue `mev.latency_s` late and lets them move first each round.
 
 Traders, option sellers, hedged books and the vault are the users: the accounts liquidators take.
 Hedged books are drawn after everyone else, so adding them changes no other member's draw. All

@@ -2,10 +2,11 @@
 
 Each step: the fundamental price moves, the mid heals towards it (`recover_mid`), the mid is
 published (signed `oracle_update`s from several sources when guards are on, `set_market` when
-off), then up to `rounds_max` keeper rounds `round_s` apart: keepers read the liquidation queue
-as it was `latency_s` ago, call `start_liquidation` / `bid`, and sell what they took into the
-depth book, which moves the mid the next round publishes: the cascade. Conservation is audited
-after every command; a break raises `InvariantViolation` (a bug, never caught here).
+off), the covered-call vault rolls when its series has expired, then up to `rounds_max` rounds
+`round_s` apart: MEV searchers, then keepers, read the liquidation queue as it was their latency
+ago, call `start_liquidation` / `bid`, and sell what they took into the depth book, which moves
+the mid the next round publishes: the cascade. Conservation is audited after every command; a
+break raises `InvariantViolation` (a bug, never caught here).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from margin_engine.engine import Engine, Rejection, audit, liquidation_queue
 from margin_engine.engine.events import (
+    AuctionEnded,
     BankruptcyResolved,
     LiquidationFill,
     LiquidationStarted,
@@ -28,6 +30,7 @@ from margin_engine.engine.events import (
 )
 from margin_engine.errors import InputError
 from margin_engine.ledger.ledger import INSURANCE, user_key
+from margin_engine.margin.calculator import compute_margins
 from margin_engine.margin.profile import OracleConfig, Profile, load_profile
 from margin_engine.oracle.aggregator import PriceUpdate
 from margin_engine.oracle.signing import dump_public_key, sign_update
@@ -48,8 +51,11 @@ from margin_engine.simulation.population import (
     MARKET_MAKER,
     PERP,
     UNDERLYING,
+    USER_ROLES,
     draw_population,
     open_population,
+    open_trade,
+    vault_call,
 )
 from margin_engine.simulation.scenario import Scenario, Variant
 from margin_engine.simulation.seeds import path_rngs
@@ -57,7 +63,22 @@ from margin_engine.simulation.seeds import path_rngs
 USDC_UNITS = 1e6
 LIQUIDATION_REASONS = ("liquidation", "liquidation_penalty", "liquidation_fee", "insurance")
 LIQUIDATION_COMMANDS = ("start_liquidation", "bid", "advance_time")
-UNWIND_WALK_MAX = 0.5  # a keeper sells at most what walks the book half-way to zero per round
+UNWIND_WALK_MAX = 0.5  # a liquidator sells at most what walks the book half-way to zero per round
+
+
+@dataclass
+class _Liquidators:
+    """Keepers or MEV searchers: who they are, how late they see the queue, what an action costs
+    and what they count."""
+
+    ids: list[str]
+    latency_s: int
+    cost_usd: float  # per action
+    profit_ratio: float  # auctions: margin of notional they want
+    pays_rejected: bool  # a keeper pays for a failed transaction; a searcher's failing bundle is dropped unpaid
+    attempted: int = 0
+    rejected: int = 0
+    costs_usd: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -205,6 +226,8 @@ class _Sim:
         self.bids: set[tuple[str, str]] = set()
         self.gross_before: dict[str, float] = {}
         self.queue0: set[str] = set()  # liquidatable at the first round of the current step
+        self.auction_account: dict[str, str] = {}  # running auction -> its account
+        self.relist: set[str] = set()  # accounts whose last auction ended with them still unhealthy
         self.flows = {
             k: np.zeros(self.n)
             for k in (
@@ -216,10 +239,12 @@ class _Sim:
                 "adl_usd",
                 "insurance_paid_usd",
                 "uncovered_usd",
+                "relistings",
+                "keeper_fills",
+                "mev_fills",
             )
         }
-        self.split = {"user": 0.0, "keepers": 0.0, "insurance": 0.0}
-        self.actions = {"attempted": 0, "rejected": 0, "unwinds": 0}
+        self.split = {"user": 0.0, "keepers": 0.0, "mev": 0.0, "insurance": 0.0}
         self.states: dict[str, list[float]] = {
             k: [] for k in ("fundamental", "mid", "mark", "vol", "insurance_fund_usd", "open_interest_usd")
         }
@@ -251,7 +276,7 @@ class _Sim:
         sc, pop = self.sc, self.sc.population
         self.ok({"type": "advance_time", "time": self.t0})
         self._set_market(self.mid, float(self.vol[0]))
-        members = draw_population(pop, sc.keepers, self.mid, pop_rng)
+        members = draw_population(pop, sc.keepers, sc.mev, self.mid, pop_rng)
         expiry_s = self.t0 + self.n * sc.dt_s + pop.option_expiry_days * 86_400
         self.roles = open_population(
             self.engine,
@@ -265,10 +290,21 @@ class _Sim:
         audit(self.engine.state)
         if sc.insurance_fund_usd > 0:
             self.ok({"type": "fund_insurance", "asset": "USDC", "amount": f"{sc.insurance_fund_usd:.2f}"})
-        self.keepers = self.roles["keeper"]
-        self.users = set(self.roles.get("trader", [])) | set(self.roles.get("option_seller", []))
-        self.keeper_start_usd = self._keepers_equity()
-        self.costs_usd = 0.0
+        kp, mev = sc.keepers, sc.mev
+        self.keepers = _Liquidators(self.roles["keeper"], kp.latency_s, kp.cost_per_action_usd, kp.profit_ratio, True)
+        self.searchers = _Liquidators(
+            self.roles.get("searcher", []), mev.latency_s, mev.priority_fee_usd, mev.profit_ratio, False
+        )
+        self.parties = {user_key(a): "keepers" for a in self.keepers.ids}
+        self.parties |= {user_key(a): "mev" for a in self.searchers.ids}
+        self.parties[INSURANCE] = "insurance"
+        self.users = {a for role in USER_ROLES for a in self.roles.get(role, [])}
+        self.vault = next(iter(self.roles.get("vault", [])), None)
+        self.vault_expiry: int | None = None  # of the series it is short
+        self.vault_series = 0
+        self.vault_deposits_usd = 0.0
+        self.start_equity = self._equities()  # before the vault's first sale, which its P&L counts
+        self._roll_vault(self.t0, float(self.vol[0]))
         self.base_range = self._base_range()
         self._publish(self.mid, float(self.vol[0]), self.t0)
         self._sample(self.engine.margins(), 0)
@@ -312,77 +348,86 @@ class _Sim:
                 now = t + r * sc.keepers.round_s
                 self.ok({"type": "advance_time", "time": now}, k - 1, r)
                 self._publish(self.mid, float(self.vol[k]), now, k - 1, r)
+                if r == 0:
+                    self._roll_vault(now, float(self.vol[k]), k - 1)
                 margins = self.engine.margins()
                 queue = [q["account"] for q in liquidation_queue(margins)]
                 if r == 0:
                     self._sample(margins, k)
                     self.queue0 = set(queue)
+                self.relist &= set(queue)  # seen healthy since its auction ended: a new episode
                 self.views.append((now, queue))
-                acted = self._keepers_act(now, margins, k - 1, r)
+                acted = self._act(self.searchers, now, margins, k - 1, r)  # searchers move first
+                acted = self._act(self.keepers, now, margins, k - 1, r) or acted
                 moved = self._unwind(k - 1, r)
                 if not (acted or moved or self.engine.state.auctions):
                     break
             self.views = self.views[-64:]
 
-    def _view(self, now: int) -> list[str]:
-        seen = now - self.sc.keepers.latency_s
+    def _view(self, now: int, latency_s: int) -> list[str]:
+        seen = now - latency_s
         for t, queue in reversed(self.views):
             if t <= seen:
                 return queue
         return []
 
-    def _keepers_act(self, now: int, margins, step: int, rnd: int) -> bool:
-        """Start liquidations on the (delayed) queue, round-robin over keepers; bid in running auctions."""
-        kp = self.sc.keepers
+    def _act(self, agents: _Liquidators, now: int, margins, step: int, rnd: int) -> bool:
+        """Start liquidations on the queue as `agents` see it, round-robin over them; bid in running
+        auctions. Whoever starts a fixed liquidation or wins an auction gets it."""
+        if not agents.ids:
+            return False
         by_id = {m.id: m for m in margins}
         active = {a.account for a in self.engine.state.auctions.values()}
         acted = False
-        budget = kp.actions_per_round_max
-        candidates = [a for a in self._view(now) if a not in active and a in self.users]
+        budget = self.sc.keepers.actions_per_round_max
+        candidates = [a for a in self._view(now, agents.latency_s) if a not in active and a in self.users]
         for i, account in enumerate(candidates[:budget]):
-            keeper = self.keepers[i % len(self.keepers)]
-            if not self._worth_it(by_id[account]):
+            liquidator = agents.ids[i % len(agents.ids)]
+            if not self._worth_it(by_id[account], agents):
                 continue
-            out = self._action({"type": "start_liquidation", "account": account, "liquidator": keeper}, step, rnd)
+            cmd = {"type": "start_liquidation", "account": account, "liquidator": liquidator}
+            out = self._action(cmd, step, rnd, agents)
             acted = acted or not isinstance(out, Rejection)
         for j, auction in enumerate(sorted(self.engine.state.auctions.values(), key=lambda a: int(a.id[1:]))):
-            acted = self._bid(auction, j, by_id, step, rnd) or acted
+            acted = self._bid(auction, j, by_id, step, rnd, agents) or acted
         return acted
 
-    def _worth_it(self, m) -> bool:
-        """Fixed mechanism: the keeper's share of the penalty on the whole notional must beat its cost."""
+    def _worth_it(self, m, agents: _Liquidators) -> bool:
+        """Fixed mechanism: the liquidator's share of the penalty on the whole notional must beat its cost."""
         liq = self.d.profile.liquidation
-        if liq.mechanism != "fixed" or self.sc.keepers.cost_per_action_usd == 0:
+        if liq.mechanism != "fixed" or agents.cost_usd == 0:
             return True
         notional = sum(abs(float(p.size)) for p in m.positions) * self.engine.state.markets[UNDERLYING].index
         share = liq.fixed.penalty_ratio * (1 - liq.fixed.insurance_share)
-        return share * notional >= self.sc.keepers.cost_per_action_usd
+        return share * notional >= agents.cost_usd
 
-    def _bid(self, auction, j: int, by_id, step: int, rnd: int) -> bool:
+    def _bid(self, auction, j: int, by_id, step: int, rnd: int, agents: _Liquidators) -> bool:
+        """Batch: every one of `agents` seals a bid once; Dutch: one of them (rotating) bids each
+        round at its reservation price, which the engine refuses while the auction's price is above it."""
         m = by_id.get(auction.account)
         if m is None:
             return False
-        reservation = self._reservation_usd(auction.account, m)
-        keepers = self.keepers[j % len(self.keepers) :] + self.keepers[: j % len(self.keepers)]
+        reservation = self._reservation_usd(auction.account, m, agents)
+        ids = agents.ids[j % len(agents.ids) :] + agents.ids[: j % len(agents.ids)]
         acted = False
-        for keeper in keepers if auction.mechanism == "batch" else keepers[:1]:
-            if (auction.id, keeper) in self.bids:
+        for bidder in ids if auction.mechanism == "batch" else ids[:1]:
+            if (auction.id, bidder) in self.bids:
                 continue
             cmd = {
                 "type": "bid",
                 "auction": auction.id,
-                "liquidator": keeper,
+                "liquidator": bidder,
                 "fraction": "1",
                 "max_price": f"{reservation:.2f}",
             }
-            out = self._action(cmd, step, rnd)
+            out = self._action(cmd, step, rnd, agents)
             if auction.mechanism == "batch" and not isinstance(out, Rejection):
-                self.bids.add((auction.id, keeper))
+                self.bids.add((auction.id, bidder))
             acted = acted or not isinstance(out, Rejection)
         return acted
 
-    def _reservation_usd(self, account: str, m) -> float:
-        """What a keeper pays at most for the whole account: its value less the cost of selling its
+    def _reservation_usd(self, account: str, m, agents: _Liquidators) -> float:
+        """What a liquidator pays at most for the whole account: its value less the cost of selling its
         perps into the book and the cost of the action (negative: it must be paid that much)."""
         equity = m.equity / USDC_UNITS
         pos = self.engine.state.accounts[account].positions.get(PERP)
@@ -393,14 +438,15 @@ class _Sim:
             avg, _ = self.d.book.fill(np.array([-size]), np.array([self.mid]))
             slip = abs(float(avg[0]) - self.mid) * abs(size)
         notional = sum(abs(float(p.size)) for p in m.positions) * self.mid
-        return equity - slip - self.sc.keepers.cost_per_action_usd - self.sc.keepers.profit_ratio * notional
+        return equity - slip - agents.cost_usd - agents.profit_ratio * notional
 
-    def _action(self, cmd: dict, step: int, rnd: int):
-        self.actions["attempted"] += 1
-        self.costs_usd += self.sc.keepers.cost_per_action_usd
+    def _action(self, cmd: dict, step: int, rnd: int, agents: _Liquidators):
+        agents.attempted += 1
         out = self.submit(cmd, step, rnd)
-        if isinstance(out, Rejection):
-            self.actions["rejected"] += 1
+        rejected = isinstance(out, Rejection)
+        agents.rejected += rejected
+        if agents.pays_rejected or not rejected:
+            agents.costs_usd += agents.cost_usd
         return out
 
     def _unwind_cap(self) -> float:
@@ -409,10 +455,10 @@ class _Sim:
         return b.depth_usd_per_pct * (UNWIND_WALK_MAX / 0.01) ** b.depth_exponent / self.mid
 
     def _unwind(self, step: int, rnd: int) -> bool:
-        """Keepers sell (buy back) the perps they took into the book; the market maker books the other
-        side at the average fill, and the mid moves by the permanent impact."""
+        """Searchers, then keepers, sell (buy back) the perps they took into the book; the market maker
+        books the other side at the average fill, and the mid moves by the permanent impact."""
         moved = False
-        for keeper in self.keepers:
+        for keeper in self.searchers.ids + self.keepers.ids:
             pos = self.engine.state.accounts[keeper].positions.get(PERP)
             if pos is None or pos.size == 0:
                 continue
@@ -430,11 +476,32 @@ class _Sim:
             cmd = {"type": "trade", "buyer": buyer, "seller": seller, "instrument": PERP, "size": f"{qty:.4f}"}
             out = self.submit({**cmd, "price": f"{price:.2f}"}, step, rnd)
             if isinstance(out, Rejection):
-                continue  # e.g. the oracle is halted: the keeper holds on
-            self.actions["unwinds"] += 1
+                continue  # e.g. the oracle is halted: the liquidator holds on
             self.mid = float(new_mid[0])
             moved = True
         return moved
+
+    def _roll_vault(self, now: int, vol: float, step: int | None = None) -> None:
+        """Settle the vault's expired series at the mark, then sell the next one to the market maker;
+        a sale the engine refuses (a stale or halted oracle) is tried again next step."""
+        if self.vault is None or (self.vault_expiry is not None and now < self.vault_expiry):
+            return
+        if self.vault_expiry is not None:
+            index = float(self.engine.state.markets[UNDERLYING].index)
+            cmd = {"type": "settle_expiry", "underlying": UNDERLYING, "expiry": self.vault_expiry, "price": repr(index)}
+            self.ok(cmd, step)
+            self.vault_expiry = None
+        pop = self.sc.population
+        name, expiry, price = vault_call(now, self.mid, vol, pop)
+
+        def submit(cmd: dict):
+            if cmd["type"] == "deposit":  # a top-up when its BTC no longer covers the calls
+                self.vault_deposits_usd += float(cmd["amount"])
+            return self.submit(cmd, step)
+
+        if open_trade(submit, self.vault, name, -pop.vault_btc, price, pop.option_collateral_ratio) is None:
+            self.vault_expiry = expiry
+            self.vault_series += 1
 
     def _base_range(self) -> dict[str, float]:
         pm = self.d.profile.portfolio
@@ -462,17 +529,34 @@ class _Sim:
         fills = [e for e in events if isinstance(e, LiquidationFill)]
         index = self.engine.state.markets[UNDERLYING].index
         for e in events:
-            if isinstance(e, LiquidationStarted) or (isinstance(e, LiquidationFill) and e.mechanism == "fixed"):
+            if isinstance(e, LiquidationStarted):
+                self.auction_account[e.auction] = e.account
+            if isinstance(e, LiquidationStarted) and e.account in self.relist:
+                f["relistings"][step] += 1  # the same episode, listed again
+            elif isinstance(e, LiquidationStarted) or (isinstance(e, LiquidationFill) and e.mechanism == "fixed"):
                 f["liquidations"][step] += 1
                 if rnd > 0 and e.account not in self.queue0:  # made liquidatable by this step's forced sales
                     f["cascade_liquidations"][step] += 1
             if isinstance(e, LiquidationFill):
                 f["liquidation_volume_usd"][step] += float(e.fraction) * self.gross_before.get(e.account, 0.0) * index
+                party = self.parties.get(user_key(e.liquidator))
+                if party in ("keepers", "mev"):
+                    f["keeper_fills" if party == "keepers" else "mev_fills"][step] += 1
+            elif isinstance(e, AuctionEnded):
+                account = self.auction_account.pop(e.auction)
+                if e.reason == "unsold" or (e.reason == "cleared" and self._liquidatable(account)):
+                    self.relist.add(account)
+                else:
+                    self.relist.discard(account)
             elif isinstance(e, BankruptcyResolved):
                 f["uncovered_usd"][step] += e.uncovered / USDC_UNITS
                 f["bad_debt_usd"][step] += e.uncovered / USDC_UNITS
             elif isinstance(e, Transferred):
                 self._record_transfer(e, step, {x.account for x in fills})
+
+    def _liquidatable(self, account: str) -> bool:
+        s = self.engine.state
+        return compute_margins([s.view(account)], s.markets, s.profile, s.now_s or 0)[0].liquidatable
 
     def _record_transfer(self, e: Transferred, step: int, liquidated: set[str]) -> None:
         f, usd = self.flows, e.amount / USDC_UNITS
@@ -488,15 +572,13 @@ class _Sim:
                 f["bad_debt_usd"][step] += usd
         elif e.reason in LIQUIDATION_REASONS and liquidated:
             users = {user_key(a) for a in liquidated}
-            keepers = {user_key(k) for k in self.keepers}
-            for party, key, sign in (("user", e.debit, -1), ("user", e.credit, 1)):
-                if key in users:
-                    self.split[party] += sign * usd
+            if e.asset != self.d.profile.settlement_asset:  # crypto collateral taken over, at the index
+                decimals = self.d.profile.asset(e.asset).decimals
+                usd = e.amount / 10**decimals * float(self.engine.state.markets[e.asset].index)
             for key, sign in ((e.debit, -1), (e.credit, 1)):
-                if key in keepers:
-                    self.split["keepers"] += sign * usd
-                elif key == INSURANCE:
-                    self.split["insurance"] += sign * usd
+                party = "user" if key in users else self.parties.get(key)
+                if party is not None:
+                    self.split[party] += sign * usd
 
     def _sample(self, margins, k: int) -> None:
         s = self.engine.state
@@ -524,9 +606,10 @@ class _Sim:
             )
         )
 
-    def _keepers_equity(self) -> float:
-        margins = {m.id: m for m in self.engine.margins()}
-        return sum(margins[k].equity for k in self.keepers) / USDC_UNITS
+    def _equities(self) -> dict[str, int]:
+        """Equity (settlement units) of the liquidators and the vault, whose P&L the metrics report."""
+        ids = {*self.keepers.ids, *self.searchers.ids, *([self.vault] if self.vault else [])}
+        return {m.id: m.equity for m in self.engine.margins() if m.id in ids}
 
     def result(self, source: str, path: int) -> PathResult:
         f = self.flows
@@ -541,7 +624,12 @@ class _Sim:
             notional_usd=np.array([self.notional]),
             dt_s=self.sc.dt_s,
         )
-        keepers_pnl = self._keepers_equity() - self.keeper_start_usd
+        end = self._equities()
+
+        def pnl(ids) -> float:
+            return sum(end[a] for a in ids) / USDC_UNITS - sum(self.start_equity[a] for a in ids) / USDC_UNITS
+
+        kp, mev = self.keepers, self.searchers
         metrics = {name: float(np.ravel(getattr(m, name))[0]) for name in m.__dataclass_fields__}
         metrics.update(
             {
@@ -552,11 +640,21 @@ class _Sim:
                 "peak_open_interest_usd": max(self.states["open_interest_usd"]),
                 "liquidation_cost_to_users_usd": -self.split["user"],
                 "liquidation_to_keepers_usd": self.split["keepers"],
+                "liquidation_to_mev_usd": self.split["mev"],
                 "liquidation_to_insurance_usd": self.split["insurance"],
-                "keeper_pnl_usd": keepers_pnl - self.costs_usd,
-                "keeper_costs_usd": self.costs_usd,
-                "keeper_actions": float(self.actions["attempted"]),
-                "keeper_actions_rejected": float(self.actions["rejected"]),
+                "relistings": float(f["relistings"].sum()),
+                "keeper_pnl_usd": pnl(kp.ids) - kp.costs_usd,
+                "keeper_costs_usd": kp.costs_usd,
+                "keeper_actions": float(kp.attempted),
+                "keeper_actions_rejected": float(kp.rejected),
+                "keeper_fills": float(f["keeper_fills"].sum()),
+                "mev_pnl_usd": pnl(mev.ids) - mev.costs_usd,
+                "mev_costs_usd": mev.costs_usd,
+                "mev_actions": float(mev.attempted),
+                "mev_actions_dropped": float(mev.rejected),
+                "mev_fills": float(f["mev_fills"].sum()),
+                "vault_series_sold": float(self.vault_series),
+                "vault_pnl_usd": pnl([self.vault] if self.vault else []) - self.vault_deposits_usd,
                 "min_mark_usd": min(self.states["mark"]),
                 "min_mid_usd": min(self.states["mid"]),
             }

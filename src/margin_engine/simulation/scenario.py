@@ -113,9 +113,9 @@ class Keepers(_Frozen):
 
 
 class Mev(_Frozen):
-    """MEV searchers: liquidators that see the queue sooner (`latency_s`) and act before keepers in
-    every round, paying `priority_fee_usd` per action that lands (a bundle that would fail is dropped
-    unpaid); `profit_ratio` is the margin of notional they want, as for keepers."""
+    """MEV searchers: liquidators that see the queue `latency_s` late (sooner than keepers, as a rule)
+    and act before keepers in every round, paying `priority_fee_usd` per action that lands (a bundle
+    that would fail is dropped unpaid); `profit_ratio` is the margin of notional they want."""
 
     searchers: int = Field(default=1, ge=0, le=100)
     latency_s: int = Field(default=0, ge=0)

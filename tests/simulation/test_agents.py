@@ -1,0 +1,203 @@
+"""The agents of the stress simulator: hedged books, the covered-call vault, MEV searchers, the
+split of liquidation value, and batch relistings counted apart from liquidations."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from margin_engine.engine import Engine, audit
+from margin_engine.engine.events import ExpirySettled, LiquidationStarted, TradeExecuted
+from margin_engine.errors import InputError
+from margin_engine.instruments.names import parse_instrument
+from margin_engine.margin.profile import load_profile
+from margin_engine.pricing.black76 import black76
+from margin_engine.simulation import runner
+from margin_engine.simulation.population import PERP, SECONDS_PER_YEAR, draw_population, open_population
+from margin_engine.simulation.report import render_html, summarize
+from margin_engine.simulation.runner import run_path
+from margin_engine.simulation.scenario import Keepers, Mev, Population, parse_scenario
+
+NO_NEW_AGENTS = {"hedged_books": 0, "vault_btc": 0}
+
+# the scenario tests/simulation/no_new_agents_metrics.json was recorded on, by the runner before the
+# hedged books, the vault and the searchers existed
+BEFORE = {
+    "name": "no-new-agents",
+    "seed": 11,
+    "steps": 6,
+    "price": {"kind": "merton", "vol_annual": 1.0, "shock_step": 2, "shock_pct": -15},
+    "population": {"traders": 40, "option_sellers": 4, **NO_NEW_AGENTS},
+    "keepers": {"count": 2, "latency_s": 10},
+    "mev": {"searchers": 0},
+    "depth": {"depth_usd_per_pct": 1e6},
+    "variants": [{"name": "fixed"}, {"name": "dutch", "mechanism": "dutch"}, {"name": "batch", "mechanism": "batch"}],
+}
+
+# 30 longs at about 10x; the price gaps 6% once; keepers see the queue 10 s late, the searcher at once
+CRASH = {
+    "name": "crash",
+    "steps": 3,
+    "price": {"kind": "gbm", "vol_annual": 0.0, "shock_step": 2, "shock_pct": -6},
+    "population": {
+        "traders": 30,
+        "long_fraction": 1.0,
+        "leverage_median": 10,
+        "leverage_sigma_log": 0.4,
+        "leverage_max": 30,
+        "notional_median_usd": 100_000,
+        "notional_sigma_log": 0.3,
+        "option_sellers": 0,
+        "hedged_books": 2,
+        "vault_btc": 10,
+    },
+    "keepers": {"count": 2, "latency_s": 10},
+    "mev": {"searchers": 1, "latency_s": 0, "priority_fee_usd": 20},
+    "depth": {"depth_usd_per_pct": 300_000, "permanent_fraction": 0.5, "resilience_half_life_s": 3600},
+}
+
+
+def _capture_sims(monkeypatch) -> list:
+    """The loop objects run_path builds, to read their engine's journal after the run."""
+    sims = []
+    real = runner._Sim.result
+
+    def result(self, *args):
+        sims.append(self)
+        return real(self, *args)
+
+    monkeypatch.setattr(runner._Sim, "result", result)
+    return sims
+
+
+def test_hedged_book_perp_is_minus_delta_times_the_option_at_open():
+    t0, spot, vol = 1_795_593_600, 60_000.0, 0.6
+    engine = Engine(load_profile("deribit"))
+    engine.submit({"type": "advance_time", "time": t0})
+    engine.submit({"type": "set_market", "underlying": "BTC", "index": "60000", "vol": "0.6"})
+    pop = Population(traders=0, option_sellers=0, hedged_books=2, vault_btc=0)
+    members = draw_population(pop, Keepers(count=1), Mev(searchers=0), spot, np.random.default_rng(5))
+    expiry = t0 + 30 * 86_400
+    roles = open_population(engine, members, "cross", spot, vol, expiry, pop.option_collateral_ratio)
+    assert roles["hedged_book"] == ["h00", "h01"]
+    kinds = []
+    for account in roles["hedged_book"]:
+        positions = engine.state.accounts[account].positions
+        (name,) = [n for n in positions if n != PERP]
+        option = parse_instrument(name)
+        g = black76(spot, float(option.strike), (expiry - t0) / SECONDS_PER_YEAR, vol, 0.0, option.is_call)
+        size = float(positions[name].size)
+        assert size < 0  # short the option
+        assert float(positions[PERP].size) == round(-float(g.delta) * size, 4)
+        kinds.append(option.is_call)
+        (m,) = [x for x in engine.margins() if x.id == account]
+        assert m.free_collateral >= 0  # collateral covers both legs
+    assert kinds == [False, True]  # a short put hedged by a short perp, a short call by a long perp
+
+
+def test_vault_rolls_weekly_and_every_expired_series_is_settled(monkeypatch):
+    calls = {"audit": 0, "submit": 0}
+    real_audit, real_submit = runner.audit, runner._Sim.submit
+
+    def counting_audit(state):
+        calls["audit"] += 1
+        return real_audit(state)
+
+    def counting_submit(self, cmd, step=None, rnd=0):
+        calls["submit"] += 1
+        return real_submit(self, cmd, step, rnd)
+
+    monkeypatch.setattr(runner, "audit", counting_audit)
+    monkeypatch.setattr(runner._Sim, "submit", counting_submit)
+    sims = _capture_sims(monkeypatch)
+    sc = parse_scenario(
+        {
+            "name": "vault",
+            "seed": 3,
+            "dt_s": 3600,
+            "steps": 24 * 8,
+            "price": {"kind": "gbm", "vol_annual": 0.8},
+            "population": {"traders": 4, "option_sellers": 0, "hedged_books": 0, "vault_btc": 10},
+            "keepers": {"count": 1},
+            "mev": {"searchers": 0},
+        }
+    )
+    result = run_path(sc, sc.all_variants()[0], 0)
+    journal = sims[0].engine.journal
+    sold = [e for e in journal if isinstance(e, TradeExecuted) and e.seller == "vault"]
+    expiries = [parse_instrument(e.instrument).expiry_s for e in sold]
+    assert result.metrics["vault_series_sold"] == len(sold) == 2
+    assert [float(e.size) for e in sold] == [10.0, 10.0]
+    assert expiries == [sc.start_time_s + 7 * 86_400, sc.start_time_s + 14 * 86_400]
+    settled = [e for e in journal if isinstance(e, ExpirySettled)]
+    assert [e.expiry for e in settled] == expiries[:1]  # the one that expired during the run
+    assert float(settled[0].price) == result.series["mark"][7 * 24]  # at the mark of the step it expired
+    held = [n for n in sims[0].engine.state.accounts["vault"].positions]
+    assert held == [sold[1].instrument]
+    assert calls["audit"] == calls["submit"] + 1  # conservation audited after every command
+    audit(sims[0].engine.state)
+
+
+@pytest.mark.parametrize("mechanism", ["fixed", "dutch", "batch"])
+def test_a_faster_searcher_takes_most_liquidations(mechanism):
+    sc = parse_scenario({**CRASH, "variants": [{"name": mechanism, "mechanism": mechanism}]})
+    m = run_path(sc, sc.all_variants()[0], 0).metrics
+    assert m["mev_fills"] > 0
+    assert m["mev_fills"] > m["keeper_fills"]
+    landed = m["mev_actions"] - m["mev_actions_dropped"]
+    assert m["mev_costs_usd"] == pytest.approx(20 * landed)  # a dropped bundle costs nothing
+    if mechanism == "fixed":
+        assert m["liquidation_to_mev_usd"] > 0  # the searcher's share of the penalty
+        assert m["liquidation_to_mev_usd"] > m["liquidation_to_keepers_usd"]
+        split = m["liquidation_to_keepers_usd"] + m["liquidation_to_mev_usd"] + m["liquidation_to_insurance_usd"]
+        assert split == pytest.approx(m["liquidation_cost_to_users_usd"])  # what users paid, split three ways
+
+
+def test_without_the_new_agents_the_runner_is_unchanged():
+    """Searchers, hedged books and the vault at zero reproduce the runner's metrics from before they
+    existed; only a batch auction listed again is now a relisting, not a new liquidation."""
+    before = json.loads((Path(__file__).parent / "no_new_agents_metrics.json").read_text())
+    sc = parse_scenario(BEFORE)
+    for v in sc.all_variants():
+        m = run_path(sc, v, 0).metrics
+        assert m["liquidation_count"] + m["relistings"] == before[v.name]["liquidation_count"]
+        assert m["liquidation_to_mev_usd"] == m["mev_pnl_usd"] == m["mev_fills"] == m["vault_series_sold"] == 0
+        old = {k: x for k, x in before[v.name].items() if k != "liquidation_count"}
+        assert {k: m[k] for k in old} == old
+        if v.name != "batch":
+            assert m["relistings"] == 0
+
+
+def test_a_batch_auction_listed_again_is_one_liquidation(monkeypatch):
+    sims = _capture_sims(monkeypatch)
+    sc = parse_scenario({**BEFORE, "variants": [{"name": "batch", "mechanism": "batch"}]})
+    m = run_path(sc, sc.all_variants()[0], 0).metrics
+    starts = [e for e in sims[0].engine.journal if isinstance(e, LiquidationStarted)]
+    assert m["relistings"] > 0  # windows closed unsold and the account was listed again
+    assert len(starts) == m["liquidation_count"] + m["relistings"]
+    assert m["liquidation_count"] == len({e.account for e in starts})  # one episode per account here
+
+
+def test_report_shows_the_mev_columns():
+    sc = parse_scenario({**CRASH, "steps": 2})
+    results = [run_path(sc, sc.all_variants()[0], 0)]
+    summary = summarize(sc, results)
+    page = render_html(sc, results, summary)
+    for metric in ("liquidation_to_mev_usd", "mev_pnl_usd", "relistings", "vault_pnl_usd"):
+        assert f"<td>{metric}</td>" in page
+        assert metric in summary["variants"]["base"]
+
+
+@pytest.mark.parametrize(
+    "data, field",
+    [
+        ({"population": {"vault_btc": 1.00001}}, "scenario.population.vault_btc"),
+        ({"mev": {"searchers": -1}}, "scenario.mev.searchers"),
+        ({"mev": {"latency": 5}}, "scenario.mev.latency"),
+    ],
+)
+def test_bad_agent_keys_name_the_field(data, field):
+    with pytest.raises(InputError) as err:
+        parse_scenario({"name": "x", **data})
+    assert err.value.field == field
