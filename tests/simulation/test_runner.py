@@ -3,6 +3,8 @@ every command, and the cascade that forced selling into a thin book causes."""
 
 import pytest
 
+from margin_engine.engine import Rejection
+from margin_engine.engine.events import PositionChanged, Transferred
 from margin_engine.errors import InputError
 from margin_engine.simulation import runner
 from margin_engine.simulation.report import summarize, write_report
@@ -60,8 +62,11 @@ def test_another_seed_changes_the_run():
     assert run_path(sc, v, 0).series["fundamental"] != run_path(other, v, 0).series["fundamental"]
 
 
-def test_conservation_is_audited_after_every_command(monkeypatch):
-    calls = {"audit": 0, "submit": 0}
+MOVES = (Transferred, PositionChanged)
+
+
+def test_conservation_is_audited_after_every_step_and_every_command_that_moves_money(monkeypatch):
+    calls = {"audit": 0, "moved": 0}
     real_audit, real_submit = runner.audit, runner._Sim.submit
 
     def audit(state):
@@ -69,15 +74,17 @@ def test_conservation_is_audited_after_every_command(monkeypatch):
         return real_audit(state)
 
     def submit(self, cmd, step=None, rnd=0):
-        calls["submit"] += 1
-        return real_submit(self, cmd, step, rnd)
+        out = real_submit(self, cmd, step, rnd)
+        calls["moved"] += not isinstance(out, Rejection) and any(isinstance(e, MOVES) for e in out)
+        return out
 
     monkeypatch.setattr(runner, "audit", audit)
     monkeypatch.setattr(runner._Sim, "submit", submit)
     sc = parse_scenario(SMALL)
     result = run_path(sc, sc.all_variants()[0], 0)
     assert result.metrics["liquidation_count"] > 0  # the shock liquidates someone: the audits saw it
-    assert calls["audit"] == calls["submit"] + 1  # every command of the loop, and once after opening
+    # every command that moved money or positions, every step, and once after opening
+    assert calls["audit"] == calls["moved"] + sc.steps + 1
 
 
 def test_thin_book_without_guards_cascades_and_the_default_design_does_not():

@@ -82,10 +82,11 @@ class Engine:
         book = self._books.book(s)
         return compute_margins(book.views, s.markets, s.profile, s.now_s or 0, explain=explain, book=book)
 
-    def margin_totals(self):
+    def margin_totals(self, at_s: int | None = None):
         """Equity, requirements and liquidatable flags of every account (MarginTotals, opening
-        order): the same numbers as `margins()`, without the per-position detail."""
+        order): the same numbers as `margins()`, without the per-position detail; `at_s` values
+        the same state at another time (options' time to expiry)."""
         from margin_engine.margin.calculator import margin_totals
 
         s = self.state
-        return margin_totals(self._books.book(s), s.markets, s.profile, s.now_s or 0)
+        return margin_totals(self._books.book(s), s.markets, s.profile, s.now_s or 0 if at_s is None else at_s)

@@ -45,6 +45,7 @@ class MarginTotals:
     maintenance_margin: np.ndarray
     free_collateral: np.ndarray  # isolated: the free pool less its haircut
     liquidatable: np.ndarray
+    notional_usd: np.ndarray  # gross: sum of |size| x index over positions (float)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -150,7 +151,8 @@ def _price_book(book: FlatBook, markets, profile: Profile, now_s: int) -> _Price
         any_pos = np.bincount(book.account, weights=pos_liq, minlength=n_acc) > 0
         free = np.where(book.isolated, free_pool, free)
         liquidatable = np.where(book.isolated, any_pos | (free_pool < 0), liquidatable)
-    totals = MarginTotals(book.ids, equity, total_im, total_mm, free, liquidatable)
+    notional = np.bincount(book.account, weights=np.abs(book.size) * spot, minlength=n_acc)
+    totals = MarginTotals(book.ids, equity, total_im, total_mm, free, liquidatable, notional)
     return _Priced(mark, value, im, mm, greeks, pos_liq, collateral, adjustments, totals)
 
 
@@ -169,7 +171,7 @@ def _with_portfolio(book: FlatBook, priced: _Priced, markets, profile: Profile, 
     free[rows] = t.equity[rows] - im[rows]
     liquidatable = t.liquidatable.copy()
     liquidatable[rows] = t.equity[rows] < mm[rows]
-    return MarginTotals(t.ids, t.equity, im, mm, free, liquidatable), (rows, pm_book), pm
+    return MarginTotals(t.ids, t.equity, im, mm, free, liquidatable, t.notional_usd), (rows, pm_book), pm
 
 
 def margin_totals(book: FlatBook, markets: Mapping[str, MarketSnapshot], profile: Profile, now_s: int) -> MarginTotals:

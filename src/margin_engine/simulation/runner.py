@@ -26,10 +26,11 @@ from margin_engine.engine.events import (
     BankruptcyResolved,
     LiquidationFill,
     LiquidationStarted,
+    PositionChanged,
     Transferred,
 )
 from margin_engine.errors import InputError
-from margin_engine.ledger.ledger import INSURANCE, user_key
+from margin_engine.ledger.ledger import FEES, INSURANCE
 from margin_engine.margin.calculator import compute_margins
 from margin_engine.margin.profile import OracleConfig, Profile, load_profile
 from margin_engine.oracle.aggregator import PriceUpdate
@@ -61,7 +62,8 @@ from margin_engine.simulation.scenario import Scenario, Variant
 from margin_engine.simulation.seeds import path_rngs
 
 USDC_UNITS = 1e6
-LIQUIDATION_REASONS = ("liquidation", "liquidation_penalty", "liquidation_fee", "insurance")
+SPLIT_PARTIES = ("user", "keepers", "mev", "others", "insurance", "fees", "bad_debt")
+ACCOUNT_PARTIES = SPLIT_PARTIES[:4]  # then the venue's ledger accounts and the negative equity closed out
 LIQUIDATION_COMMANDS = ("start_liquidation", "bid", "advance_time")
 UNWIND_WALK_MAX = 0.5  # a liquidator sells at most what walks the book half-way to zero per round
 
@@ -244,27 +246,72 @@ class _Sim:
                 "mev_fills",
             )
         }
-        self.split = {"user": 0.0, "keepers": 0.0, "mev": 0.0, "insurance": 0.0}
+        self.split = dict.fromkeys(SPLIT_PARTIES, 0)  # settlement units
         self.states: dict[str, list[float]] = {
             k: [] for k in ("fundamental", "mid", "mark", "vol", "insurance_fund_usd", "open_interest_usd")
         }
         self.equity: list[np.ndarray] = []
         self.margin_req: list[float] = []
         self.notional: list[float] = []
+        self._longs: tuple[int, float] = (-1, 0.0)  # (state revision, perp longs)
         self._setup(pop_rng)
 
     # --- commands -------------------------------------------------------------------------------
 
     def submit(self, cmd: dict, step: int | None = None, rnd: int = 0):
-        if cmd["type"] in LIQUIDATION_COMMANDS and (cmd["type"] != "advance_time" or self.engine.state.auctions):
-            self.gross_before = {
-                a.id: sum(abs(float(p.size)) for p in a.positions.values()) for a in self.engine.state.accounts.values()
-            }
+        s = self.engine.state
+        liquidating = cmd["type"] in LIQUIDATION_COMMANDS and (cmd["type"] != "advance_time" or bool(s.auctions))
+        if liquidating:
+            accounts = {a.account for a in s.auctions.values()} | ({cmd["account"]} if "account" in cmd else set())
+            self.gross_before = {a: self._gross(a) for a in accounts}
+            before = self._money(cmd.get("time"))  # at the command's clock: time decay is no liquidation value
         out = self.engine.submit(cmd)
-        audit(self.engine.state)  # every command: a break raises InvariantViolation
-        if not isinstance(out, Rejection) and step is not None:
+        if isinstance(out, Rejection):
+            return out  # a rejection changes nothing (the engine's tests hold it to that)
+        moved = any(isinstance(e, (Transferred, PositionChanged)) for e in out)
+        if moved:
+            audit(s)  # every command that moved money or positions: a break raises InvariantViolation
+        if step is not None:
             self._record_events(out, step, rnd)
+        if liquidating and moved:
+            self._split(before, out)
         return out
+
+    def _gross(self, account: str) -> float:
+        return sum(abs(float(p.size)) for p in self.engine.state.accounts[account].positions.values())
+
+    def _money(self, at_s: int | None = None) -> tuple[np.ndarray, int, int]:
+        """Every account's equity at the mark, the insurance fund and the fee pool (settlement units)."""
+        s, settle = self.engine.state, self.d.profile.settlement_asset
+        equity = self.engine.margin_totals(at_s).equity
+        return equity, s.ledger.balance(INSURANCE, settle), s.ledger.balance(FEES, settle)
+
+    def _split(self, before, events: list) -> None:
+        """Who gained and who lost what in one liquidation command, at the mark: equity moves between
+        the liquidated users, keepers, searchers, the fund, the fee pool and others (ADL, socialized
+        loss). A liquidated user loses at most its positive equity; a negative equity closed out is
+        the bad debt this command resolved (`bad_debt`), paid by whoever's share fell. Prices stand
+        still within a command, so the shares sum to zero (to rounding units)."""
+        equity, fund, fees = self._money()
+        liquidated = {e.account for e in events if isinstance(e, (LiquidationFill, BankruptcyResolved))}
+        party = np.fromiter(
+            (SPLIT_PARTIES.index(self._party(a, liquidated)) for a in self.engine.state.accounts),
+            dtype=np.int64,
+            count=len(equity),
+        )
+        old = before[0]
+        units = {name: int((equity - old)[party == i].sum()) for i, name in enumerate(ACCOUNT_PARTIES)}
+        users = party == SPLIT_PARTIES.index("user")
+        units["user"] = int((np.maximum(equity[users], 0) - np.maximum(old[users], 0)).sum())
+        units["bad_debt"] = int((np.minimum(equity[users], 0) - np.minimum(old[users], 0)).sum())
+        units["insurance"], units["fees"] = fund - before[1], fees - before[2]
+        for name, amount in units.items():
+            self.split[name] += amount
+
+    def _party(self, account: str, liquidated: set[str]) -> str:
+        if account in liquidated:
+            return "user"
+        return "keepers" if account in self.keepers.ids else "mev" if account in self.searchers.ids else "others"
 
     def ok(self, cmd: dict, step: int | None = None, rnd: int = 0):
         out = self.submit(cmd, step, rnd)
@@ -295,9 +342,6 @@ class _Sim:
         self.searchers = _Liquidators(
             self.roles.get("searcher", []), mev.latency_s, mev.priority_fee_usd, mev.profit_ratio, False
         )
-        self.parties = {user_key(a): "keepers" for a in self.keepers.ids}
-        self.parties |= {user_key(a): "mev" for a in self.searchers.ids}
-        self.parties[INSURANCE] = "insurance"
         self.users = {a for role in USER_ROLES for a in self.roles.get(role, [])}
         self.vault = next(iter(self.roles.get("vault", [])), None)
         self.vault_expiry: int | None = None  # of the series it is short
@@ -307,7 +351,7 @@ class _Sim:
         self._roll_vault(self.t0, float(self.vol[0]))
         self.base_range = self._base_range()
         self._publish(self.mid, float(self.vol[0]), self.t0)
-        self._sample(self.engine.margins(), 0)
+        self._sample(self.engine.margin_totals(), 0)
 
     def _set_market(self, index: float, vol: float) -> None:
         self.ok({"type": "set_market", "underlying": UNDERLYING, "index": repr(index), "vol": repr(vol)})
@@ -343,26 +387,26 @@ class _Sim:
                 recover_mid(self.mid, self.spot[k - 1], self.spot[k], sc.dt_s, sc.depth.resilience_half_life_s)
             )
             self._apply_price_range(k)
-            margins = None
             for r in range(sc.keepers.rounds_max):
                 now = t + r * sc.keepers.round_s
                 self.ok({"type": "advance_time", "time": now}, k - 1, r)
                 self._publish(self.mid, float(self.vol[k]), now, k - 1, r)
                 if r == 0:
                     self._roll_vault(now, float(self.vol[k]), k - 1)
-                margins = self.engine.margins()
-                queue = [q["account"] for q in liquidation_queue(margins)]
+                totals = self.engine.margin_totals()
+                queue = [q["account"] for q in liquidation_queue(totals)]
                 if r == 0:
-                    self._sample(margins, k)
+                    self._sample(totals, k)
                     self.queue0 = set(queue)
                 self.relist &= set(queue)  # seen healthy since its auction ended: a new episode
                 self.views.append((now, queue))
-                acted = self._act(self.searchers, now, margins, k - 1, r)  # searchers move first
-                acted = self._act(self.keepers, now, margins, k - 1, r) or acted
+                acted = self._act(self.searchers, now, totals, k - 1, r)  # searchers move first
+                acted = self._act(self.keepers, now, totals, k - 1, r) or acted
                 moved = self._unwind(k - 1, r)
                 if not (acted or moved or self.engine.state.auctions):
                     break
             self.views = self.views[-64:]
+            audit(self.engine.state)  # and after every step, whatever happened in it
 
     def _view(self, now: int, latency_s: int) -> list[str]:
         seen = now - latency_s
@@ -371,43 +415,42 @@ class _Sim:
                 return queue
         return []
 
-    def _act(self, agents: _Liquidators, now: int, margins, step: int, rnd: int) -> bool:
+    def _act(self, agents: _Liquidators, now: int, totals, step: int, rnd: int) -> bool:
         """Start liquidations on the queue as `agents` see it, round-robin over them; bid in running
         auctions. Whoever starts a fixed liquidation or wins an auction gets it."""
         if not agents.ids:
             return False
-        by_id = {m.id: m for m in margins}
+        equity = dict(zip(totals.ids, totals.equity.tolist(), strict=True))
         active = {a.account for a in self.engine.state.auctions.values()}
         acted = False
         budget = self.sc.keepers.actions_per_round_max
         candidates = [a for a in self._view(now, agents.latency_s) if a not in active and a in self.users]
         for i, account in enumerate(candidates[:budget]):
             liquidator = agents.ids[i % len(agents.ids)]
-            if not self._worth_it(by_id[account], agents):
+            if not self._worth_it(account, agents):
                 continue
             cmd = {"type": "start_liquidation", "account": account, "liquidator": liquidator}
             out = self._action(cmd, step, rnd, agents)
             acted = acted or not isinstance(out, Rejection)
         for j, auction in enumerate(sorted(self.engine.state.auctions.values(), key=lambda a: int(a.id[1:]))):
-            acted = self._bid(auction, j, by_id, step, rnd, agents) or acted
+            acted = self._bid(auction, j, equity, step, rnd, agents) or acted
         return acted
 
-    def _worth_it(self, m, agents: _Liquidators) -> bool:
+    def _worth_it(self, account: str, agents: _Liquidators) -> bool:
         """Fixed mechanism: the liquidator's share of the penalty on the whole notional must beat its cost."""
         liq = self.d.profile.liquidation
         if liq.mechanism != "fixed" or agents.cost_usd == 0:
             return True
-        notional = sum(abs(float(p.size)) for p in m.positions) * self.engine.state.markets[UNDERLYING].index
+        notional = self._gross(account) * self.engine.state.markets[UNDERLYING].index
         share = liq.fixed.penalty_ratio * (1 - liq.fixed.insurance_share)
         return share * notional >= agents.cost_usd
 
-    def _bid(self, auction, j: int, by_id, step: int, rnd: int, agents: _Liquidators) -> bool:
+    def _bid(self, auction, j: int, equity: dict[str, int], step: int, rnd: int, agents: _Liquidators) -> bool:
         """Batch: every one of `agents` seals a bid once; Dutch: one of them (rotating) bids each
         round at its reservation price, which the engine refuses while the auction's price is above it."""
-        m = by_id.get(auction.account)
-        if m is None:
+        if auction.account not in equity:
             return False
-        reservation = self._reservation_usd(auction.account, m, agents)
+        reservation = self._reservation_usd(auction.account, equity[auction.account], agents)
         ids = agents.ids[j % len(agents.ids) :] + agents.ids[: j % len(agents.ids)]
         acted = False
         for bidder in ids if auction.mechanism == "batch" else ids[:1]:
@@ -426,10 +469,10 @@ class _Sim:
             acted = acted or not isinstance(out, Rejection)
         return acted
 
-    def _reservation_usd(self, account: str, m, agents: _Liquidators) -> float:
+    def _reservation_usd(self, account: str, equity_units: int, agents: _Liquidators) -> float:
         """What a liquidator pays at most for the whole account: its value less the cost of selling its
         perps into the book and the cost of the action (negative: it must be paid that much)."""
-        equity = m.equity / USDC_UNITS
+        equity = equity_units / USDC_UNITS
         pos = self.engine.state.accounts[account].positions.get(PERP)
         slip = 0.0
         if pos is not None and pos.size != 0:
@@ -437,7 +480,7 @@ class _Sim:
             size = float(np.sign(size)) * min(abs(size), self._unwind_cap())
             avg, _ = self.d.book.fill(np.array([-size]), np.array([self.mid]))
             slip = abs(float(avg[0]) - self.mid) * abs(size)
-        notional = sum(abs(float(p.size)) for p in m.positions) * self.mid
+        notional = self._gross(account) * self.mid
         return equity - slip - agents.cost_usd - agents.profit_ratio * notional
 
     def _action(self, cmd: dict, step: int, rnd: int, agents: _Liquidators):
@@ -520,13 +563,13 @@ class _Sim:
             else p
             for u, p in pm.underlyings.items()
         }
-        self.engine.state.profile = _with_portfolio(self.d.profile, pm.model_copy(update={"underlyings": unders}))
+        if unders != self.engine.state.profile.portfolio.underlyings:  # a new profile re-flattens the book
+            self.engine.state.profile = _with_portfolio(self.d.profile, pm.model_copy(update={"underlyings": unders}))
 
     # --- recording ------------------------------------------------------------------------------
 
     def _record_events(self, events: list, step: int, rnd: int) -> None:
         f = self.flows
-        fills = [e for e in events if isinstance(e, LiquidationFill)]
         index = self.engine.state.markets[UNDERLYING].index
         for e in events:
             if isinstance(e, LiquidationStarted):
@@ -539,9 +582,10 @@ class _Sim:
                     f["cascade_liquidations"][step] += 1
             if isinstance(e, LiquidationFill):
                 f["liquidation_volume_usd"][step] += float(e.fraction) * self.gross_before.get(e.account, 0.0) * index
-                party = self.parties.get(user_key(e.liquidator))
-                if party in ("keepers", "mev"):
-                    f["keeper_fills" if party == "keepers" else "mev_fills"][step] += 1
+                if e.liquidator in self.keepers.ids:
+                    f["keeper_fills"][step] += 1
+                elif e.liquidator in self.searchers.ids:
+                    f["mev_fills"][step] += 1
             elif isinstance(e, AuctionEnded):
                 account = self.auction_account.pop(e.auction)
                 if e.reason == "unsold" or (e.reason == "cleared" and self._liquidatable(account)):
@@ -552,13 +596,13 @@ class _Sim:
                 f["uncovered_usd"][step] += e.uncovered / USDC_UNITS
                 f["bad_debt_usd"][step] += e.uncovered / USDC_UNITS
             elif isinstance(e, Transferred):
-                self._record_transfer(e, step, {x.account for x in fills})
+                self._record_transfer(e, step)
 
     def _liquidatable(self, account: str) -> bool:
         s = self.engine.state
         return compute_margins([s.view(account)], s.markets, s.profile, s.now_s or 0)[0].liquidatable
 
-    def _record_transfer(self, e: Transferred, step: int, liquidated: set[str]) -> None:
+    def _record_transfer(self, e: Transferred, step: int) -> None:
         f, usd = self.flows, e.amount / USDC_UNITS
         if e.reason == "insurance" and e.debit == INSURANCE:
             f["insurance_paid_usd"][step] += usd
@@ -570,17 +614,8 @@ class _Sim:
             f["socialized_loss_usd"][step] += usd
             if e.credit != INSURANCE:  # socialized into the fund is counted when the fund pays
                 f["bad_debt_usd"][step] += usd
-        elif e.reason in LIQUIDATION_REASONS and liquidated:
-            users = {user_key(a) for a in liquidated}
-            if e.asset != self.d.profile.settlement_asset:  # crypto collateral taken over, at the index
-                decimals = self.d.profile.asset(e.asset).decimals
-                usd = e.amount / 10**decimals * float(self.engine.state.markets[e.asset].index)
-            for key, sign in ((e.debit, -1), (e.credit, 1)):
-                party = "user" if key in users else self.parties.get(key)
-                if party is not None:
-                    self.split[party] += sign * usd
 
-    def _sample(self, margins, k: int) -> None:
+    def _sample(self, totals, k: int) -> None:
         s = self.engine.state
         index = s.markets[UNDERLYING].index
         self.states["fundamental"].append(float(self.spot[k]))
@@ -588,28 +623,25 @@ class _Sim:
         self.states["mark"].append(float(index))
         self.states["vol"].append(float(self.vol[k]))
         self.states["insurance_fund_usd"].append(s.ledger.balance(INSURANCE, "USDC") / USDC_UNITS)
-        longs = sum(
-            float(a.positions[PERP].size)
-            for a in s.accounts.values()
-            if PERP in a.positions and a.positions[PERP].size > 0
-        )
-        self.states["open_interest_usd"].append(longs * index)
-        self.equity.append(np.array([m.equity / USDC_UNITS for m in margins]))
-        users = [m for m in margins if m.id in self.users]
-        self.margin_req.append(sum(max(m.initial_margin, 0) for m in users) / USDC_UNITS)
-        self.notional.append(
-            sum(
-                abs(float(p.size)) * index
-                for a in s.accounts.values()
-                if a.id in self.users
-                for p in a.positions.values()
-            )
-        )
+        self.states["open_interest_usd"].append(self._perp_longs() * index)
+        self.equity.append(totals.equity / USDC_UNITS)
+        users = np.fromiter((a in self.users for a in totals.ids), dtype=bool, count=len(totals))
+        self.margin_req.append(int(np.maximum(totals.initial_margin[users], 0).sum()) / USDC_UNITS)
+        self.notional.append(float(totals.notional_usd[users].sum()))
+
+    def _perp_longs(self) -> float:
+        """Open interest in BTC (the longs), recounted only when some account changed."""
+        s = self.engine.state
+        if self._longs[0] != s.revision:
+            longs = sum(float(p.size) for a in s.accounts.values() if (p := a.positions.get(PERP)) and p.size > 0)
+            self._longs = (s.revision, longs)
+        return self._longs[1]
 
     def _equities(self) -> dict[str, int]:
         """Equity (settlement units) of the liquidators and the vault, whose P&L the metrics report."""
         ids = {*self.keepers.ids, *self.searchers.ids, *([self.vault] if self.vault else [])}
-        return {m.id: m.equity for m in self.engine.margins() if m.id in ids}
+        totals = self.engine.margin_totals()
+        return {a: int(e) for a, e in zip(totals.ids, totals.equity, strict=True) if a in ids}
 
     def result(self, source: str, path: int) -> PathResult:
         f = self.flows
@@ -631,6 +663,7 @@ class _Sim:
 
         kp, mev = self.keepers, self.searchers
         metrics = {name: float(np.ravel(getattr(m, name))[0]) for name in m.__dataclass_fields__}
+        split = {name: units / USDC_UNITS for name, units in self.split.items()}
         metrics.update(
             {
                 "cascade_liquidations": float(f["cascade_liquidations"].sum()),
@@ -638,10 +671,13 @@ class _Sim:
                 "insurance_paid_usd": float(f["insurance_paid_usd"].sum()),
                 "uncovered_usd": float(f["uncovered_usd"].sum()),
                 "peak_open_interest_usd": max(self.states["open_interest_usd"]),
-                "liquidation_cost_to_users_usd": -self.split["user"],
-                "liquidation_to_keepers_usd": self.split["keepers"],
-                "liquidation_to_mev_usd": self.split["mev"],
-                "liquidation_to_insurance_usd": self.split["insurance"],
+                "liquidation_cost_to_users_usd": -split["user"],
+                "liquidation_to_keepers_usd": split["keepers"],
+                "liquidation_to_mev_usd": split["mev"],
+                "liquidation_to_insurance_usd": split["insurance"],
+                "liquidation_to_fees_usd": split["fees"],
+                "liquidation_to_others_usd": split["others"],
+                "liquidation_bad_debt_closed_usd": split["bad_debt"],
                 "relistings": float(f["relistings"].sum()),
                 "keeper_pnl_usd": pnl(kp.ids) - kp.costs_usd,
                 "keeper_costs_usd": kp.costs_usd,
