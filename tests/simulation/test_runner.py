@@ -65,7 +65,7 @@ def test_another_seed_changes_the_run():
 MOVES = (Transferred, PositionChanged)
 
 
-def test_conservation_is_audited_after_every_step_and_every_command_that_moves_money(monkeypatch):
+def test_conservation_is_audited_after_every_command_that_moves_money(monkeypatch):
     calls = {"audit": 0, "moved": 0}
     real_audit, real_submit = runner.audit, runner._Sim.submit
 
@@ -83,8 +83,8 @@ def test_conservation_is_audited_after_every_step_and_every_command_that_moves_m
     sc = parse_scenario(SMALL)
     result = run_path(sc, sc.all_variants()[0], 0)
     assert result.metrics["liquidation_count"] > 0  # the shock liquidates someone: the audits saw it
-    # every command that moved money or positions, every step, and once after opening
-    assert calls["audit"] == calls["moved"] + sc.steps + 1
+    # every command that moved money or positions (so every step ends audited), and once after opening
+    assert calls["moved"] > sc.steps and calls["audit"] == calls["moved"] + 1
 
 
 def test_thin_book_without_guards_cascades_and_the_default_design_does_not():

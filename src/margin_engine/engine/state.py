@@ -7,8 +7,11 @@ gives the same state, to the unit.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from itertools import chain
+from operator import attrgetter, methodcaller
 
 from margin_engine.engine.events import (
     AccountOpened,
@@ -36,6 +39,7 @@ from margin_engine.ledger.ledger import (
     FEES,
     INSURANCE,
     SETTLEMENT,
+    SYSTEM_ACCOUNTS,
     USER_PREFIX,
     Ledger,
     allocation_key,
@@ -292,21 +296,18 @@ def audit(state: State) -> dict[str, dict[str, int]]:
     of open perp quotes (what open perps will realize in aggregate).
     """
     report = {}
-    users_by_asset: dict[str, int] = {}
-    total_by_asset: dict[str, int] = {}
-    for (key, asset), units in state.ledger.balances.items():  # one pass over the ledger
-        total_by_asset[asset] = total_by_asset.get(asset, 0) + units
-        if key.startswith(USER_PREFIX):
-            users_by_asset[asset] = users_by_asset.get(asset, 0) + units
+    total_by_asset: dict[str, int] = defaultdict(int)
+    for (_, asset), units in state.ledger.balances.items():  # one pass over the ledger
+        total_by_asset[asset] += units
     for asset in sorted(total_by_asset.keys() | set(state.deposits)):
-        users = users_by_asset.get(asset, 0)
+        system = {key: state.ledger.balance(key, asset) for key in SYSTEM_ACCOUNTS}
         row = {
             "deposits": state.deposits.get(asset, 0),
             "withdrawals": state.withdrawals.get(asset, 0),
-            "users": users,
-            "insurance": state.ledger.balance(INSURANCE, asset),
-            "fees": state.ledger.balance(FEES, asset),
-            "settlement": state.ledger.balance(SETTLEMENT, asset),
+            "users": total_by_asset.get(asset, 0) - sum(system.values()),  # every other ledger account
+            "insurance": system[INSURANCE],
+            "fees": system[FEES],
+            "settlement": system[SETTLEMENT],
         }
         held = row["users"] + row["insurance"] + row["fees"] + row["settlement"]
         net = row["deposits"] - row["withdrawals"]
@@ -316,7 +317,8 @@ def audit(state: State) -> dict[str, dict[str, int]]:
             )
         report[asset] = row
     settle = state.profile.settlement_asset
-    open_quotes = sum(p.quote for a in state.accounts.values() for p in a.positions.values())
+    positions = map(methodcaller("values"), map(attrgetter("positions"), state.accounts.values()))
+    open_quotes = sum(map(attrgetter("quote"), chain.from_iterable(positions)))
     if open_quotes != state.ledger.balance(SETTLEMENT, settle):
         raise InvariantViolation(
             f"settlement {state.ledger.balance(SETTLEMENT, settle)} != open perp quotes {open_quotes}"

@@ -88,49 +88,58 @@ def _snapped(value: float, decimals: int) -> Decimal:
 
 def ceil_units_array(values: np.ndarray, decimals: int) -> np.ndarray:
     """`ceil_units` of every element (int64; Python ints past 2**62), bit for bit the scalar rule."""
-    return _units_array(values, decimals, ceiling=True)
+    return _units_array(values, decimals)
 
 
 def floor_units_array(values: np.ndarray, decimals: int) -> np.ndarray:
-    """`floor_units` of every element (int64; Python ints past 2**62), bit for bit the scalar rule."""
-    return _units_array(values, decimals, ceiling=False)
+    """`floor_units` of every element: the snap rounds half to even, so floor(v) = -ceil(-v)."""
+    return -_units_array(-np.asarray(values, dtype=float), decimals)
 
 
 # The scalar rule rounds x = value * 10**decimals to 13 significant digits, i.e. to an integer
-# multiple k of 10**-m with m = 12 - floor(log10 |x|), then takes the floor or ceiling. Here q =
-# x * 10**m is computed in float within a few ulps (|q| < 1e13: 0.01 at most), so k = rint(q) is
-# exact unless q sits near a half or |x| near a power of ten; k / 10**m is then rounded in
-# integers. Those few unsure elements (and m out of int64 reach) take the scalar path.
+# multiple k of 10**-m with m = 12 - floor(log10 |x|), then takes the floor or ceiling; k / 10**m
+# is rounded here in integers. q = value * 10**(decimals + m) is formed exactly, as a float p plus
+# its rounding error (Dekker's product; 10**n is exact for 0 <= n <= 22), so k is q rounded half
+# to even with no error. Elements near a power of ten (m unsure), or out of that reach, take the
+# scalar path.
 _INT64_SAFE = 2.0**62
-_HALF_BAND = 0.006  # > 1.5 ulp of 1e13, the float error of q
-_POW10 = np.array([10.0**m for m in range(-25, 26)])  # index m + 25
+_POW10 = np.array([10.0**n for n in range(23)])
+_INT_POW10 = np.array([10**n for n in range(19)], dtype=np.int64)
+_SPLIT = 2.0**27 + 1
 
 
-def _units_array(values, decimals: int, ceiling: bool) -> np.ndarray:
+def _two_product(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """p, e with p = fl(a * b) and a * b = p + e exactly (Dekker, via Veltkamp's split)."""
+    p = a * b
+    ca, cb = _SPLIT * a, _SPLIT * b
+    ah, bh = ca - (ca - a), cb - (cb - b)
+    al, bl = a - ah, b - bh
+    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+def _units_array(values, decimals: int) -> np.ndarray:
     v = np.asarray(values, dtype=float)
-    if not np.isfinite(v).all():
-        bad = v[~np.isfinite(v)][0]
-        raise InvariantViolation(f"non-finite money value {bad!r} reached the ledger")
-    x = (v * 10.0**decimals).ravel()
-    scalar = ceil_units if ceiling else floor_units
-    if (np.abs(x) >= _INT64_SAFE).any():  # e.g. 18-decimal amounts: exact Python ints instead
-        return np.array([scalar(float(e), decimals) for e in v.ravel()], dtype=object).reshape(v.shape)
-    out = np.zeros(x.shape, dtype=np.int64)
-    nz = np.flatnonzero(x)
-    xs = x[nz]
-    m = 12 - np.floor(np.log10(np.abs(xs))).astype(np.int64)
-    m = np.clip(m, -25, 25)
-    q = xs * _POW10[m + 25]
-    aq = np.abs(q)
-    unsure = (np.abs(q - np.floor(q) - 0.5) < _HALF_BAND) | (aq < 1e12 * (1 + 1e-12)) | (aq > 1e13 * (1 - 1e-12))
-    unsure |= (m > 18) | (m < -6)
-    k = np.rint(np.where(unsure, 0.0, q)).astype(np.int64)
-    scale = np.power(10, np.clip(np.abs(m), 0, 18), dtype=np.int64)
-    if ceiling:
-        down = -((-k) // scale)
-    else:
-        down = k // scale
-    out[nz] = np.where(m >= 0, down, k * scale)
-    for i in nz[unsure]:
-        out[i] = scalar(float(v.ravel()[i]), decimals)
+    flat = v.ravel()
+    ax = np.abs(flat) * 10.0**decimals
+    if not (ax < _INT64_SAFE).all():  # NaN and inf fail this too
+        if not np.isfinite(v).all():
+            raise InvariantViolation(f"non-finite money value {v[~np.isfinite(v)][0]!r} reached the ledger")
+        return np.array([ceil_units(float(e), decimals) for e in flat], dtype=object).reshape(v.shape)
+    zero = ax == 0
+    m = 12 - np.floor(np.log10(np.where(zero, 1.0, ax))).astype(np.int64)
+    n = m + decimals
+    p, e = _two_product(flat, _POW10[np.minimum(np.maximum(n, 0), 22)])
+    ap = np.abs(p)
+    reach = (n < 0) | (n > 22) | (m > 18) | (m < -6)
+    unsure = ~zero & (reach | (ap < 1e12 * (1 + 1e-12)) | (ap >= 1e13 * (1 - 1e-12)))  # log10 may misjudge m
+    # q = whole + g + e with g = p - whole exact in [0, 1) on the grid of p's ulp, |e| <= ulp / 2:
+    # g alone decides unless it is exactly a half, where e's sign does, and e = 0 is a true tie.
+    whole = np.floor(p)
+    g = p - whole
+    k = np.where(unsure, 0.0, whole).astype(np.int64)
+    k += np.where(g == 0.5, np.where(e == 0, (k & 1) == 1, e > 0), g > 0.5)
+    scale = _INT_POW10[np.minimum(np.abs(m), 18)]
+    out = np.where(m >= 0, -((-k) // scale), k * scale)
+    for i in np.flatnonzero(unsure):
+        out[i] = ceil_units(float(flat[i]), decimals)
     return out.reshape(v.shape)

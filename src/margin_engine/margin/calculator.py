@@ -134,9 +134,11 @@ def _price_book(book: FlatBook, markets, profile: Profile, now_s: int) -> _Price
     for v, h_im, h_mm in collateral:
         coll_value, coll_im, coll_mm = coll_value + v, coll_im + h_im, coll_mm + h_mm
     sums = [np.bincount(book.account, weights=w, minlength=n_acc) for w in (value + book.allocation, im, mm)]
-    equity = floor_units_array(coll_value + sums[0], decimals)
-    total_im = ceil_units_array(coll_im + sums[1] + adj_im, decimals)
-    total_mm = ceil_units_array(coll_mm + sums[2] + adj_mm, decimals)
+    # one rounding pass for all three: floor(v) = -ceil(-v) under the half-even snap
+    rounded = ceil_units_array(
+        np.concatenate((-(coll_value + sums[0]), coll_im + sums[1] + adj_im, coll_mm + sums[2] + adj_mm)), decimals
+    )
+    equity, total_im, total_mm = -rounded[:n_acc], rounded[n_acc : 2 * n_acc], rounded[2 * n_acc :]
 
     # Isolated: each position stands on its own collateral; only the free pool backs new risk.
     iso_rows = book.isolated[book.account] if n else np.zeros(0, dtype=bool)

@@ -57,19 +57,69 @@ class FlatBook:
         return cached[1], cached[2]
 
 
+# Per-position columns, in the order `_rows` builds them.
+_POSITION_COLUMNS = (
+    ("account", np.int64),
+    ("size", float),
+    ("quote", float),
+    ("allocation", float),
+    ("is_option", bool),
+    ("is_call", bool),
+    ("strike", float),
+    ("expiry_s", np.int64),
+    ("underlying", np.int64),
+    ("option_key", np.int64),
+)
+
+
 def flatten(views: Sequence[AccountView], profile: Profile) -> FlatBook:
+    underlyings = tuple(sorted({p.instrument.underlying for v in views for p in v.positions}))
+    options: list[Option] = []
+    rows = _rows(enumerate(views), profile, underlyings, options, {})
+    return _book(profile, tuple(views), _columns(rows), underlyings, options, *_balances(views, profile))
+
+
+def refresh(book: FlatBook, views: Sequence[AccountView], changed: Sequence[int], profile: Profile) -> FlatBook:
+    """`book` with the accounts at indices `changed` read again from `views` (the others are the
+    same): their rows are rebuilt and merged back in account order, so a liquidation re-reads one
+    account, not the venue. The same book as `flatten(views, profile)`, options perhaps in another
+    order (and one no longer held may stay, priced for nothing)."""
+    changed = sorted(set(changed))
+    fresh = [views[a] for a in changed]
+    if (
+        len(views) != len(book)
+        or profile is not book.profile
+        or any(p.instrument.underlying not in book.underlyings for v in fresh for p in v.positions)
+    ):
+        return flatten(views, profile)
+    options = list(book.options)
+    option_index = {o: i for i, o in enumerate(options)}
+    new = _columns(_rows(zip(changed, fresh, strict=True), profile, book.underlyings, options, option_index))
+    keep = ~np.isin(book.account, changed)
+    merged = [
+        np.concatenate((getattr(book, name)[keep], col)) for (name, _), col in zip(_POSITION_COLUMNS, new, strict=True)
+    ]
+    order = np.argsort(merged[0], kind="stable")  # rows of one account stay together, in order
+    held, amounts = book.held.copy(), book.amounts.copy()
+    held[changed], amounts[changed] = _balances(fresh, profile)
+    cols = [c[order] for c in merged]
+    return _book(profile, tuple(views), cols, book.underlyings, options, held, amounts, same_accounts=book)
+
+
+def _rows(indexed_views, profile: Profile, underlyings, options: list, option_index: dict) -> list[tuple]:
+    """One tuple per position; options get the index of their first appearance in `options`."""
     scale = 10.0**profile.settlement_decimals
-    assets = tuple(sorted(profile.assets))
-    rows, options, option_index = [], [], {}
-    counts = []
-    for a, view in enumerate(views):
-        counts.append(len(view.positions))
+    code = {u: i for i, u in enumerate(underlyings)}
+    rows = []
+    for a, view in indexed_views:
         for pos in view.positions:
             inst = pos.instrument
+            is_option = isinstance(inst, Option)
             key = -1
-            if isinstance(inst, Option):
-                key = option_index.setdefault(inst, len(options))
-                if key == len(options):
+            if is_option:
+                key = option_index.get(inst, -1)
+                if key < 0:
+                    key = option_index[inst] = len(options)
                     options.append(inst)
             rows.append(
                 (
@@ -77,44 +127,60 @@ def flatten(views: Sequence[AccountView], profile: Profile) -> FlatBook:
                     float(pos.size),
                     pos.quote_units / scale,
                     pos.allocation_units / scale,
-                    isinstance(inst, Option),
+                    is_option,
                     getattr(inst, "is_call", False),
                     float(getattr(inst, "strike", 0.0)),
                     getattr(inst, "expiry_s", 0),
-                    inst.underlying,
+                    code[inst.underlying],
                     key,
                 )
             )
-    cols = list(zip(*rows, strict=True)) if rows else [()] * 10
-    underlyings = tuple(sorted(set(cols[8])))
-    code = {u: i for i, u in enumerate(underlyings)}
-    # Python's int / int is correctly rounded, as float(Decimal) of the amount is (wei exceed int64).
+    return rows
+
+
+def _columns(rows: list[tuple]) -> list[np.ndarray]:
+    cols = list(zip(*rows, strict=True)) if rows else [()] * len(_POSITION_COLUMNS)
+    return [np.asarray(c, dtype=dtype) for c, (_, dtype) in zip(cols, _POSITION_COLUMNS, strict=True)]
+
+
+def _balances(views: Sequence[AccountView], profile: Profile) -> tuple[np.ndarray, np.ndarray]:
+    """Accounts x assets: non-zero flags and amounts in whole units. Python's int / int is
+    correctly rounded, as float(Decimal) of the amount is (and wei exceed int64)."""
+    assets = sorted(profile.assets)
     scales = [10 ** profile.assets[asset].decimals for asset in assets]
     held = [[v.balances.get(asset, 0) != 0 for asset in assets] for v in views]
     amounts = [[v.balances.get(asset, 0) / d for asset, d in zip(assets, scales, strict=True)] for v in views]
+    shape = (len(views), len(assets))
+    return np.array(held, dtype=bool).reshape(shape), np.array(amounts, dtype=float).reshape(shape)
+
+
+def _book(
+    profile: Profile,
+    views: tuple,
+    columns: list[np.ndarray],
+    underlyings,
+    options,
+    held,
+    amounts,
+    same_accounts: FlatBook | None = None,  # ids and modes as in this book (an account's mode is fixed)
+) -> FlatBook:
+    cols = dict(zip((name for name, _ in _POSITION_COLUMNS), columns, strict=True))
+    counts = np.bincount(cols["account"], minlength=len(views))
+    same = same_accounts
     book = FlatBook(
         profile=profile,
-        views=tuple(views),
-        ids=tuple(v.id for v in views),
-        isolated=np.array([v.mode == "isolated" for v in views], dtype=bool),
-        portfolio=np.array([v.mode == "portfolio" for v in views], dtype=bool),
-        assets=assets,
-        held=np.array(held, dtype=bool).reshape(len(views), len(assets)),
-        amounts=np.array(amounts, dtype=float).reshape(len(views), len(assets)),
-        offsets=np.concatenate(([0], np.cumsum(counts, dtype=np.int64))).astype(np.int64),
-        account=np.asarray(cols[0], dtype=np.int64),
-        size=np.asarray(cols[1], dtype=float),
-        quote=np.asarray(cols[2], dtype=float),
-        allocation=np.asarray(cols[3], dtype=float),
-        is_option=np.asarray(cols[4], dtype=bool),
-        is_call=np.asarray(cols[5], dtype=bool),
-        strike=np.asarray(cols[6], dtype=float),
-        expiry_s=np.asarray(cols[7], dtype=np.int64),
+        views=views,
+        ids=same.ids if same else tuple(v.id for v in views),
+        isolated=same.isolated if same else np.array([v.mode == "isolated" for v in views], dtype=bool),
+        portfolio=same.portfolio if same else np.array([v.mode == "portfolio" for v in views], dtype=bool),
+        assets=tuple(sorted(profile.assets)),
+        held=held,
+        amounts=amounts,
+        offsets=np.concatenate(([0], np.cumsum(counts))).astype(np.int64),
         underlyings=underlyings,
-        underlying=np.asarray([code[u] for u in cols[8]], dtype=np.int64),
-        option_key=np.asarray(cols[9], dtype=np.int64),
         options=tuple(options),
         expiry_groups={},
+        **cols,
     )
     book.expiry_groups.update(_expiry_groups(book))
     return book

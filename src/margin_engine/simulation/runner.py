@@ -5,8 +5,9 @@ published (signed `oracle_update`s from several sources when guards are on, `set
 off), the covered-call vault rolls when its series has expired, then up to `rounds_max` rounds
 `round_s` apart: MEV searchers, then keepers, read the liquidation queue as it was their latency
 ago, call `start_liquidation` / `bid`, and sell what they took into the depth book, which moves
-the mid the next round publishes: the cascade. Conservation is audited after every command; a
-break raises `InvariantViolation` (a bug, never caught here).
+the mid the next round publishes: the cascade. Conservation is audited after every command that
+moves money or positions (what the audit checks changes with nothing else, so every step ends on
+an audited state); a break raises `InvariantViolation` (a bug, never caught here).
 """
 
 from __future__ import annotations
@@ -254,6 +255,9 @@ class _Sim:
         self.margin_req: list[float] = []
         self.notional: list[float] = []
         self._longs: tuple[int, float] = (-1, 0.0)  # (state revision, perp longs)
+        self._user_rows = np.zeros(0, dtype=bool)
+        self._party_codes = np.zeros(0, dtype=np.int64)
+        self._rows: dict[str, int] = {}
         self._setup(pop_rng)
 
     # --- commands -------------------------------------------------------------------------------
@@ -294,11 +298,8 @@ class _Sim:
         still within a command, so the shares sum to zero (to rounding units)."""
         equity, fund, fees = self._money()
         liquidated = {e.account for e in events if isinstance(e, (LiquidationFill, BankruptcyResolved))}
-        party = np.fromiter(
-            (SPLIT_PARTIES.index(self._party(a, liquidated)) for a in self.engine.state.accounts),
-            dtype=np.int64,
-            count=len(equity),
-        )
+        party = self._parties()
+        party[[self._rows[a] for a in liquidated]] = SPLIT_PARTIES.index("user")
         old = before[0]
         units = {name: int((equity - old)[party == i].sum()) for i, name in enumerate(ACCOUNT_PARTIES)}
         users = party == SPLIT_PARTIES.index("user")
@@ -308,10 +309,14 @@ class _Sim:
         for name, amount in units.items():
             self.split[name] += amount
 
-    def _party(self, account: str, liquidated: set[str]) -> str:
-        if account in liquidated:
-            return "user"
-        return "keepers" if account in self.keepers.ids else "mev" if account in self.searchers.ids else "others"
+    def _parties(self) -> np.ndarray:
+        """Each account's party in the split (liquidated users are marked per command)."""
+        if len(self._party_codes) != len(self.engine.state.accounts):  # accounts are opened at setup only
+            self._rows = {a: i for i, a in enumerate(self.engine.state.accounts)}
+            kind = {**dict.fromkeys(self.keepers.ids, "keepers"), **dict.fromkeys(self.searchers.ids, "mev")}
+            codes = (SPLIT_PARTIES.index(kind.get(a, "others")) for a in self._rows)
+            self._party_codes = np.fromiter(codes, dtype=np.int64, count=len(self._rows))
+        return self._party_codes.copy()
 
     def ok(self, cmd: dict, step: int | None = None, rnd: int = 0):
         out = self.submit(cmd, step, rnd)
@@ -406,7 +411,6 @@ class _Sim:
                 if not (acted or moved or self.engine.state.auctions):
                     break
             self.views = self.views[-64:]
-            audit(self.engine.state)  # and after every step, whatever happened in it
 
     def _view(self, now: int, latency_s: int) -> list[str]:
         seen = now - latency_s
@@ -420,7 +424,6 @@ class _Sim:
         auctions. Whoever starts a fixed liquidation or wins an auction gets it."""
         if not agents.ids:
             return False
-        equity = dict(zip(totals.ids, totals.equity.tolist(), strict=True))
         active = {a.account for a in self.engine.state.auctions.values()}
         acted = False
         budget = self.sc.keepers.actions_per_round_max
@@ -432,7 +435,9 @@ class _Sim:
             cmd = {"type": "start_liquidation", "account": account, "liquidator": liquidator}
             out = self._action(cmd, step, rnd, agents)
             acted = acted or not isinstance(out, Rejection)
-        for j, auction in enumerate(sorted(self.engine.state.auctions.values(), key=lambda a: int(a.id[1:]))):
+        auctions = self.engine.state.auctions
+        equity = dict(zip(totals.ids, totals.equity.tolist(), strict=True)) if auctions else {}
+        for j, auction in enumerate(sorted(auctions.values(), key=lambda a: int(a.id[1:]))):
             acted = self._bid(auction, j, equity, step, rnd, agents) or acted
         return acted
 
@@ -625,7 +630,9 @@ class _Sim:
         self.states["insurance_fund_usd"].append(s.ledger.balance(INSURANCE, "USDC") / USDC_UNITS)
         self.states["open_interest_usd"].append(self._perp_longs() * index)
         self.equity.append(totals.equity / USDC_UNITS)
-        users = np.fromiter((a in self.users for a in totals.ids), dtype=bool, count=len(totals))
+        if len(self._user_rows) != len(totals):  # accounts are only opened at setup
+            self._user_rows = np.fromiter((a in self.users for a in totals.ids), dtype=bool, count=len(totals))
+        users = self._user_rows
         self.margin_req.append(int(np.maximum(totals.initial_margin[users], 0).sum()) / USDC_UNITS)
         self.notional.append(float(totals.notional_usd[users].sum()))
 
