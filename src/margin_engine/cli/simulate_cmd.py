@@ -64,7 +64,15 @@ def _print_simulation(summary: dict, results, out: Path) -> None:
     from rich.table import Table
 
     table = Table(title=f"{summary['scenario']}: mean across {summary['paths']} path(s)")
-    cols = ("bad_debt_usd", "socialized_loss_usd", "fund_min_usd", "liquidation_count", "cascade_liquidations")
+    cols = (
+        "bad_debt_usd",
+        "socialized_loss_usd",
+        "fund_min_usd",
+        "liquidation_count",
+        "relistings",
+        "cascade_liquidations",
+        "liquidation_to_mev_usd",
+    )
     table.add_column("variant")
     for c in cols:
         table.add_column(c, justify="right")

@@ -35,6 +35,7 @@ from margin_engine.ledger.ledger import FEES, INSURANCE
 from margin_engine.margin.calculator import compute_margins
 from margin_engine.margin.profile import OracleConfig, Profile, load_profile
 from margin_engine.oracle.aggregator import PriceUpdate
+from margin_engine.oracle.params import parse_oracle_params
 from margin_engine.oracle.signing import dump_public_key, sign_update
 from margin_engine.simulation.errors import BookExhaustedError
 from margin_engine.simulation.history import historical_path
@@ -126,10 +127,15 @@ def resolve_variant(scenario: Scenario, variant: Variant) -> Design:
     if variant.buffer_ratio is not None:
         liq = liq.model_copy(update={"partial": liq.partial.model_copy(update={"buffer_ratio": variant.buffer_ratio})})
     sources = {s: dump_public_key(_key(s).public_key()) for s in _sources(scenario.oracle.sources)}
+    params, unders = profile.oracle.params, profile.oracle.underlyings
+    if variant.oracle_params:  # over the profile's guards, per underlying too
+        where = f"variants.{variant.name}.oracle_params"
+        params = parse_oracle_params({**params.model_dump(), **variant.oracle_params}, where)
+        unders = {u: parse_oracle_params({**p.model_dump(), **variant.oracle_params}, where) for u, p in unders.items()}
     oracle = OracleConfig(
         sources=sources,
-        params=profile.oracle.params,
-        underlyings=profile.oracle.underlyings,
+        params=params,
+        underlyings=unders,
         confidence_im_threshold=profile.oracle.confidence_im_threshold,
         confidence_im_factor=profile.oracle.confidence_im_factor,
     )
@@ -181,7 +187,8 @@ def _shocked(spot: np.ndarray, scenario: Scenario) -> np.ndarray:
     p = scenario.price
     out = np.array(spot, dtype=float)
     if p.shock_step is not None and p.shock_step < len(out):
-        out[p.shock_step :] *= 1.0 + p.shock_pct / 100.0
+        end = None if p.shock_steps is None else p.shock_step + p.shock_steps
+        out[p.shock_step : end] *= 1.0 + p.shock_pct / 100.0
     return out
 
 

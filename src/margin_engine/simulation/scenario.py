@@ -27,7 +27,8 @@ class _Frozen(BaseModel):
 
 class PriceModel(_Frozen):
     """Where the fundamental price comes from: a historical CSV window (with a generated fallback
-    when the file is missing) or a generator. `shock_*` adds a one-off jump at a step on top."""
+    when the file is missing) or a generator. `shock_*` adds a one-off jump at a step on top, for
+    `shock_steps` steps only when set (a wick)."""
 
     kind: Literal["historical", "gbm", "merton", "garch"] = "gbm"
     csv: str | None = None  # historical: path, relative to the scenario file
@@ -46,6 +47,7 @@ class PriceModel(_Frozen):
     garch_nu: float = Field(default=3.3, gt=2)
     shock_step: int | None = Field(default=None, ge=1)
     shock_pct: float = Field(default=0.0, gt=-90, le=100)
+    shock_steps: int | None = Field(default=None, ge=1)  # a wick: the shock lasts this many steps; unset: it stays
 
     @model_validator(mode="after")
     def _historical(self) -> PriceModel:
@@ -152,6 +154,7 @@ class Variant(_Frozen):
     oracle_guards: bool | None = None
     depth_usd_per_pct: float | None = Field(default=None, gt=0)
     buffer_ratio: float | None = Field(default=None, ge=0, le=4)
+    oracle_params: dict[str, float] | None = None  # overrides of the profile's oracle guards (OracleParams)
 
 
 class Scenario(_Frozen):
