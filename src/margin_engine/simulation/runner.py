@@ -443,7 +443,9 @@ class _Sim:
             out = self._action(cmd, step, rnd, agents)
             acted = acted or not isinstance(out, Rejection)
         auctions = self.engine.state.auctions
-        equity = dict(zip(totals.ids, totals.equity.tolist(), strict=True)) if auctions else {}
+        if auctions:  # bidders value the accounts as they are now, after this round's earlier fills
+            now_totals = self.engine.margin_totals()
+            equity = dict(zip(now_totals.ids, now_totals.equity.tolist(), strict=True))
         for j, auction in enumerate(sorted(auctions.values(), key=lambda a: int(a.id[1:]))):
             acted = self._bid(auction, j, equity, step, rnd, agents) or acted
         return acted
