@@ -11,7 +11,7 @@ reads); `compute_margins` adds each account's explained result on the same numbe
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -207,8 +207,6 @@ def compute_margins(
 
 
 def _portfolio_result(std: AccountMargin, pm_book, pm: PortfolioResult, r: int, profile: Profile, explain: bool):
-    from dataclasses import replace
-
     positions = tuple(replace(p, initial_margin=None, maintenance_margin=None) for p in std.positions)
     return replace(
         std, positions=positions, adjustments=(), portfolio=explain_account(pm_book, pm, r, profile, full=explain)
