@@ -11,13 +11,13 @@ the one-account-at-a-time loop on a sample; prints seconds, accounts/s and ratio
 from __future__ import annotations
 
 import argparse
-import time
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
+from timing import best_of  # benchmarks/timing.py
 
 from margin_engine.instruments.names import parse_instrument
 from margin_engine.margin.book import AccountView, PositionView
@@ -56,15 +56,6 @@ def random_views(n: int, seed: int = 7) -> list[AccountView]:
         balances = {"USDC": int(rng.uniform(1e4, 1e6) * 1e6), "BTC": int(rng.uniform(0, 2) * 1e8)}
         out.append(AccountView(f"a{a}", mode, balances, tuple(positions)))
     return out
-
-
-def best_of(fn, repeat: int = 3) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:

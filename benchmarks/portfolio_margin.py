@@ -18,6 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 from rich.console import Console
 from rich.table import Table
+from timing import best_of  # benchmarks/timing.py
 
 from margin_engine.instruments.names import parse_instrument
 from margin_engine.margin.book import AccountView, PositionView
@@ -97,15 +98,6 @@ def views(book: PortfolioBook, rows) -> list[AccountView]:
                 positions.append(PositionView(parse_instrument(name), Decimal(repr(float(size)))))
         out.append(AccountView(book.account_ids[r], "portfolio", balances, tuple(positions)))
     return out
-
-
-def best_of(fn, repeat: int = 3) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:

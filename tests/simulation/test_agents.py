@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_runner import CASCADE
 
 from margin_engine.engine import Engine, audit
 from margin_engine.engine.events import ExpirySettled, LiquidationStarted, TradeExecuted, Transferred
@@ -35,26 +36,14 @@ BEFORE = {
     "variants": [{"name": "fixed"}, {"name": "dutch", "mechanism": "dutch"}, {"name": "batch", "mechanism": "batch"}],
 }
 
-# 30 longs at about 10x; the price gaps 6% once; keepers see the queue 10 s late, the searcher at once
+# test_runner's cascade with 30 longs, 2 hedged books and a small vault; keepers see the queue
+# 10 s late, the searcher at once
 CRASH = {
+    **CASCADE,
     "name": "crash",
-    "steps": 3,
-    "price": {"kind": "gbm", "vol_annual": 0.0, "shock_step": 2, "shock_pct": -6},
-    "population": {
-        "traders": 30,
-        "long_fraction": 1.0,
-        "leverage_median": 10,
-        "leverage_sigma_log": 0.4,
-        "leverage_max": 30,
-        "notional_median_usd": 100_000,
-        "notional_sigma_log": 0.3,
-        "option_sellers": 0,
-        "hedged_books": 2,
-        "vault_btc": 10,
-    },
+    "population": {**CASCADE["population"], "traders": 30, "hedged_books": 2, "vault_btc": 10},
     "keepers": {"count": 2, "latency_s": 10},
     "mev": {"searchers": 1, "latency_s": 0, "priority_fee_usd": 20},
-    "depth": {"depth_usd_per_pct": 300_000, "permanent_fraction": 0.5, "resilience_half_life_s": 3600},
 }
 
 
