@@ -5,8 +5,10 @@ comment from the published formulas (docs/liquidation.md, REFERENCE.md "Liquidat
 
 - fixed (Deribit, `deribit` profile): the liquidator takes f of every position at mark; the penalty
   is 0.75% of the notional taken, rounded up, half (rounded down) to the liquidator and the rest to
-  the insurance fund; f = ((1+b)(M+H) - E) / ((1+b)M - C), b = 0.02, C = 0.75% x gross notional,
-  sizes rounded up to the 8-decimal size step.
+  the insurance fund; f is the smallest share with E - f C >= (1+b) x the requirement left, which
+  for g = 1 - f is g (M - Q) + g^2 Q + H: Q = 0.005% x size^2 x index the perp size add-on, H the
+  collateral haircut plus 2 units of slack for rounding; b = 0.02, C = 0.75% x gross notional
+  (with Q = 0: f = ((1+b)(M+H) - E) / ((1+b)M - C)); sizes rounded up to the 8-decimal size step.
 - Dutch (Lyra v2, `derive` profile), in Lyra's signed convention MtM = equity, MM = equity -
   requirement, BM = MM + (MM - MtM) x 0.15; d(t) = 0.95 -> 0.70 over 15 min, -> 0 over 12 h;
   f_max = BM / (BM - MtM d); insolvent payment |MtM| -> |MM| over 60 min.
@@ -24,6 +26,7 @@ from decimal import ROUND_CEILING, Decimal
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from engine_checks import ok, rejected, snapshot
@@ -140,11 +143,16 @@ def ceil8(x: Decimal) -> Decimal:
     return x.quantize(STEP, rounding=ROUND_CEILING)
 
 
-def close_fraction(equity_units: int, mm_units: int, gross_units: int, penalty=0.0075, b=0.02, haircut=0.0) -> float:
-    """f = ((1+b)(M+H) - E) / ((1+b)M - C), M = MM - H, C = penalty x gross notional, in USD floats
-    as the engine evaluates it."""
-    e, mm, c = equity_units / U, mm_units / U - haircut, gross_units / U * penalty
-    return min(((1 + b) * (mm + haircut) - e) / ((1 + b) * mm - c), 1.0)
+def close_fraction(
+    equity_units: int, mm_units: int, gross_units: int, add_on=0.0, penalty=0.0075, b=0.02, haircut=0.0
+) -> float:
+    """1 - the largest root in [0, 1] of s(g) = E - (1-g) C - (1+b)(g (M-Q) + g^2 Q + H), M = MM - H,
+    Q = add_on, H = haircut + 2 units, C = penalty x gross notional, in USD floats (numpy's roots)."""
+    e, h = equity_units / U, haircut + 2 / U
+    mm, c = mm_units / U - haircut, gross_units / U * penalty
+    roots = np.roots([-(1 + b) * add_on, c - (1 + b) * (mm - add_on), e - c - (1 + b) * h])
+    g = max(r.real for r in np.atleast_1d(roots) if abs(r.imag) < 1e-12 and -1e-12 <= r.real <= 1 + 1e-12)
+    return min(max(1.0 - g, 0.0), 1.0)
 
 
 def penalty_split(notional_units: int, ratio=Fraction(75, 10_000), share=Fraction(1, 2)):
@@ -182,47 +190,49 @@ def test_fixed_partial_steps_follow_the_closed_form():
     # E = 13,000 + 10 x (59,300 - 60,000) = 6,000; M = 593,000 x 1.05% = 6,226.50 (> E: liquidatable)
     m = margin(e, "trader")
     assert (m.equity, m.maintenance_margin) == (6_000 * U, 6_226_500_000)
-    # C = 0.75% x 593,000 = 4,447.50; f = (1.02 x 6,226.50 - 6,000) / (1.02 x 6,226.50 - 4,447.50)
-    #   = 351.03 / 1,903.53 = 0.184410017...
+    # of which the size add-on Q = 0.005% x 10^2 x 59,300 = 296.50; C = 0.75% x 593,000 = 4,447.50;
+    # H = 2 units. s(g) = 6,000 - (1 - g) 4,447.50 - 1.02 (5,930 g + 296.50 g^2 + 0.000002)
+    #   = 1,552.49999796 - 1,601.10 g - 302.43 g^2, so
+    # g = (sqrt(1,601.10^2 + 4 x 302.43 x 1,552.49999796) - 1,601.10) / 604.86 and f = 1 - g = 0.16275979...
     out = ok(e, start("trader", "keeper"))
     (fill,) = of_type(out, "liquidation_fill")
     assert (fill.auction, fill.mechanism, fill.liquidator) == ("L1", "fixed", "keeper")
-    assert float(fill.fraction) == pytest.approx(351.03 / 1903.53, rel=1e-12)
-    # moved: 10 x 0.184410017... = 1.84410017... rounded up to the step -> 1.84410018
-    assert size(e, "keeper") == Decimal("1.84410018")
-    assert size(e, "trader") == Decimal("8.15589982")
-    # taken at mark: notional 1.84410018 x 59,300 = 109,355.140674; the trader realizes
-    # its loss on the part closed: -(60,000 - 59,300) x 1.84410018 = -1,290.870126
-    assert transfers(out, "realized_pnl") == [(user_key("trader"), "settlement", 1_290_870_126)]
-    # penalty = ceil(0.0075 x 109,355,140,674 units) = ceil(820,163,555.055) = 820,163,556
-    # keeper floor(820,163,556 / 2) = 410,081,778; insurance the other 410,081,778
-    assert (fill.penalty, fill.insurance_fee) == (820_163_556, 410_081_778)
+    g = (math.sqrt(1_601.1**2 + 4 * 302.43 * 1_552.49999796) - 1_601.1) / 604.86
+    assert float(fill.fraction) == pytest.approx(1 - g, rel=1e-9)
+    # (the linear rule, ignoring that the add-on shrinks too, closed 351.03 / 1,903.53 = 0.1844)
+    # moved: 10 x 0.16275979616... rounded up to the step -> 1.62759797
+    assert size(e, "keeper") == Decimal("1.62759797")
+    assert size(e, "trader") == Decimal("8.37240203")
+    # taken at mark: notional 1.62759797 x 59,300 = 96,516.559621; the trader realizes
+    # its loss on the part closed: -(60,000 - 59,300) x 1.62759797 = -1,139.318579
+    assert transfers(out, "realized_pnl") == [(user_key("trader"), "settlement", 1_139_318_579)]
+    # penalty = ceil(0.0075 x 96,516,559,621 units) = ceil(723,874,197.16) = 723,874,198
+    # keeper floor(723,874,198 / 2) = 361,937,099; insurance the other 361,937,099
+    assert (fill.penalty, fill.insurance_fee) == (723_874_198, 361_937_099)
     assert transfers(out, "liquidation_penalty") == [
-        (user_key("trader"), user_key("keeper"), 410_081_778),
-        (user_key("trader"), INSURANCE, 410_081_778),
+        (user_key("trader"), user_key("keeper"), 361_937_099),
+        (user_key("trader"), INSURANCE, 361_937_099),
     ]
-    # trader cash 13,000 - 1,290.870126 - 820.163556 = 10,888.966318
-    assert user(e, "trader") == 10_888_966_318
-    # equity 6,000 - 820.163556 = 5,179.836444 (the take at mark moves no value)
+    # trader cash 13,000 - 1,139.318579 - 723.874198 = 11,136.807223
+    assert user(e, "trader") == 11_136_807_223
+    # equity 6,000 - 723.874198 = 5,276.125802 (the take at mark moves no value)
     m = margin(e, "trader")
-    assert m.equity == 5_179_836_444
-    # MM left = 8.15589982 x 59,300 x (1% + 0.005% x 8.15589982) = 5,033.67...; x 1.02 = 5,134.35
-    assert m.equity >= 1.02 * m.maintenance_margin and not m.liquidatable
+    assert m.equity == 5_276_125_802
+    # MM left = 8.37240203 x 59,300 x (1% + 0.005% x 8.37240203) = 5,172.672352: the buffer exactly
+    assert m.maintenance_margin == 5_172_672_352 and not m.liquidatable
+    assert m.equity >= 1.02 * m.maintenance_margin and m.equity / m.maintenance_margin == pytest.approx(1.02, abs=1e-8)
 
     # ---- steps 2 and 3: the same closed form on each pre-liquidation state
-    # step 2 at 59,240: E = 10,888.966318 + 8.15589982 x 59,240 - 489,353.9892 = 4,690.482454
-    #   M = 483,155.505337 x (1% + 0.005% x 8.15589982) = 5,028.583449; C = 0.75% x 483,155.505337
-    #   = 3,623.666290; f = (5,129.155118 - 4,690.482454) / (5,129.155118 - 3,623.666290) = 0.291382
-    #   moved ceil(8.15589982 x 0.291382) = 2.37648413; penalty ceil(0.75% x 140,782.919859)
-    #   = 1,055.871899: keeper 527.935949, fund 527.935950
-    # step 3 at 59,180: E = 3,287.845614, M = 3,519.093676, C = 0.75% x 342,025.820534 = 2,565.193654
-    #   f = (3,589.475550 - 3,287.845614) / (3,589.475550 - 2,565.193654) = 0.294479
-    #   moved 1.70191897; penalty 755.396735: keeper 377.698367, fund 377.698368
+    # step 2 at 59,240: E = 11,136.807223 + 8.37240203 x (59,240 - 60,000) = 4,773.781680
+    #   M = 495,981.096257 x (1% + 0.005% x 8.37240203) = 5,167.438620, Q = 0.005% x 8.37240203^2 x 59,240
+    #   = 207.628...; f = 0.292215; moved ceil(8.37240203 x f) = 2.44653851; penalty 1,086.997060
+    # step 3 at 59,180: E = 3,331.232808, M = 3,610.833857; f = 0.312527; moved 1.85199397;
+    #   penalty 822.007524: keeper 411.003762, fund 411.003762
     pinned = {
-        2: (4_690_482_454, 5_028_583_449, 0.2913822114353416, Decimal("5.77941569"), 1_055_871_899),
-        3: (3_287_845_614, 3_519_093_676, 0.29447941708307107, Decimal("4.07749672"), 755_396_735),
+        2: (4_773_781_680, 5_167_438_620, 0.2922146470670609, Decimal("5.92586352"), 1_086_997_060),
+        3: (3_331_232_808, 3_610_833_857, 0.31252727358269417, Decimal("4.07386955"), 822_007_524),
     }
-    keeper_total, insurance_total = 410_081_778, 410_081_778
+    keeper_total, insurance_total = 361_937_099, 361_937_099
     for number, index in ((2, "59240"), (3, "59180")):
         ok(e, market(index))
         m = margin(e, "trader")
@@ -231,7 +241,7 @@ def test_fixed_partial_steps_follow_the_closed_form():
         assert (m.equity, m.maintenance_margin) == (equity, mm)
         held = size(e, "trader")
         gross = int((held * Decimal(index) * U).to_integral_value())  # |size| x index, half-even
-        f = close_fraction(m.equity, m.maintenance_margin, gross)
+        f = close_fraction(m.equity, m.maintenance_margin, gross, add_on=0.00005 * float(held) ** 2 * float(index))
         out = ok(e, start("trader", "keeper"))
         (fill,) = of_type(out, "liquidation_fill")
         assert fill.auction == f"L{number}"
@@ -250,13 +260,14 @@ def test_fixed_partial_steps_follow_the_closed_form():
         keeper_total += keeper
         insurance_total += fund
         after = margin(e, "trader")
-        assert after.equity == m.equity - penalty  # only the penalty leaves the account
+        # only the penalty leaves the account (to a unit: equity is floored before and after)
+        assert abs(after.equity - (m.equity - penalty)) <= 1
         assert after.equity >= 1.02 * after.maintenance_margin
 
-    # the example's end state: 4.07749672 BTC left; keeper +1,315.716094; fund 5,000 + 1,315.716096
-    assert size(e, "trader") == Decimal("4.07749672")
-    assert size(e, "keeper") == Decimal("5.92250328")
-    assert (keeper_total, insurance_total) == (1_315_716_094, 1_315_716_096)
+    # the example's end state: 4.07386955 BTC left; keeper +1,316.439391; fund 5,000 + 1,316.439391
+    assert size(e, "trader") == Decimal("4.07386955")
+    assert size(e, "keeper") == Decimal("5.92613045")
+    assert (keeper_total, insurance_total) == (1_316_439_391, 1_316_439_391)
     assert user(e, "keeper") == 1_000_000 * U + keeper_total
     assert insurance(e) == 5_000 * U + insurance_total
 
@@ -277,35 +288,36 @@ def test_whale_size_add_on_raises_the_ratio_and_the_fraction():
     assert (m.equity, m.maintenance_margin) == (1_000_000 * U, 1_036_000 * U)
     out = ok(e, start("whale", "keeper"))
     (fill,) = of_type(out, "liquidation_fill")
-    # C = 0.75% x 29,600,000 = 222,000; f = (1.02 x 1,036,000 - 1,000,000) / (1.02 x 1,036,000 - 222,000)
-    #   = 56,720 / 834,720 = 0.067951...: the 3.5% ratio makes M large against C
-    assert float(fill.fraction) == pytest.approx(56_720 / 834_720, rel=1e-12)
-    # the add-on works both ways: the 10 BTC account at the same E / notional is not liquidatable,
-    # and C / M = 0.75 / 3.5 instead of 0.75 / 1.05 for a 10 BTC position, so each unit of
-    # requirement closed costs less penalty and a smaller share restores the buffer
-    moved = ceil8(500 * fill.fraction)  # 33.97546483 BTC
-    assert size(e, "keeper") == moved == Decimal("33.97546483")
+    # C = 0.75% x 29,600,000 = 222,000; of M, the add-on is Q = 0.005% x 500^2 x 59,200 = 740,000
+    # s(g) = 1,000,000 - (1 - g) 222,000 - 1.02 (296,000 g + 740,000 g^2 + 0.000002)
+    #      = 777,999.99999796 - 79,920 g - 754,800 g^2
+    g = (math.sqrt(79_920**2 + 4 * 754_800 * 777_999.99999796) - 79_920) / (2 * 754_800)
+    assert float(fill.fraction) == pytest.approx(1 - g, rel=1e-12)
+    assert float(fill.fraction) == pytest.approx(0.0363098, abs=1e-7)
+    # the linear rule, which ignores that the add-on shrinks as the size does, would close
+    # (1.02 x 1,036,000 - 1,000,000) / (1.02 x 1,036,000 - 222,000) = 56,720 / 834,720 = 0.0680: 87% more
+    moved = ceil8(500 * fill.fraction)
+    assert size(e, "keeper") == moved == Decimal("18.15489226")
     notional = int((moved * 59200 * U).to_integral_value())
     penalty, keeper, fund = penalty_split(notional)
     assert (fill.penalty, fill.insurance_fee) == (penalty, fund)
     after = margin(e, "whale")
-    # the requirement falls faster than linearly with the size (the add-on shrinks too), so the
-    # linear closed form over-restores: equity / MM ends at about 1.072 rather than 1.02
+    # what is left stands on the buffer, not above it: equity / MM = 1.02
     assert after.equity >= 1.02 * after.maintenance_margin
-    assert after.equity / after.maintenance_margin == pytest.approx(1.0720, abs=1e-3)
+    assert after.equity / after.maintenance_margin == pytest.approx(1.02, abs=1e-8)
 
 
 def test_keeper_is_margin_checked():
     e = partial_book(keeper_deposit=1_000)
     ok(e, market(59300))
-    # the keeper would take 1.84410018 BTC (notional 109,355.140674) and get 410.081778 of penalty:
-    # IM = 109,355.140674 x (2% + 0.005% x 1.84410018) = 2,197.18... > equity 1,410.081778
+    # the keeper would take 1.62759797 BTC (notional 96,516.559621) and get 361.937099 of penalty:
+    # IM = 96,516.559621 x (2% + 0.005% x 1.62759797) = 1,938.19... > equity 1,361.937099
     r = rejected(e, start("trader", "keeper"), "insufficient_margin")
     assert r.account == "keeper"
-    notional = Decimal("109355.140674")
-    im = notional * (Decimal("0.02") + Decimal("0.00005") * Decimal("1.84410018"))
+    notional = Decimal("96516.559621")
+    im = notional * (Decimal("0.02") + Decimal("0.00005") * Decimal("1.62759797"))
     assert r.needed == int((im * U).to_integral_value(rounding=ROUND_CEILING))
-    assert r.available == 1_000 * U + 410_081_778
+    assert r.available == 1_000 * U + 361_937_099
     # a keeper with enough collateral then liquidates as usual
     ok(e, {"type": "deposit", "account": "keeper", "asset": "USDC", "amount": "10000"})
     ok(e, start("trader", "keeper"))
@@ -346,14 +358,16 @@ def test_isolated_position_liquidated_with_the_fixed_mechanism(profile, index):
     assert fill.mechanism == "fixed" and fill.liquidator == "keeper"
     # the position stands alone: E = allocation + value; M = its own MM
     # deribit: allocation 60,000 x 2.005% = 1,203, E = 1,203 - 700 = 503, M = 59,300 x 1.005% = 595.965
-    #   f = (1.02 x 595.965 - 503) / (1.02 x 595.965 - 0.75% x 59,300) = 104.8843 / 163.1343 = 0.6429...
-    # derive: allocation 6.5% x 60,000 = 3,900, E = 3,900 - 3,000 = 900, M = 5% x 57,000 = 2,850
-    #   f = (2,907 - 900) / (2,907 - 427.5) = 0.80944...
-    mm_ratio = p.mm_ratio + p.size_ratio_per_unit * 1
-    equity = btc_alloc / U + (index - 60000)
-    mm = index * mm_ratio
-    f = ((1.02 * mm) - equity) / (1.02 * mm - 0.0075 * index)
-    assert f == pytest.approx({59300: 104.8843 / 163.1343, 57000: 2007 / 2479.5}[index], rel=1e-9)
+    #   of which the add-on Q = 0.005% x 1^2 x 59,300 = 2.965; C = 0.75% x 59,300 = 444.75; H = 2 units:
+    #   s(g) = 503 - (1 - g) 444.75 - 1.02 (593 g + 2.965 g^2 + 0.000002) = 58.24999796 - 160.11 g - 3.0243 g^2
+    # derive: allocation 6.5% x 60,000 = 3,900, E = 3,900 - 3,000 = 900, M = 5% x 57,000 = 2,850, no add-on:
+    #   f = (1.02 x (2,850 + 0.000002) - 900) / (1.02 x 2,850 - 427.5) = 2,007.00000204 / 2,479.5 = 0.80944...
+    deribit_g = (math.sqrt(160.11**2 + 4 * 3.0243 * 58.24999796) - 160.11) / (2 * 3.0243)
+    by_hand = {59300: 1 - deribit_g, 57000: 2_007.00000204 / 2_479.5}[index]
+    equity = btc_alloc + (index - 60000) * U
+    mm = round(index * (p.mm_ratio + p.size_ratio_per_unit * 1) * U)
+    f = close_fraction(equity, mm, index * U, add_on=p.size_ratio_per_unit * index)
+    assert f == pytest.approx(by_hand, rel=1e-9)
     assert float(fill.fraction) == pytest.approx(f, rel=1e-9)
     moved = ceil8(Decimal(repr(float(fill.fraction))))
     assert size(e, "keeper") == moved and size(e, "iso") == 1 - moved
@@ -1061,7 +1075,7 @@ def test_example_runs_with_the_expected_events(name):
 
 def test_example_numbers():
     _, ev = run_example("liquidation-partial.jsonl")
-    assert [x["penalty"] for x in ev if x["type"] == "liquidation_fill"][0] == 820_163_556
+    assert [x["penalty"] for x in ev if x["type"] == "liquidation_fill"][0] == 723_874_198
     _, ev = run_example("liquidation-adl.jsonl")
     assert [(x["counterparty"], x["loss"]) for x in ev if x["type"] == "deleveraged"] == [
         ("short1", 3_600 * U),

@@ -1,5 +1,7 @@
-"""How much to close: the closed form for a perp, its bisection twin, dust cutoff, close order."""
+"""How much to close: the closed form (with Deribit's size add-on), its bisection twin, dust cutoff,
+close order."""
 
+import math
 from decimal import Decimal
 
 import numpy as np
@@ -11,16 +13,28 @@ from margin_engine.liquidation import (
     FixedParams,
     LiquidationInputError,
     apply_small_account_cutoff,
+    close_fraction,
     close_order,
     close_size,
-    linear_close_fraction,
     penalty_transfers,
     perp_close_fraction,
-    smallest_close_fraction,
 )
 
 MM_RATIO, PENALTY, BUFFER = 0.05, 0.01, 0.20  # flat 5% MM (derive perps), 1% penalty, 20% buffer
 USDC = 10**6
+
+
+def bisect_smallest(surplus_after, steps: int = 80) -> float:
+    """Brute force: the smallest f in [0, 1] with surplus_after(f) >= 0 (surplus rising with f)."""
+    if surplus_after(0.0) >= 0:
+        return 0.0
+    if surplus_after(1.0) < 0:
+        return 1.0
+    low, high = 0.0, 1.0
+    for _ in range(steps):
+        middle = (low + high) / 2
+        low, high = (low, middle) if surplus_after(middle) >= 0 else (middle, high)
+    return high
 
 
 def test_long_perp_liquidated_in_steps_as_the_price_falls():
@@ -57,27 +71,35 @@ def test_long_perp_liquidated_in_steps_as_the_price_falls():
     assert penalty_transfers(165_000 * USDC, FixedParams(penalty_ratio=PENALTY), max_penalty_units=0).penalty_units == 0
 
 
-def test_linear_close_fraction_edges():
-    assert linear_close_fraction(1_000.0, 500.0, 10.0, 0.1) == 0.0  # already above 1.1 * MM
+def test_close_fraction_edges():
+    assert close_fraction(1_000.0, 500.0, 10.0, 0.1) == 0.0  # already above 1.1 * MM
     # cross account with 100 of collateral haircut that no close removes:
     # f = (1.1 * (500 + 100) - 400) / (1.1 * 500 - 50) = 260 / 500 = 0.52
-    assert linear_close_fraction(400.0, 500.0, 50.0, 0.1, fixed_maintenance=100.0) == pytest.approx(0.52)
+    assert close_fraction(400.0, 500.0, 50.0, 0.1, fixed_maintenance=100.0) == pytest.approx(0.52)
     # the penalty eats more than a close releases: only closing everything helps
-    assert linear_close_fraction(100.0, 500.0, 600.0, 0.1) == 1.0
+    assert close_fraction(100.0, 500.0, 600.0, 0.1) == 1.0
     with pytest.raises(LiquidationInputError):
-        linear_close_fraction(float("nan"), 500.0, 5.0, 0.1)
+        close_fraction(float("nan"), 500.0, 5.0, 0.1)
+    with pytest.raises(LiquidationInputError, match="quadratic_maintenance"):
+        close_fraction(100.0, 500.0, 5.0, 0.1, quadratic_maintenance=600.0)
 
 
-def test_nonlinear_requirement_deribit_size_add_on():
-    # long 10 BTC at 60,000, MM ratio 1% + 0.005% per BTC; equity 5,000; penalty 0.75%; buffer 2%
+def test_deribit_size_add_on_closes_less_than_the_linear_rule():
+    # long 10 BTC at 60,000; MM ratio 1% + 0.005% per BTC: M = 600,000 * 1.05% = 6,300, of which the
+    # add-on Q = 600,000 * 0.005% * 10 = 300; equity 5,000; penalty 0.75% (C = 4,500); buffer 2%.
+    # With g = 1 - f: s(g) = 5,000 - (1 - g) 4,500 - 1.02 (6,000 g + 300 g^2) = 500 - 1,620 g - 306 g^2,
+    # root g = (-1,620 + sqrt(1,620^2 + 4 * 306 * 500)) / 612 = (sqrt(3,236,400) - 1,620) / 612
+    g = (math.sqrt(3_236_400) - 1_620) / 612
+    f = perp_close_fraction(5_000.0, 10.0, 60_000.0, 0.01, 0.0075, 0.02, size_ratio_per_unit=0.00005)
+    assert f == pytest.approx(1 - g, rel=1e-12) and f == pytest.approx(0.707517, abs=1e-6)
+    # treating the whole 6,300 as linear closes (6,426 - 5,000) / (6,426 - 4,500) = 0.7404: 4.6% too much
+    assert close_fraction(5_000.0, 6_300.0, 4_500.0, 0.02) == pytest.approx(1_426 / 1_926)
+
     def surplus_after(f):
         q = 10 * (1 - f)
         return 5_000 - f * 10 * 60_000 * 0.0075 - 1.02 * q * 60_000 * (0.01 + 0.00005 * q)
 
-    f = smallest_close_fraction(surplus_after)
-    assert surplus_after(f) >= 0 > surplus_after(f - 1e-12)
-    assert smallest_close_fraction(lambda f: 1.0) == 0.0
-    assert smallest_close_fraction(lambda f: -1.0) == 1.0
+    assert surplus_after(f) == pytest.approx(0, abs=1e-7) and surplus_after(f - 1e-9) < 0
 
 
 @given(
@@ -86,15 +108,17 @@ def test_nonlinear_requirement_deribit_size_add_on():
     mark=st.floats(min_value=1, max_value=1e5),
     penalty=st.floats(min_value=0, max_value=0.02),
     buffer=st.floats(min_value=0, max_value=0.5),
+    add_on=st.sampled_from([0.0, 0.00005, 0.0005]),
 )
-def test_bisection_twin_of_the_closed_form(equity, size, mark, penalty, buffer):
+def test_bisection_twin_of_the_closed_form(equity, size, mark, penalty, buffer, add_on):
     notional = size * mark
 
     def surplus_after(f):
-        return equity - f * notional * penalty - (1 + buffer) * (1 - f) * notional * MM_RATIO
+        q = size * (1 - f)
+        return equity - f * notional * penalty - (1 + buffer) * q * mark * (MM_RATIO + add_on * q)
 
-    closed = perp_close_fraction(equity, size, mark, MM_RATIO, penalty, buffer)
-    assert closed == pytest.approx(smallest_close_fraction(surplus_after), abs=1e-9)
+    closed = perp_close_fraction(equity, size, mark, MM_RATIO, penalty, buffer, size_ratio_per_unit=add_on)
+    assert closed == pytest.approx(bisect_smallest(surplus_after), abs=1e-9)
     assert 0 <= closed <= 1
     if closed < 1:
         assert surplus_after(closed) >= -1e-9 * max(notional, abs(equity))

@@ -22,9 +22,11 @@ from margin_engine.simulation.scenario import Keepers, Mev, Population, parse_sc
 
 NO_NEW_AGENTS = {"hedged_books": 0, "vault_btc": 0}
 
-# the scenario tests/simulation/no_new_agents_metrics.json was recorded on, by the runner before the
-# hedged books, the vault and the searchers existed
-BEFORE = {
+# A small crash without the new agents. Its metrics are pinned in pinned_metrics.json: they matched
+# the runner from before the agents (but for batch relistings, then counted as liquidations), and
+# were recorded again when the split became equity moves at the mark and the fixed close fraction
+# exact for Deribit's size add-on. A change here is a change of behaviour: record it on purpose.
+PINNED = {
     "name": "no-new-agents",
     "seed": 11,
     "steps": 6,
@@ -127,24 +129,17 @@ def test_a_faster_searcher_takes_most_liquidations(mechanism):
         assert m["liquidation_to_mev_usd"] > m["liquidation_to_keepers_usd"]
 
 
-def test_without_the_new_agents_the_runner_is_unchanged():
-    """Searchers, hedged books and the vault at zero reproduce the runner's metrics from before they
-    existed; only a batch auction listed again is now a relisting, not a new liquidation."""
-    before = json.loads((Path(__file__).parent / "no_new_agents_metrics.json").read_text())
-    sc = parse_scenario(BEFORE)
+def test_the_runner_without_the_new_agents_is_pinned():
+    pinned = json.loads((Path(__file__).parent / "pinned_metrics.json").read_text())
+    sc = parse_scenario(PINNED)
     for v in sc.all_variants():
         m = run_path(sc, v, 0).metrics
-        assert m["liquidation_count"] + m["relistings"] == before[v.name]["liquidation_count"]
         assert m["liquidation_to_mev_usd"] == m["mev_pnl_usd"] == m["mev_fills"] == m["vault_series_sold"] == 0
-        # The split is measured as equity moves at the mark since (it counted option take-overs as value).
-        old = {k: x for k, x in before[v.name].items() if k != "liquidation_count" and k not in SPLIT_METRICS}
-        assert {k: m[k] for k in old} == pytest.approx(old, rel=1e-12)  # sums now vectorized: float order
-        if v.name != "batch":
-            assert m["relistings"] == 0
+        assert m == pytest.approx(pinned[v.name], rel=1e-12)
+        assert (m["relistings"] > 0) == (v.name == "batch")
 
 
 BAD = "liquidation_bad_debt_closed_usd"
-SPLIT_METRICS = ("liquidation_cost_to_users_usd", "liquidation_to_keepers_usd", "liquidation_to_insurance_usd")
 
 
 @pytest.mark.parametrize("mechanism", ["fixed", "dutch", "batch"])
@@ -173,7 +168,7 @@ def test_the_liquidation_split_is_who_gained_what_at_the_mark(monkeypatch, mecha
 
 def test_a_batch_auction_listed_again_is_one_liquidation(monkeypatch):
     sims = _capture_sims(monkeypatch)
-    sc = parse_scenario({**BEFORE, "variants": [{"name": "batch", "mechanism": "batch"}]})
+    sc = parse_scenario({**PINNED, "variants": [{"name": "batch", "mechanism": "batch"}]})
     m = run_path(sc, sc.all_variants()[0], 0).metrics
     starts = [e for e in sims[0].engine.journal if isinstance(e, LiquidationStarted)]
     assert m["relistings"] > 0  # windows closed unsold and the account was listed again

@@ -30,7 +30,7 @@ from margin_engine.engine.events import (
 )
 from margin_engine.engine.state import Auction, State
 from margin_engine.engine.tx import Reject, Tx, fill, margin_reject, reject, require_account
-from margin_engine.instruments.names import Option
+from margin_engine.instruments.names import Option, parse_instrument
 from margin_engine.ledger.ledger import EXTERNAL, INSURANCE, allocation_key, user_key
 from margin_engine.ledger.units import decimal_to_units_half_even, floor_units, to_units
 from margin_engine.liquidation import (
@@ -41,6 +41,7 @@ from margin_engine.liquidation import (
     apply_small_account_cutoff,
     can_terminate,
     clear_batch,
+    close_fraction,
     close_order,
     close_size,
     deleverage,
@@ -49,7 +50,6 @@ from margin_engine.liquidation import (
     insolvent_payment,
     insurance_draw_units,
     largest_remainder,
-    linear_close_fraction,
     lot_reserve_price_units,
     penalty_transfers,
     socialize,
@@ -59,7 +59,7 @@ from margin_engine.liquidation import (
 )
 from margin_engine.liquidation import Bid as SealedBid
 from margin_engine.margin.calculator import compute_margins
-from margin_engine.margin.result import AccountMargin
+from margin_engine.margin.result import AccountMargin, PositionMargin
 
 ONE = Decimal(1)
 
@@ -207,13 +207,36 @@ def _gross_notional_units(tx: Tx, account: str, only: str | None = None) -> int:
     return decimal_to_units_half_even(total, state.profile.settlement_decimals)
 
 
-def _close_fraction(tx: Tx, equity: float, maintenance: float, haircut: float, gross_units: int) -> Decimal:
+def _size_add_on(state: State, positions: list[PositionMargin] | tuple[PositionMargin, ...]) -> float:
+    """The part of positions' maintenance that grows with the square of size: Deribit's perp add-on,
+    size_ratio_per_unit * size^2 * index (USD)."""
+    total = 0.0
+    for pos in positions:
+        inst = parse_instrument(pos.instrument)
+        if not inst.is_option:
+            perp = state.profile.underlying(inst.underlying).perp
+            total += perp.size_ratio_per_unit * float(pos.size) ** 2 * state.markets[inst.underlying].index
+    return total
+
+
+def _close_fraction(
+    tx: Tx, equity: float, maintenance: float, haircut: float, gross_units: int, add_on: float
+) -> Decimal:
     """Drift-style partial close: the smallest share of every position that leaves equity at
-    (1 + buffer) times the requirement after the penalty; the whole of a small account."""
+    (1 + buffer) times the requirement after the penalty, the size add-on shrinking with the
+    square of what is left; the whole of a small account."""
     p = tx.scratch.profile.liquidation
     cost = _usd(gross_units, tx.scratch) * p.fixed.penalty_ratio
-    f = linear_close_fraction(
-        equity, max(maintenance - haircut, 0.0), cost, p.partial.buffer_ratio, fixed_maintenance=haircut
+    scaled = max(maintenance - haircut, 0.0)
+    # two units more: equity is floored and the requirement ceiled to a unit after the close
+    slack = _usd(2, tx.scratch)
+    f = close_fraction(
+        equity,
+        scaled,
+        cost,
+        p.partial.buffer_ratio,
+        fixed_maintenance=haircut + slack,
+        quadratic_maintenance=min(add_on, scaled),
     )
     f = apply_small_account_cutoff(f, gross_units, p.partial.small_account_cutoff_units)
     return Decimal(repr(f))
@@ -231,14 +254,13 @@ def _fixed(tx: Tx, lid: str, account: str, liquidator: str, m: AccountMargin) ->
         # just enough of the collateral to the liquidator at the index to cover the debt
         value = sum(c.value for c in m.collateral if c.asset != state.profile.settlement_asset)
         p = state.profile.liquidation
-        share = linear_close_fraction(
-            _usd(m.equity, state), haircut, value * p.fixed.penalty_ratio, p.partial.buffer_ratio
-        )
+        share = close_fraction(_usd(m.equity, state), haircut, value * p.fixed.penalty_ratio, p.partial.buffer_ratio)
         f = Decimal(repr(share))
         notional = _take_at_mark(tx, account, liquidator, f, collateral=True)
     else:
         gross = _gross_notional_units(tx, account)
-        f = _close_fraction(tx, _usd(m.equity, state), _usd(m.maintenance_margin, state), haircut, gross)
+        add_on = _size_add_on(state, m.positions)
+        f = _close_fraction(tx, _usd(m.equity, state), _usd(m.maintenance_margin, state), haircut, gross, add_on)
         notional = _take_at_mark(tx, account, liquidator, f)
     penalty, insurance = _charge_penalty(
         tx, account, liquidator, notional, user_key(account), tx.margin(account).equity
@@ -295,7 +317,8 @@ def _fixed_isolated(tx: Tx, account: str, liquidator: str, m: AccountMargin) -> 
         alloc = pos.allocation_units or 0
         equity = pos.value + _usd(alloc, state)
         gross = _gross_notional_units(tx, account, only=pos.instrument)
-        f = ONE if equity <= 0 else _close_fraction(tx, equity, pos.maintenance_margin or 0.0, 0.0, gross)
+        mm = pos.maintenance_margin or 0.0
+        f = ONE if equity <= 0 else _close_fraction(tx, equity, mm, 0.0, gross, _size_add_on(state, [pos]))
         notional = _take_at_mark(tx, account, liquidator, f, only=pos.instrument)
         penalty = insurance = 0
         key = allocation_key(account, pos.instrument)
@@ -549,8 +572,13 @@ def _start_batch(tx: Tx, lid: str, account: str, m: AccountMargin) -> None:
         haircut = sum(c.mm_haircut for c in m.collateral)
         maintenance = max(_usd(m.maintenance_margin, state) - haircut, 0.0)
         # selling everything at the reserve costs reserve_discount of the equity
-        share = linear_close_fraction(
-            equity, maintenance, p.batch.reserve_discount * equity, p.partial.buffer_ratio, fixed_maintenance=haircut
+        share = close_fraction(
+            equity,
+            maintenance,
+            p.batch.reserve_discount * equity,
+            p.partial.buffer_ratio,
+            fixed_maintenance=haircut,
+            quadratic_maintenance=min(_size_add_on(state, m.positions), maintenance),
         )
         gross = _gross_notional_units(tx, account)
         f = Decimal(repr(apply_small_account_cutoff(share, gross, p.partial.small_account_cutoff_units)))

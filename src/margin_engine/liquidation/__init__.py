@@ -39,11 +39,10 @@ from .params import (
 )
 from .partial import (
     apply_small_account_cutoff,
+    close_fraction,
     close_order,
     close_size,
-    linear_close_fraction,
     perp_close_fraction,
-    smallest_close_fraction,
 )
 from .ranking import health_ratio, liquidation_order
 from .waterfall import (
@@ -99,7 +98,7 @@ __all__ = [
     "insolvent_payment",
     "insurance_draw_units",
     "largest_remainder",
-    "linear_close_fraction",
+    "close_fraction",
     "liquidation_order",
     "liquidation_price",
     "lot_reserve_price_units",
@@ -108,7 +107,6 @@ __all__ = [
     "penalty_transfers",
     "perp_close_fraction",
     "run_waterfall",
-    "smallest_close_fraction",
     "socialize",
     "solvent_bid_price",
     "start_phase",

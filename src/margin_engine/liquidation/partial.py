@@ -12,7 +12,7 @@ can book.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
 from decimal import ROUND_CEILING, Decimal
 
 import numpy as np
@@ -20,70 +20,73 @@ import numpy as np
 from margin_engine.liquidation._checks import finite, non_negative, non_negative_units, share
 from margin_engine.liquidation.errors import LiquidationInputError
 
-BISECTION_STEPS = 60  # halves [0, 1] to below 1e-18: past float resolution, and a bound on the work
 
-
-def linear_close_fraction(
+def close_fraction(
     equity: float,
     maintenance: float,
     close_cost: float,
     buffer_ratio: float,
     *,
     fixed_maintenance: float = 0.0,
+    quadratic_maintenance: float = 0.0,
 ) -> float:
-    """Smallest f in [0, 1] that restores equity >= (1 + b) * requirement when the positions'
-    requirement is linear in their sizes.
+    """Smallest f in [0, 1] that restores equity >= (1 + b) * requirement after closing f of every
+    position at the liquidation price.
 
-    Closing f of every position leaves equity E - f C (C: the cost of closing everything at the
-    liquidation price rather than mark, i.e. the penalty on the whole book) and requirement
-    (1 - f) M + H (H: terms no close removes, such as collateral haircuts). Solving
-    E - f C >= (1 + b) ((1 - f) M + H) gives f >= ((1 + b)(M + H) - E) / ((1 + b) M - C).
-    When closing releases no more requirement than it costs ((1 + b) M <= C), only closing all helps.
+    Closing f leaves equity E - f C (C: the cost of closing everything at the liquidation price
+    rather than mark, i.e. the penalty on the whole book) and, with g = 1 - f, requirement
+    g (M - Q) + g^2 Q + H: M the requirement that closing scales away, of which Q grows with the
+    square of size (Deribit's size add-on, size_ratio_per_unit * size^2 * index, summed over perps;
+    every other term of the standard formulas, Lyra's max-loss cap included, scales with size),
+    and H the terms no close removes (collateral haircuts). The surplus
+    s(g) = E - (1 - g) C - (1 + b) (g (M - Q) + g^2 Q + H) is concave in g; the answer is 1 minus
+    its largest root in [0, 1]. With Q = 0: f = ((1 + b)(M + H) - E) / ((1 + b) M - C).
+    When even closing everything leaves s < 0 (the close costs more than it releases), it is 1.
     """
-    target = (1.0 + non_negative(buffer_ratio, "buffer_ratio")) * (
-        non_negative(maintenance, "maintenance") + non_negative(fixed_maintenance, "fixed_maintenance")
-    )
-    shortfall = target - finite(equity, "equity")
-    if shortfall <= 0:
-        return 0.0
-    released = (1.0 + buffer_ratio) * maintenance - non_negative(close_cost, "close_cost")
-    if released <= 0:
+    b = non_negative(buffer_ratio, "buffer_ratio")
+    m = non_negative(maintenance, "maintenance")
+    q = non_negative(quadratic_maintenance, "quadratic_maintenance")
+    h = non_negative(fixed_maintenance, "fixed_maintenance")
+    c = non_negative(close_cost, "close_cost")
+    e = finite(equity, "equity")
+    if q > m:
+        raise LiquidationInputError("quadratic_maintenance", f"{q!r} exceeds the maintenance it is part of, {m!r}")
+    if e - (1 + b) * (m + h) >= 0:
+        return 0.0  # g = 1: nothing to close
+    at_zero = e - c - (1 + b) * h  # s(0): everything closed
+    if at_zero < 0:
         return 1.0
-    return min(shortfall / released, 1.0)
+    # s(g) = A g^2 + B g + at_zero, s(0) >= 0 > s(1): the root in (0, 1) where s turns negative
+    a, slope = -(1 + b) * q, c - (1 + b) * (m - q)
+    if a == 0:
+        g = -at_zero / slope
+    else:
+        root = math.sqrt(max(slope * slope - 4 * a * at_zero, 0.0))
+        # the larger root of a downward parabola, in the form that does not cancel
+        g = (2 * at_zero) / (-slope + root) if slope < 0 else (-slope - root) / (2 * a)
+    return min(max(1.0 - g, 0.0), 1.0)
 
 
 def perp_close_fraction(
-    equity: float, size: float, mark_price: float, mm_ratio: float, penalty_ratio: float, buffer_ratio: float
+    equity: float,
+    size: float,
+    mark_price: float,
+    mm_ratio: float,
+    penalty_ratio: float,
+    buffer_ratio: float,
+    size_ratio_per_unit: float = 0.0,
 ) -> float:
-    """The closed form for one perp with MM = |size| * mark * mm_ratio, closed at mark -/+ penalty:
-    f = ((1 + b) |q| S m - E) / ((1 + b) |q| S m - |q| S p), clamped to [0, 1]."""
+    """One perp with MM = |size| * mark * (mm_ratio + size_ratio_per_unit * |size|), closed at
+    mark -/+ penalty (with no add-on: f = ((1 + b) |q| S m - E) / ((1 + b) |q| S m - |q| S p))."""
     notional = abs(finite(size, "size")) * non_negative(mark_price, "mark_price")
-    return linear_close_fraction(
+    quadratic = notional * non_negative(size_ratio_per_unit, "size_ratio_per_unit") * abs(size)
+    return close_fraction(
         equity,
-        notional * non_negative(mm_ratio, "mm_ratio"),
+        notional * non_negative(mm_ratio, "mm_ratio") + quadratic,
         notional * non_negative(penalty_ratio, "penalty_ratio"),
         buffer_ratio,
+        quadratic_maintenance=quadratic,
     )
-
-
-def smallest_close_fraction(surplus_after: Callable[[float], float]) -> float:
-    """Smallest f in [0, 1] with surplus_after(f) >= 0, for requirements that are not linear in size
-    (Deribit's size add-on, Lyra's max-loss cap): surplus_after(f) is equity after closing f of
-    every position at the liquidation price minus (1 + buffer_ratio) times the requirement left,
-    assumed to rise with f. Bisection keeps the upper end, where the surplus is >= 0, so the
-    answer always restores the account; 1 when even closing everything does not."""
-    if finite(surplus_after(0.0), "surplus_after(0)") >= 0:
-        return 0.0
-    if finite(surplus_after(1.0), "surplus_after(1)") < 0:
-        return 1.0
-    low, high = 0.0, 1.0
-    for _ in range(BISECTION_STEPS):
-        middle = (low + high) / 2
-        if finite(surplus_after(middle), "surplus_after") >= 0:
-            high = middle
-        else:
-            low = middle
-    return high
 
 
 def apply_small_account_cutoff(fraction: float, gross_notional_units: int, cutoff_units: int) -> float:
