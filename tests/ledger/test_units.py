@@ -106,3 +106,19 @@ def test_array_rounding_beyond_int64_gives_exact_python_ints():
 
     wei = floor_units_array(np.array([12.5, 1e-18]), 18)  # 12.5 ETH is 1.25e19 wei, past int64
     assert wei.tolist() == [12_500_000_000_000_000_000, 1]
+
+
+@pytest.mark.parametrize("decimals", [2, 6, 8])
+def test_array_rounding_matches_the_scalar_rule_on_many_values(decimals):
+    import numpy as np
+
+    from margin_engine.ledger.units import ceil_units_array, floor_units_array
+
+    rng = np.random.default_rng(decimals)
+    spread = 10.0 ** rng.uniform(-10, 10, 6_000) * rng.choice([-1, 1], 6_000)
+    whole = rng.integers(-(10**14), 10**14, 3_000) / 10.0**decimals * (1 + rng.normal(0, 1e-15, 3_000))
+    digits = rng.integers(10**12, 10**13, 2_000) * rng.choice([-1, 1], 2_000)
+    halves = (digits + 0.5) * 10.0 ** rng.integers(-12, 3, 2_000) / 10.0**decimals  # 13th digit a half
+    values = np.concatenate([spread, whole, halves, np.nextafter(halves, np.inf), np.nextafter(halves, -np.inf)])
+    assert ceil_units_array(values, decimals).tolist() == [ceil_units(float(v), decimals) for v in values]
+    assert floor_units_array(values, decimals).tolist() == [floor_units(float(v), decimals) for v in values]
