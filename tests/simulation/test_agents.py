@@ -35,6 +35,7 @@ PINNED = {
     "keepers": {"count": 2, "latency_s": 10},
     "mev": {"searchers": 0},
     "depth": {"depth_usd_per_pct": 1e6},
+    "vol": {"follows": "fundamental"},  # as the runner did then
     "variants": [{"name": "fixed"}, {"name": "dutch", "mechanism": "dutch"}, {"name": "batch", "mechanism": "batch"}],
 }
 

@@ -1,6 +1,8 @@
 """The stress simulator on the real engine: determinism across workers, conservation audited after
 every command, and the cascade that forced selling into a thin book causes."""
 
+import math
+
 import pytest
 
 from margin_engine.engine import Rejection
@@ -152,3 +154,29 @@ def test_example_scenarios_load():
         sc = load_scenario(f)
         names = [resolve_variant(sc, v).name for v in sc.all_variants()]
         assert names[0] == ("guards-off" if f.stem == "flash-wick-1m" else "deribit-fixed")
+
+
+def test_implied_vol_follows_the_traded_mid_down_a_cascade():
+    """Forced sales push the mid below the fundamental; option books are then marked at the vol of
+    the mid (spot-vol relation, realized vol of the mid), not of the price nobody trades at."""
+    runs = {
+        follows: run_path(
+            sc := parse_scenario({**CASCADE, "steps": 4, "vol": {"follows": follows}}), sc.all_variants()[0], 0
+        )
+        for follows in ("mid", "fundamental")
+    }
+    mid, fundamental = runs["mid"].series, runs["fundamental"].series
+    assert mid["fundamental"] == fundamental["fundamental"]
+    assert mid["vol"][:2] == pytest.approx(fundamental["vol"][:2], rel=1e-12)  # before the gap, mid = price
+    gap = 3  # the step after the shock's forced sales
+    assert mid["mid"][gap] < mid["fundamental"][gap]
+    assert mid["vol"][gap] > fundamental["vol"][gap]
+    # by hand from the recorded mids: base = 0.6 (mid / mid0)^-2.5 pulled halfway up to realized vol
+    v = parse_scenario(CASCADE).vol
+    keep, years = 2.0 ** (-3600 / v.realized_half_life_s), 3600 / (365 * 86_400)
+    variance = v.vol0_annual**2
+    for k in range(1, gap + 1):
+        variance = keep * variance + (1 - keep) * math.log(mid["mid"][k] / mid["mid"][k - 1]) ** 2 / years
+    base = v.vol0_annual * (mid["mid"][gap] / mid["mid"][0]) ** -v.spot_vol_beta
+    expected = min(max(base + v.realized_weight * max(math.sqrt(variance) - base, 0), v.vol_floor_annual), 3.0)
+    assert mid["vol"][gap] == pytest.approx(expected, rel=1e-12)

@@ -213,12 +213,20 @@ def implied_vol_path(
     floor = positive(vol_floor_annual, "vol_floor_annual")
     if positive(vol_cap_annual, "vol_cap_annual") < floor:
         raise SimulationInputError("vol_cap_annual", f"must be >= vol_floor_annual {floor}, got {vol_cap_annual}")
-    base = vol0 * (spot / spot[..., :1]) ** (-finite(spot_vol_beta, "spot_vol_beta"))
+    rv = None
     if realized_vol_annual is not None:
         rv = positive_array(realized_vol_annual, "realized_vol_annual")
         same_shape(rv, "realized_vol_annual", spot.shape, "spot_path")
-        base = base + fraction(realized_weight, "realized_weight") * np.maximum(rv - base, 0.0)
-    return np.clip(base, floor, vol_cap_annual)
+    return spot_vol(spot / spot[..., :1], vol0, floor, vol_cap_annual, spot_vol_beta, rv, realized_weight)
+
+
+def spot_vol(spot_ratio, vol0_annual, vol_floor_annual, vol_cap_annual, spot_vol_beta, realized_vol_annual, weight):
+    """The relation of `implied_vol_path` at given points: spot_ratio = S_t / S_0, realized vol
+    or None (checked by the caller; the simulator calls it step by step on the traded mid)."""
+    base = vol0_annual * spot_ratio ** (-finite(spot_vol_beta, "spot_vol_beta"))
+    if realized_vol_annual is not None:
+        base = base + fraction(weight, "realized_weight") * np.maximum(realized_vol_annual - base, 0.0)
+    return np.clip(base, vol_floor_annual, vol_cap_annual)
 
 
 def _normal(generator: np.random.Generator, size) -> np.ndarray:

@@ -13,6 +13,7 @@ an audited state); a break raises `InvariantViolation` (a bug, never caught here
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from dataclasses import dataclass, field
 from functools import cache
@@ -37,6 +38,7 @@ from margin_engine.margin.profile import OracleConfig, Profile, load_profile
 from margin_engine.oracle.aggregator import PriceUpdate
 from margin_engine.oracle.params import parse_oracle_params
 from margin_engine.oracle.signing import dump_public_key, sign_update
+from margin_engine.pricing.black76 import SECONDS_PER_YEAR
 from margin_engine.simulation.errors import BookExhaustedError
 from margin_engine.simulation.history import historical_path
 from margin_engine.simulation.impact import DepthBook, recover_mid
@@ -49,6 +51,7 @@ from margin_engine.simulation.paths import (
     gbm_paths,
     implied_vol_path,
     merton_paths,
+    spot_vol,
 )
 from margin_engine.simulation.population import (
     MARKET_MAKER,
@@ -227,7 +230,9 @@ class _Sim:
     """The loop's mutable state: the engine, the mid, the keepers' view and the recorded series."""
 
     def __init__(self, scenario, design: Design, spot, vol, pop_rng, noise_rng):
-        self.sc, self.d, self.spot, self.vol, self.noise_rng = scenario, design, spot, vol, noise_rng
+        self.sc, self.d, self.spot, self.noise_rng = scenario, design, spot, noise_rng
+        self.vol = np.array(vol, dtype=float)  # follows "mid": entry k is set at step k from the mid
+        self._variance = scenario.vol.vol0_annual**2  # EWMA of the mid's squared log returns
         self.engine = Engine(design.profile)
         self.t0 = scenario.start_time_s
         self.mid = float(spot[0])
@@ -395,9 +400,12 @@ class _Sim:
         sc = self.sc
         for k in range(1, self.n + 1):
             t = self.t0 + k * sc.dt_s
+            before = self.mid
             self.mid = float(
                 recover_mid(self.mid, self.spot[k - 1], self.spot[k], sc.dt_s, sc.depth.resilience_half_life_s)
             )
+            if sc.vol.follows == "mid":
+                self.vol[k] = self._mid_vol(before)
             self._apply_price_range(k)
             for r in range(sc.keepers.rounds_max):
                 now = t + r * sc.keepers.round_s
@@ -418,6 +426,21 @@ class _Sim:
                 if not (acted or moved or self.engine.state.auctions):
                     break
             self.views = self.views[-64:]
+
+    def _mid_vol(self, before: float) -> float:
+        """Implied vol of the step from the traded mid, as `vol_path` makes it from the fundamental:
+        the spot-vol relation on mid / mid at step 0, pulled up by the EWMA realized vol of the mid,
+        so forced sales that push the price down raise the vol option books are marked at."""
+        v, dt_s = self.sc.vol, self.sc.dt_s
+        keep = 2.0 ** (-dt_s / v.realized_half_life_s)
+        r2_annual = math.log(self.mid / before) ** 2 / (dt_s / SECONDS_PER_YEAR)
+        self._variance = keep * self._variance + (1.0 - keep) * r2_annual
+        cap = max(v.vol_cap_annual, v.vol_floor_annual)
+        ratio = self.mid / float(self.spot[0])
+        vol = spot_vol(
+            ratio, v.vol0_annual, v.vol_floor_annual, cap, v.spot_vol_beta, math.sqrt(self._variance), v.realized_weight
+        )
+        return float(vol)
 
     def _view(self, now: int, latency_s: int) -> list[str]:
         seen = now - latency_s

@@ -59,7 +59,8 @@ class PriceModel(_Frozen):
 
 
 class VolModel(_Frozen):
-    """Implied vol from spot (log-linear, crash elasticity beta) pulled up by realized vol."""
+    """Implied vol from spot (log-linear, crash elasticity beta) pulled up by realized vol; spot is
+    the traded mid (forced sales included) or the fundamental path."""
 
     vol0_annual: float = Field(default=0.6, gt=0, le=10)
     spot_vol_beta: float = Field(default=2.5, ge=-10, le=10)
@@ -67,6 +68,7 @@ class VolModel(_Frozen):
     vol_cap_annual: float = Field(default=3.0, gt=0)
     realized_weight: float = Field(default=0.5, ge=0, le=1)
     realized_half_life_s: float = Field(default=86_400.0, gt=0)
+    follows: Literal["mid", "fundamental"] = "mid"
 
 
 class Population(_Frozen):
