@@ -13,9 +13,9 @@ from margin_engine.engine.events import ExpirySettled, LiquidationStarted, Trade
 from margin_engine.errors import InputError
 from margin_engine.instruments.names import parse_instrument
 from margin_engine.margin.profile import load_profile
-from margin_engine.pricing.black76 import black76
+from margin_engine.pricing.black76 import SECONDS_PER_YEAR, black76
 from margin_engine.simulation import runner
-from margin_engine.simulation.population import PERP, SECONDS_PER_YEAR, draw_population, open_population
+from margin_engine.simulation.population import PERP, draw_population, open_population
 from margin_engine.simulation.report import render_html, summarize
 from margin_engine.simulation.runner import run_path
 from margin_engine.simulation.scenario import Keepers, Mev, Population, parse_scenario

@@ -40,7 +40,7 @@ import numpy as np
 
 from margin_engine.engine import Engine, Rejection
 from margin_engine.instruments.names import EXPIRY_HOUR_UTC, format_expiry
-from margin_engine.pricing.black76 import black76
+from margin_engine.pricing.black76 import SECONDS_PER_YEAR, black76
 from margin_engine.simulation.scenario import Keepers, Mev, Population
 
 UNDERLYING = "BTC"
@@ -48,7 +48,6 @@ PERP = "BTC-PERP"
 MARKET_MAKER = "mm"
 VAULT = "vault"
 USER_ROLES = ("trader", "option_seller", "hedged_book", "vault")
-SECONDS_PER_YEAR = 365 * 86_400
 
 Submit = Callable[[dict], object]  # a command in, events or a Rejection out
 
