@@ -474,13 +474,15 @@ class _Sim:
         return acted
 
     def _worth_it(self, account: str, agents: _Liquidators) -> bool:
-        """Fixed mechanism: the liquidator's share of the penalty on the whole notional must beat its cost."""
+        """Fixed mechanism: the liquidator's share of the penalty on the whole notional, less what
+        selling the perp it takes at the mark costs in the book (`_unwind_loss_usd`), must beat its
+        cost: a liquidator stands aside while the mark lags the price the book trades at."""
         liq = self.d.profile.liquidation
-        if liq.mechanism != "fixed" or agents.cost_usd == 0:
+        if liq.mechanism != "fixed":
             return True
         notional = self._gross(account) * self.engine.state.markets[UNDERLYING].index
         share = liq.fixed.penalty_ratio * (1 - liq.fixed.insurance_share)
-        return share * notional >= agents.cost_usd
+        return share * notional - self._unwind_loss_usd(account) >= agents.cost_usd
 
     def _bid(self, auction, j: int, equity: dict[str, int], step: int, rnd: int, agents: _Liquidators) -> bool:
         """Batch: every one of `agents` seals a bid once; Dutch: one of them (rotating) bids each
@@ -507,18 +509,25 @@ class _Sim:
         return acted
 
     def _reservation_usd(self, account: str, equity_units: int, agents: _Liquidators) -> float:
-        """What a liquidator pays at most for the whole account: its value less the cost of selling its
-        perps into the book and the cost of the action (negative: it must be paid that much)."""
-        equity = equity_units / USDC_UNITS
-        pos = self.engine.state.accounts[account].positions.get(PERP)
-        slip = 0.0
-        if pos is not None and pos.size != 0:
-            size = float(pos.size)
-            size = float(np.sign(size)) * min(abs(size), self._unwind_cap())
-            avg, _ = self.d.book.fill(np.array([-size]), np.array([self.mid]))
-            slip = abs(float(avg[0]) - self.mid) * abs(size)
+        """What a liquidator pays at most for the whole account: its value at the mark less what
+        selling its perp into the book loses against the mark, the cost of the action and the profit
+        it wants (negative: it must be paid that much)."""
         notional = self._gross(account) * self.mid
-        return equity - slip - agents.cost_usd - agents.profit_ratio * notional
+        loss = self._unwind_loss_usd(account)
+        return equity_units / USDC_UNITS - loss - agents.cost_usd - agents.profit_ratio * notional
+
+    def _unwind_loss_usd(self, account: str) -> float:
+        """Taking the account's perp at the mark and selling it into the book (at most what one
+        unwind sells): the loss against the mark, slippage and the mark's gap to the mid together
+        (negative when the book pays more than the mark)."""
+        pos = self.engine.state.accounts[account].positions.get(PERP)
+        if pos is None or pos.size == 0:
+            return 0.0
+        size = float(pos.size)
+        qty = min(abs(size), self._unwind_cap())
+        side = float(np.sign(size))
+        avg, _ = self.d.book.fill(np.array([-side * qty]), np.array([self.mid]))
+        return side * (float(self.engine.state.markets[UNDERLYING].index) - float(avg[0])) * qty
 
     def _action(self, cmd: dict, step: int, rnd: int, agents: _Liquidators):
         agents.attempted += 1
