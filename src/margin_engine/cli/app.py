@@ -16,7 +16,7 @@ from margin_engine.cli.common import Format, FormatOpt, ProfileOpt, console, fai
 from margin_engine.cli.oracle_cmd import oracle
 from margin_engine.cli.simulate_cmd import backtest, simulate
 from margin_engine.cli.storage_cmd import journal_app
-from margin_engine.engine import Engine, Rejection, State, audit, liquidation_queue
+from margin_engine.engine import Engine, Rejection, State, audit
 from margin_engine.errors import InputError
 from margin_engine.files.commands_file import load_commands
 from margin_engine.files.portfolio import load_portfolio
@@ -180,7 +180,7 @@ def run(
         print_json(
             {
                 "profile": prof.name,
-                "liquidation_queue": _queue_json(liquidation_queue(margins), prof),
+                "liquidation_queue": _queue_json(engine.liquidation_queue(), prof),
                 "results": results,
                 "state": state_obj,
                 "margin": {"accounts": [m.to_json() for m in margins]},
@@ -191,7 +191,7 @@ def run(
     for table in state_tables(state_obj):
         out.print(table)
     print_margins(out, margins, title="Margin")
-    queue = _queue_json(liquidation_queue(margins), prof)
+    queue = _queue_json(engine.liquidation_queue(), prof)
     if queue:
         out.print(
             "Liquidation queue, worst first: "

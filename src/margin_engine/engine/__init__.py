@@ -23,26 +23,20 @@ __all__ = [
 ]
 
 
-def liquidation_queue(margins, limit: int | None = None) -> list[dict]:
-    """Rank margin results (a list of AccountMargin, or MarginTotals) by shortfall; amounts in the
-    settlement asset's units."""
+def liquidation_queue(totals, limit: int | None = None) -> list[dict]:
+    """Rank accounts (MarginTotals) by shortfall; amounts in the settlement asset's units."""
     import numpy as np
 
     from margin_engine.liquidation.ranking import health_ratio, liquidation_order
-    from margin_engine.margin.calculator import MarginTotals
 
-    if isinstance(margins, MarginTotals):
-        ids, equity_units, mm_units = margins.ids, margins.equity.tolist(), margins.maintenance_margin.tolist()
-    else:
-        ids = [m.id for m in margins]
-        equity_units, mm_units = [m.equity for m in margins], [m.maintenance_margin for m in margins]
+    equity_units, mm_units = totals.equity.tolist(), totals.maintenance_margin.tolist()
     equity = np.array(equity_units, dtype=float)
     maintenance = np.array(mm_units, dtype=float)
     order = liquidation_order(equity, maintenance, limit)
     ratio = health_ratio(equity, maintenance)
     return [
         {
-            "account": ids[i],
+            "account": totals.ids[i],
             "equity": equity_units[i],
             "maintenance_margin": mm_units[i],
             "health": float(ratio[i]),
