@@ -64,3 +64,25 @@ def scan_is_fresh(engine: Engine) -> None:
         got = (totals.equity[i], totals.initial_margin[i], totals.maintenance_margin[i], totals.liquidatable[i])
         assert got == (alone.equity, alone.initial_margin, alone.maintenance_margin, alone.liquidatable), account
         assert totals.free_collateral[i] == alone.free_collateral, account
+
+
+def replays_and_repeats(engine: Engine, commands: list[dict]) -> None:
+    """The journal, through JSON, replays to the same state; the same commands on a fresh engine
+    give the same events, bit for bit."""
+    import json
+
+    from margin_engine.engine import event_from_json, replay
+
+    s, profile = engine.state, engine.state.profile
+    r = replay(profile, [event_from_json(json.loads(json.dumps(e.to_json()))) for e in engine.journal])
+    assert {k: v for k, v in dict(r.ledger.balances).items() if v} == {
+        k: v for k, v in dict(s.ledger.balances).items() if v
+    }
+    assert {a: x.positions for a, x in r.accounts.items()} == {a: x.positions for a, x in s.accounts.items()}
+    assert (r.now_s, r.settled) == (s.now_s, s.settled)
+    assert dict(r.auctions) == dict(s.auctions) and dict(r.bankrupt) == dict(s.bankrupt)
+    assert r.liquidations_started == s.liquidations_started
+    twin = Engine(profile)
+    for cmd in commands:
+        twin.submit(cmd)
+    assert json.dumps([e.to_json() for e in twin.journal]) == json.dumps([e.to_json() for e in engine.journal])

@@ -22,15 +22,14 @@ commands emits the same events.
 from __future__ import annotations
 
 import copy
-import json
 from decimal import Decimal
 
-from engine_checks import scan_is_fresh, snapshot
+from engine_checks import replays_and_repeats, scan_is_fresh, snapshot
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from margin_engine.engine import Engine, Rejection, audit, event_from_json, replay
+from margin_engine.engine import Engine, Rejection, audit
 from margin_engine.errors import InputError
 from margin_engine.ledger.ledger import user_key
 from margin_engine.margin.calculator import compute_margins
@@ -353,20 +352,8 @@ class LiquidationMachine(RuleBasedStateMachine):
         assert len(owners) == len(set(owners)) and all(o in s.accounts for o in owners)
 
     def teardown(self):
-        if not self.commands:
-            return
-        s = self.engine.state
-        r = replay(self.profile, [event_from_json(json.loads(json.dumps(e.to_json()))) for e in self.engine.journal])
-        assert {k: v for k, v in dict(r.ledger.balances).items() if v} == {
-            k: v for k, v in dict(s.ledger.balances).items() if v
-        }
-        assert {a: x.positions for a, x in r.accounts.items()} == {a: x.positions for a, x in s.accounts.items()}
-        assert dict(r.auctions) == dict(s.auctions) and dict(r.bankrupt) == dict(s.bankrupt)
-        assert r.liquidations_started == s.liquidations_started
-        twin = Engine(self.profile)
-        for cmd in self.commands:
-            twin.submit(cmd)
-        assert json.dumps([e.to_json() for e in twin.journal]) == json.dumps([e.to_json() for e in self.engine.journal])
+        if self.commands:
+            replays_and_repeats(self.engine, self.commands)
 
 
 SETTINGS = settings(
