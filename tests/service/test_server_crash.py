@@ -5,12 +5,10 @@ conservation must hold over the whole history."""
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 
 import httpx
-from svc_helpers import free_port, start
+from svc_helpers import create_key, free_port, start
 
 from margin_engine.engine import audit
 from margin_engine.storage.journal import Journal, database_url
@@ -23,13 +21,7 @@ def test_every_acknowledged_command_survives_sigkill(tmp_path):
     rng = random.Random(20261125)
     port = free_port()
     proc = start(db, port)
-    token = subprocess.run(
-        [sys.executable, "-m", "margin_engine.cli.app", "create-key", "admin", "--db", db],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    headers = {"X-API-Key": token}
+    headers = {"X-API-Key": create_key(db, "admin")}
     base = f"http://127.0.0.1:{port}"
     client = httpx.Client(base_url=base, headers=headers, timeout=5)
     assert client.post("/v1/accounts", json={"account": "a"}).status_code == 200
