@@ -1,5 +1,5 @@
 """`margin-engine journal init | submit | replay | audit`, through typer's runner, on both back ends:
-what people and programs read, exit 2 for bad input, exit 1 for a journal that contradicts itself."""
+what people and programs read, exit 2 for bad input, exit 3 for a journal that contradicts itself."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from margin_engine.cli.storage_cmd import journal_app
 from margin_engine.storage import Journal
 from margin_engine.storage.schema import commands, events, snapshots
+from tamper import edit, rechain
 
 runner = CliRunner()
 
@@ -38,13 +39,6 @@ def journal_db(db_url, tmp_path):
         assert result.exit_code == 0, result.output
         receipts += json.loads(result.stdout)
     return db_url, receipts
-
-
-def edit(db_url: str, statement) -> None:
-    db = sa.create_engine(db_url)
-    with db.begin() as conn:
-        conn.execute(statement)
-    db.dispose()
 
 
 def test_init_submit_replay_audit(journal_db):
@@ -89,8 +83,8 @@ def test_submit_with_client_ids_twice_adds_nothing(db_url, tmp_path):
 
 
 def test_an_edited_event_amount_is_found_by_the_audit(journal_db):
-    """A fee paid to the venue, edited: the books still balance (both sides moved), the audit finds it
-    by deciding the command again."""
+    """A fee paid to the venue, edited and the chain rebuilt: the books still balance (both sides moved),
+    the audit finds it by deciding the command again."""
     db_url, receipts = journal_db
     seq, idx, event = next(
         (r["seq"], i, e)
@@ -100,8 +94,10 @@ def test_an_edited_event_amount_is_found_by_the_audit(journal_db):
     )
     tampered = json.dumps({**event, "amount": event["amount"] + 1}, sort_keys=True, separators=(",", ":"))
     edit(db_url, sa.update(events).where(events.c.command_seq == seq, events.c.idx == idx).values(event=tampered))
+    assert "hash chain breaks" in invoke("audit", db_url).stderr
+    rechain(db_url)
     result = invoke("audit", db_url)
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert f"command {seq} (trade): event {idx} (transfer) has amount {event['amount'] + 1}" in result.stderr
     assert f"the engine decides {event['amount']}" in result.stderr
 
@@ -116,10 +112,11 @@ def test_an_edited_quote_breaks_conservation(journal_db):
     )
     tampered = json.dumps({**event, "quote": event["quote"] + 7}, sort_keys=True, separators=(",", ":"))
     edit(db_url, sa.update(events).where(events.c.command_seq == seq, events.c.idx == idx).values(event=tampered))
+    rechain(db_url)
     result = invoke("audit", db_url)
-    assert result.exit_code == 1 and f"after command {seq} (trade): settlement" in result.stderr
+    assert result.exit_code == 3 and f"after command {seq} (trade): settlement" in result.stderr
     replay = invoke("replay", db_url)  # before the latest snapshot: the replay misses it too
-    assert replay.exit_code == 1 and "differs from the snapshot" in replay.stderr
+    assert replay.exit_code == 3 and "differs from the snapshot" in replay.stderr
 
 
 def test_an_edited_snapshot_fails_the_replay(journal_db):
@@ -127,7 +124,10 @@ def test_an_edited_snapshot_fails_the_replay(journal_db):
     latest = len(receipts)
     edit(db_url, sa.update(snapshots).where(snapshots.c.command_seq == latest).values(state_hash="0" * 64))
     result = invoke("replay", db_url)
-    assert result.exit_code == 1 and f"snapshot at command {latest}" in result.stderr
+    assert result.exit_code == 3 and f"snapshot at command {latest}: its state text does not hash" in result.stderr
+    rechain(db_url)
+    result = invoke("replay", db_url)
+    assert result.exit_code == 3 and f"snapshot at command {latest}" in result.stderr
 
 
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(db_url, tmp_path):

@@ -2,7 +2,7 @@
 
 DB is an SQLite file path or a database URL (`postgresql+psycopg://user:pass@host/db`). Bad input
 (no journal there, a malformed script, an unknown profile) exits 2 with one line and writes nothing; a
-journal that contradicts itself (a replay that misses its snapshot, a broken audit) exits 1.
+journal that contradicts itself (a broken hash chain, a replay that misses its snapshot, a broken audit) exits 3.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from margin_engine.storage import (
     replay_journal,
 )
 
-EXIT_BROKEN = 1
+EXIT_BROKEN = 3  # the journal contradicts itself: investigate, do not retry
 
 DbArg = Annotated[str, typer.Argument(help="SQLite file, or a database URL such as postgresql+psycopg://...")]
 
@@ -150,7 +150,7 @@ def audit(db: DbArg, format: FormatOpt = Format.table) -> None:
 
 def _totals_table(totals: dict[str, dict[str, str]]) -> Table:
     table = Table(title="Conservation per asset", title_justify="left", box=box.SIMPLE_HEAD)
-    columns = ("deposits", "withdrawals", "users", "insurance", "fees", "settlement")
+    columns = ("deposits", "withdrawals", "users", "insurance", "fees", "settlement", "pending")
     table.add_column("asset")
     for col in columns:
         table.add_column(col, justify="right")

@@ -22,6 +22,10 @@ from margin_engine.market.snapshot import MarketSnapshot, parse_market
 from margin_engine.oracle.aggregator import PriceUpdate
 
 ACCOUNT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+# a custody transfer's reference: "0x<tx hash>:<log index>", a bank reference; printable ASCII
+REFERENCE_RE = re.compile(r"^[\x21-\x7e]{1,128}$")
+WITHDRAWAL_ID_RE = re.compile(r"^W[1-9][0-9]{0,17}$")
+REASON_LENGTH_MAX = 200
 FUNDING_RATE_MAX = Decimal("0.1")  # per application; beyond it is surely a unit error
 
 
@@ -33,9 +37,13 @@ class OpenAccount:
 
 @dataclass(frozen=True)
 class Deposit:
+    """Collateral credited to an account; `reference` names the custody transfer it comes from (a
+    chain transaction and log index, a bank reference), credited once."""
+
     account: str
     asset: str
     amount: int  # smallest units
+    reference: str | None = None
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,32 @@ class Withdraw:
     account: str
     asset: str
     amount: int
+
+
+@dataclass(frozen=True)
+class RequestWithdrawal:
+    """A trader asks for collateral out: debited at once into the pending account, then custody pays
+    it out (`settle_withdrawal`) or returns it (`fail_withdrawal`)."""
+
+    account: str
+    asset: str
+    amount: int
+
+
+@dataclass(frozen=True)
+class SettleWithdrawal:
+    """Custody paid a requested withdrawal out; `reference` is its transfer, spent once."""
+
+    withdrawal: str
+    reference: str
+
+
+@dataclass(frozen=True)
+class FailWithdrawal:
+    """Custody could not pay a requested withdrawal: the amount goes back to the account."""
+
+    withdrawal: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -133,6 +167,9 @@ Command = (
     OpenAccount
     | Deposit
     | Withdraw
+    | RequestWithdrawal
+    | SettleWithdrawal
+    | FailWithdrawal
     | SetMarket
     | Trade
     | Allocate
@@ -190,7 +227,7 @@ class _Fields:
 
 
 def _size(value: object, instrument: Instrument, profile: Profile, field: str) -> Decimal:
-    size = parse_decimal(value, field, positive=True)
+    size = _bounded(parse_decimal(value, field, positive=True), profile.limits.size_max, field, " contracts")
     decimals = profile.underlying(instrument.underlying, "instrument").size_decimals
     to_units(size, decimals, field)  # rejects sizes finer than the underlying's size step
     return size
@@ -222,14 +259,54 @@ def _open_account(obj, profile) -> OpenAccount:
 
 def _money(f: _Fields, profile: Profile) -> tuple[str, int]:
     asset = f.get("asset", profile.settlement_asset)
+    if not isinstance(asset, str):
+        raise InputError("asset", f"expected an asset symbol such as 'USDC', got {asset!r}")
     params = profile.asset(asset)
-    amount = parse_decimal(f.get("amount"), "amount", positive=True)
+    amount = _bounded(parse_decimal(f.get("amount"), "amount", positive=True), profile.limits.amount_max, "amount")
     return asset, to_units(amount, params.decimals, "amount")
 
 
+def _bounded(value: Decimal, limit: float, field: str, unit: str = "") -> Decimal:
+    """A value within the profile's limit (`limits.*`), or an error naming both."""
+    if abs(value) > Decimal(repr(limit)):
+        raise InputError(field, f"{value} is above the limit of {limit:,.0f}{unit} (profile limits)")
+    return value
+
+
+def _text(f: _Fields, name: str, pattern: re.Pattern, what: str) -> str:
+    value = f.get(name)
+    if not isinstance(value, str) or not pattern.match(value):
+        raise InputError(name, f"expected {what}, got {value!r}"[:200])
+    return value
+
+
 def _deposit(obj, profile) -> Deposit:
+    f = _Fields(obj, {"account", "asset", "amount", "reference"})
+    reference = None
+    if f.get("reference", None) is not None:
+        reference = _text(f, "reference", REFERENCE_RE, "a custody reference of 1-128 printable ASCII characters")
+    return Deposit(f.account(), *_money(f, profile), reference)
+
+
+def _request_withdrawal(obj, profile) -> RequestWithdrawal:
     f = _Fields(obj, {"account", "asset", "amount"})
-    return Deposit(f.account(), *_money(f, profile))
+    return RequestWithdrawal(f.account(), *_money(f, profile))
+
+
+def _settle_withdrawal(obj, profile) -> SettleWithdrawal:
+    f = _Fields(obj, {"withdrawal", "reference"})
+    return SettleWithdrawal(
+        _text(f, "withdrawal", WITHDRAWAL_ID_RE, "a withdrawal id such as 'W1'"),
+        _text(f, "reference", REFERENCE_RE, "a custody reference of 1-128 printable ASCII characters"),
+    )
+
+
+def _fail_withdrawal(obj, profile) -> FailWithdrawal:
+    f = _Fields(obj, {"withdrawal", "reason"})
+    reason = f.get("reason")
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > REASON_LENGTH_MAX:
+        raise InputError("reason", f"say why custody could not pay, in 1-{REASON_LENGTH_MAX} characters")
+    return FailWithdrawal(_text(f, "withdrawal", WITHDRAWAL_ID_RE, "a withdrawal id such as 'W1'"), reason)
 
 
 def _withdraw(obj, profile) -> Withdraw:
@@ -242,7 +319,9 @@ def _set_market(obj, profile) -> SetMarket:
     underlying = f.get("underlying")
     profile.underlying(underlying)
     raw = {k: obj[k] for k in ("index", "vol", "rate", "confidence") if k in obj}
-    return SetMarket(parse_market(underlying, raw, "market"), raw)
+    market = parse_market(underlying, raw, "market")
+    _bounded(Decimal(repr(market.index)), profile.limits.price_max_usd, "index", " USD")
+    return SetMarket(market, raw)
 
 
 def _trade(obj, profile) -> Trade:
@@ -250,6 +329,7 @@ def _trade(obj, profile) -> Trade:
     inst = _instrument(f, profile)
     size = _size(f.get("size"), inst, profile, "size")
     price = parse_decimal(f.get("price"), "price", positive=not inst.is_option, non_negative=True)
+    _bounded(price, profile.limits.price_max_usd, "price", " USD")
     aggressor = f.get("aggressor", None)
     if aggressor not in (None, "buyer", "seller"):
         raise InputError("aggressor", f"must be 'buyer' or 'seller' (the taker), got {aggressor!r}")
@@ -262,7 +342,7 @@ def _trade(obj, profile) -> Trade:
 def _allocate(obj, profile) -> Allocate:
     f = _Fields(obj, {"account", "instrument", "amount"})
     inst = _instrument(f, profile)
-    amount = parse_decimal(f.get("amount"), "amount")
+    amount = _bounded(parse_decimal(f.get("amount"), "amount"), profile.limits.amount_max, "amount")
     if amount == 0:
         raise InputError("amount", "must not be zero (positive adds collateral, negative takes it back)")
     return Allocate(f.account(), inst, to_units(amount, profile.settlement_decimals, "amount"))
@@ -291,7 +371,8 @@ def _settle_expiry(obj, profile) -> SettleExpiry:
         if isinstance(expiry, int) or "T" in str(expiry)
         else int(parse_expiry(str(expiry)).timestamp())
     )
-    return SettleExpiry(underlying, expiry_s, parse_decimal(f.get("price"), "price", positive=True))
+    price = _bounded(parse_decimal(f.get("price"), "price", positive=True), profile.limits.price_max_usd, "price", " USD")
+    return SettleExpiry(underlying, expiry_s, price)
 
 
 def _advance_time(obj, profile) -> AdvanceTime:
@@ -322,6 +403,8 @@ def _bid(obj, profile) -> Bid:
         raise InputError("fraction", f"a share of what is auctioned, in (0, 1], got {fraction}")
     raw_price = f.get("max_price", None)
     max_price = None if raw_price is None else parse_decimal(raw_price, "max_price")
+    if max_price is not None:
+        _bounded(max_price, profile.limits.amount_max, "max_price", " USD")
     return Bid(auction, f.account("liquidator"), fraction, max_price)
 
 
@@ -332,7 +415,10 @@ def _oracle_update(obj, profile) -> OracleUpdate:
 
     def number(name: str, required: bool = False) -> float | None:
         value = f.get(name) if required else f.get(name, None)
-        return None if value is None else float(parse_decimal(value, name))
+        if value is None:
+            return None
+        limit = profile.limits.amount_max if name == "volume" else profile.limits.price_max_usd
+        return float(_bounded(parse_decimal(value, name), limit, name))
 
     update = PriceUpdate(
         underlying,
@@ -358,6 +444,9 @@ _PARSERS = {
     "open_account": _open_account,
     "deposit": _deposit,
     "withdraw": _withdraw,
+    "request_withdrawal": _request_withdrawal,
+    "settle_withdrawal": _settle_withdrawal,
+    "fail_withdrawal": _fail_withdrawal,
     "set_market": _set_market,
     "trade": _trade,
     "allocate": _allocate,
@@ -376,6 +465,9 @@ __all__ = ["Command", "parse_command", "parse_time", "format_time"] + [
         OpenAccount,
         Deposit,
         Withdraw,
+        RequestWithdrawal,
+        SettleWithdrawal,
+        FailWithdrawal,
         SetMarket,
         Trade,
         Allocate,

@@ -18,17 +18,21 @@ from margin_engine.engine.commands import (
     Bid,
     Command,
     Deposit,
+    FailWithdrawal,
     FundInsurance,
     OpenAccount,
     OracleUpdate,
+    RequestWithdrawal,
     SetMarket,
     SettleExpiry,
+    SettleWithdrawal,
     StartLiquidation,
     Trade,
     Withdraw,
 )
 from margin_engine.engine.events import (
     AccountOpened,
+    CustodyConfirmed,
     Event,
     ExpirySettled,
     FundingApplied,
@@ -36,6 +40,8 @@ from margin_engine.engine.events import (
     PositionChanged,
     TradeExecuted,
     Transferred,
+    WithdrawalClosed,
+    WithdrawalRequested,
 )
 from margin_engine.engine.rejection import Rejection
 from margin_engine.engine.state import State, evolve
@@ -51,7 +57,7 @@ from margin_engine.engine.tx import (
 )
 from margin_engine.errors import InputError
 from margin_engine.instruments.names import Instrument, Option
-from margin_engine.ledger.ledger import EXTERNAL, FEES, SETTLEMENT, allocation_key, user_key
+from margin_engine.ledger.ledger import EXTERNAL, FEES, PENDING, SETTLEMENT, allocation_key, user_key
 from margin_engine.ledger.units import (
     ceil_units,
     decimal_to_units_ceil,
@@ -89,38 +95,104 @@ def _open_account(state: State, cmd: OpenAccount) -> list[Event]:
 
 def _deposit(state: State, cmd: Deposit) -> list[Event]:
     require_account(state, cmd.account)
-    return [Transferred(EXTERNAL, user_key(cmd.account), cmd.asset, cmd.amount, "deposit")]
+    events: list[Event] = []
+    if cmd.reference is not None:
+        _unspent(state, cmd.reference, cmd.account)
+        events.append(CustodyConfirmed(cmd.reference, cmd.account, "deposit"))
+    key = user_key(cmd.account)
+    params = state.profile.asset(cmd.asset)
+    limit = int(Decimal(repr(state.profile.limits.balance_max)).scaleb(params.decimals))
+    after = state.ledger.balance(key, cmd.asset) + cmd.amount
+    if after > limit:
+        raise reject(
+            "balance_limit",
+            f"{cmd.account} would hold more {cmd.asset} than the profile's limits.balance_max",
+            account=cmd.account,
+            needed=after,
+            available=limit,
+            asset=cmd.asset,
+            decimals=params.decimals,
+        )
+    events.append(Transferred(EXTERNAL, key, cmd.asset, cmd.amount, "deposit"))
+    return events
+
+
+def _unspent(state: State, reference: str, account: str) -> None:
+    if reference in state.references:
+        raise reject(
+            "duplicate_reference",
+            f"custody reference {reference!r} was already credited or paid out; a transfer counts once",
+            account=account,
+        )
 
 
 def _withdraw(state: State, cmd: Withdraw) -> list[Event]:
-    require_account(state, cmd.account)
+    """Paid out at once: custody already sent it (scripts, the simulator, an admin)."""
+    return _debit(state, cmd.account, cmd.asset, cmd.amount, EXTERNAL, "withdrawal", [])
+
+
+def _request_withdrawal(state: State, cmd: RequestWithdrawal) -> list[Event]:
+    """Debited now, into the pending account, with the same checks as a withdrawal; custody then
+    settles or fails it."""
+    withdrawal = f"W{state.withdrawals_requested + 1}"
+    requested = WithdrawalRequested(withdrawal, cmd.account, cmd.asset, cmd.amount, state.now_s or 0)
+    return _debit(state, cmd.account, cmd.asset, cmd.amount, PENDING, "withdrawal_request", [requested])
+
+
+def _debit(state: State, account: str, asset: str, amount: int, to: str, reason: str, first: list[Event]):
+    require_account(state, account)
     if state.withdrawals_gated:
         raise reject(
             "withdrawals_gated",
             "withdrawals wait until every insolvent account is resolved (dYdX, Lyra)",
-            account=cmd.account,
+            account=account,
         )
-    oracle_feed.require_fresh(state, oracle_feed.exposure(state, cmd.account), "a withdrawal")
-    balance = state.ledger.balance(user_key(cmd.account), cmd.asset)
-    decimals = state.profile.asset(cmd.asset).decimals
-    if balance < cmd.amount:
+    oracle_feed.require_fresh(state, oracle_feed.exposure(state, account), "a withdrawal")
+    balance = state.ledger.balance(user_key(account), asset)
+    decimals = state.profile.asset(asset).decimals
+    if balance < amount:
         raise reject(
             "insufficient_balance",
-            f"{cmd.account} holds less {cmd.asset} than it asks to withdraw",
-            account=cmd.account,
-            needed=cmd.amount,
+            f"{account} holds less {asset} than it asks to withdraw",
+            account=account,
+            needed=amount,
             available=max(balance, 0),
-            asset=cmd.asset,
+            asset=asset,
             decimals=decimals,
         )
     tx = Tx(state)
-    tx.emit(Transferred(user_key(cmd.account), EXTERNAL, cmd.asset, cmd.amount, "withdrawal"))
-    m = tx.margin(cmd.account)
+    for event in first:
+        tx.emit(event)
+    tx.emit(Transferred(user_key(account), to, asset, amount, reason))
+    m = tx.margin(account)
     if m.free_collateral < 0:
-        raise margin_reject(
-            state, cmd.account, m.initial_margin, m.equity, "withdrawal would leave initial margin uncovered"
-        )
+        raise margin_reject(state, account, m.initial_margin, m.equity, "withdrawal would leave initial margin uncovered")
     return tx.events
+
+
+def _pending(state: State, withdrawal: str):
+    pending = state.pending_withdrawals.get(withdrawal)
+    if pending is None:
+        raise reject("unknown_withdrawal", f"no withdrawal {withdrawal!r} waits for custody")
+    return pending
+
+
+def _settle_withdrawal(state: State, cmd: SettleWithdrawal) -> list[Event]:
+    w = _pending(state, cmd.withdrawal)
+    _unspent(state, cmd.reference, w.account)
+    return [
+        CustodyConfirmed(cmd.reference, w.account, "withdrawal"),
+        Transferred(PENDING, EXTERNAL, w.asset, w.amount, "withdrawal"),
+        WithdrawalClosed(w.id, "settled", cmd.reference),
+    ]
+
+
+def _fail_withdrawal(state: State, cmd: FailWithdrawal) -> list[Event]:
+    w = _pending(state, cmd.withdrawal)
+    return [
+        Transferred(PENDING, user_key(w.account), w.asset, w.amount, "withdrawal_returned"),
+        WithdrawalClosed(w.id, "failed", cmd.reason),
+    ]
 
 
 def _set_market(state: State, cmd: SetMarket) -> list[Event]:
@@ -337,6 +409,9 @@ _HANDLERS = {
     OpenAccount: _open_account,
     Deposit: _deposit,
     Withdraw: _withdraw,
+    RequestWithdrawal: _request_withdrawal,
+    SettleWithdrawal: _settle_withdrawal,
+    FailWithdrawal: _fail_withdrawal,
     SetMarket: _set_market,
     AdvanceTime: liquidate.advance_time,
     FundInsurance: liquidate.fund_insurance,

@@ -44,6 +44,39 @@ class Transferred(Event):
 
 
 @dataclass(frozen=True)
+class CustodyConfirmed(Event):
+    """Custody (a chain, a bridge, a bank) confirmed a transfer for `account`: its reference is spent,
+    so the same transfer is never credited (or paid out) twice. `kind`: deposit | withdrawal."""
+
+    type: ClassVar[str] = "custody_confirmed"
+    reference: str
+    account: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class WithdrawalRequested(Event):
+    """A withdrawal waits for custody; its amount sits in the pending ledger account meanwhile."""
+
+    type: ClassVar[str] = "withdrawal_requested"
+    withdrawal: str
+    account: str
+    asset: str
+    amount: int
+    time: int
+
+
+@dataclass(frozen=True)
+class WithdrawalClosed(Event):
+    """Custody settled (`detail`: its reference) or failed (`detail`: why) a pending withdrawal."""
+
+    type: ClassVar[str] = "withdrawal_closed"
+    withdrawal: str
+    outcome: str  # settled | failed
+    detail: str
+
+
+@dataclass(frozen=True)
 class PositionChanged(Event):
     """New size and perp quote (virtual cash) of a position; size 0 closes it."""
 
@@ -200,6 +233,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
     for cls in (
         AccountOpened,
         Transferred,
+        CustodyConfirmed,
+        WithdrawalRequested,
+        WithdrawalClosed,
         PositionChanged,
         TradeExecuted,
         MarketSet,

@@ -21,6 +21,10 @@ REASON_CODES = (
     "too_many_positions",
     "insufficient_balance",
     "insufficient_margin",
+    "withdrawals_gated",
+    "balance_limit",
+    "duplicate_reference",
+    "unknown_withdrawal",
 )
 
 

@@ -19,6 +19,7 @@ from margin_engine.engine.events import (
     AuctionPhaseChanged,
     BankruptcyResolved,
     BidPlaced,
+    CustodyConfirmed,
     Deleveraged,
     Event,
     ExpirySettled,
@@ -31,6 +32,8 @@ from margin_engine.engine.events import (
     TimeAdvanced,
     TradeExecuted,
     Transferred,
+    WithdrawalClosed,
+    WithdrawalRequested,
 )
 from margin_engine.errors import InvariantViolation
 from margin_engine.instruments.names import Instrument, parse_instrument
@@ -38,6 +41,7 @@ from margin_engine.ledger.ledger import (
     EXTERNAL,
     FEES,
     INSURANCE,
+    PENDING,
     SETTLEMENT,
     SYSTEM_ACCOUNTS,
     USER_PREFIX,
@@ -78,6 +82,17 @@ class Auction:
 
 
 @dataclass(frozen=True)
+class PendingWithdrawal:
+    """Asked for at `requested_s`, debited from the account, waiting for custody."""
+
+    id: str
+    account: str
+    asset: str
+    amount: int
+    requested_s: int
+
+
+@dataclass(frozen=True)
 class Account:
     """Replaced, never mutated, when a position changes (so scratch copies stay cheap and safe)."""
 
@@ -101,6 +116,9 @@ class State:
     liquidations_started: int = 0  # numbers the auctions: L1, L2, ...
     bankrupt: dict[str, int] = field(default_factory=dict)  # account -> uncovered deficit: withdrawals gated
     oracles: dict[str, OracleState] = field(default_factory=dict)  # underlying -> its guards' state
+    references: dict[str, str] = field(default_factory=dict)  # custody reference spent -> the account
+    pending_withdrawals: dict[str, PendingWithdrawal] = field(default_factory=dict)  # W1, W2, ...
+    withdrawals_requested: int = 0  # numbers the requests
 
     def __post_init__(self) -> None:
         # Not fields (not in snapshots, equality or scratch copies): which accounts changed when,
@@ -149,6 +167,8 @@ class State:
             auctions=Overlay(self.auctions),
             bankrupt=Overlay(self.bankrupt),
             oracles=Overlay(self.oracles),
+            references=Overlay(self.references),
+            pending_withdrawals=Overlay(self.pending_withdrawals),
         )
 
     def view(self, account_id: str) -> AccountView:
@@ -227,6 +247,18 @@ def evolve(state: State, event: Event) -> None:
                 state.bankrupt.pop(event.account, None)
         case OracleUpdated():
             _apply_oracle(state, event)
+        case CustodyConfirmed():
+            if event.reference in state.references:
+                raise InvariantViolation(f"custody reference {event.reference!r} spent twice")
+            state.references[event.reference] = event.account
+        case WithdrawalRequested():
+            state.withdrawals_requested += 1
+            state.pending_withdrawals[event.withdrawal] = PendingWithdrawal(
+                event.withdrawal, event.account, event.asset, event.amount, event.time
+            )
+        case WithdrawalClosed():
+            if state.pending_withdrawals.pop(event.withdrawal, None) is None:
+                raise InvariantViolation(f"withdrawal {event.withdrawal} closed but not pending")
         case TradeExecuted() | FundingApplied() | Deleveraged():
             pass  # the transfers and position changes that follow carry the state change
         case _:
@@ -291,8 +323,9 @@ def replay(profile: Profile, events: list[Event]) -> State:
 def audit(state: State) -> dict[str, dict[str, int]]:
     """Check conservation and the clearing identity; raise InvariantViolation on any break.
 
-    Per asset: deposits - withdrawals = user balances + insurance + fees + settlement, and the
-    external account mirrors it. For the settlement asset, the settlement account equals the sum
+    Per asset: deposits - withdrawals = user balances + insurance + fees + settlement + pending
+    withdrawals, and the external account mirrors it; the pending account holds exactly the
+    withdrawals still waiting for custody. For the settlement asset, the settlement account equals the sum
     of open perp quotes (what open perps will realize in aggregate).
     """
     report = {}
@@ -308,13 +341,17 @@ def audit(state: State) -> dict[str, dict[str, int]]:
             "insurance": system[INSURANCE],
             "fees": system[FEES],
             "settlement": system[SETTLEMENT],
+            "pending": system[PENDING],
         }
-        held = row["users"] + row["insurance"] + row["fees"] + row["settlement"]
+        held = row["users"] + row["insurance"] + row["fees"] + row["settlement"] + row["pending"]
         net = row["deposits"] - row["withdrawals"]
         if held != net or state.ledger.balance(EXTERNAL, asset) != -net or total_by_asset.get(asset, 0) != 0:
             raise InvariantViolation(
                 f"conservation broken for {asset}: {row}, external {state.ledger.balance(EXTERNAL, asset)}"
             )
+        waiting = sum(w.amount for w in state.pending_withdrawals.values() if w.asset == asset)
+        if waiting != row["pending"]:
+            raise InvariantViolation(f"pending {asset} {row['pending']} != withdrawals waiting for custody {waiting}")
         report[asset] = row
     settle = state.profile.settlement_asset
     positions = map(methodcaller("values"), map(attrgetter("positions"), state.accounts.values()))

@@ -35,6 +35,20 @@ def account_json(state: State, account_id: str) -> dict:
         "mode": account.mode,
         "balances": balances_json(state, user_key(account.id)),
         "positions": positions,
+        "pending_withdrawals": [
+            pending_json(state, w) for w in state.pending_withdrawals.values() if w.account == account.id
+        ],
+    }
+
+
+def pending_json(state: State, w) -> dict:
+    """A withdrawal waiting for custody, its amount in the asset's decimals."""
+    return {
+        "id": w.id,
+        "account": w.account,
+        "asset": w.asset,
+        "amount": format_units(w.amount, state.profile.asset(w.asset).decimals),
+        "requested_at": format_time(w.requested_s),
     }
 
 

@@ -2,7 +2,8 @@
 
 Every movement of money is a `Transfer` from one ledger account to another, so the sum over all
 ledger accounts of each asset is zero at all times. `external` is the world outside: its balance
-is minus the net deposits. The others: `user:<id>` (an account's free collateral),
+is minus the net deposits. `withdrawals_pending` holds what traders asked to withdraw until custody
+pays it out or returns it. The others: `user:<id>` (an account's free collateral),
 `user:<id>/<instrument>` (collateral allocated to an isolated position), `settlement` (perp and
 option clearing), `insurance` (insurance fund) and `fees` (fee pool).
 """
@@ -18,7 +19,8 @@ EXTERNAL = "external"
 SETTLEMENT = "settlement"
 INSURANCE = "insurance"
 FEES = "fees"
-SYSTEM_ACCOUNTS = (EXTERNAL, SETTLEMENT, INSURANCE, FEES)
+PENDING = "withdrawals_pending"
+SYSTEM_ACCOUNTS = (EXTERNAL, SETTLEMENT, INSURANCE, FEES, PENDING)
 
 
 USER_PREFIX = "user:"

@@ -8,6 +8,7 @@ that comes from float risk maths meets the ledger rounded against the user: requ
 from __future__ import annotations
 
 import math
+import re
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 
 import numpy as np
@@ -15,21 +16,45 @@ import numpy as np
 from margin_engine.errors import InputError, InvariantViolation
 
 
+# A number as text: ASCII digits, one optional point, an optional short exponent. Python's Decimal
+# also reads "1_000", " 1 ", "Infinity", "NaN" and Arabic-Indic or full-width digits: none of them is
+# an amount anyone means to send.
+_DECIMAL_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,4})?")
+DIGITS_MAX = 28  # significant digits Decimal arithmetic keeps exactly (its default precision)
+MAGNITUDE_MAX = 30  # |x| < 1e30 and a non-zero |x| >= 1e-30: every bound of the engine lies inside
+
+
 def parse_decimal(value: object, field: str, *, positive: bool = False, non_negative: bool = False) -> Decimal:
-    """A finite Decimal from a JSON/TOML value; strings are preferred as they are exact."""
+    """A finite, bounded Decimal from a JSON/TOML value; strings are preferred as they are exact."""
     if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
-        raise InputError(field, f"expected a decimal number (as a string), got {value!r}")
-    try:
-        number = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
-    except InvalidOperation:
-        raise InputError(field, f"expected a decimal number, got {value!r}") from None
-    if not number.is_finite():
+        raise InputError(field, f"expected a decimal number (as a string), got {_shown(value)}")
+    if isinstance(value, str) and (len(value) > 64 or not _DECIMAL_TEXT.fullmatch(value)):
+        raise InputError(field, f"expected a decimal number such as \"1000.5\", got {_shown(value)}")
+    if isinstance(value, int) and abs(value) >= 10**MAGNITUDE_MAX:
+        raise InputError(field, f"out of range: |{field}| must be below 1e{MAGNITUDE_MAX}")
+    if isinstance(value, float) and not math.isfinite(value):
         raise InputError(field, f"must be a finite number, got {value!r}")
+    number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    if not number.is_finite():
+        raise InputError(field, f"must be a finite number, got {_shown(value)}")
+    if not number.is_zero():
+        if number.adjusted() >= MAGNITUDE_MAX:
+            raise InputError(field, f"out of range: |{field}| must be below 1e{MAGNITUDE_MAX}, got {_shown(value)}")
+        if number.adjusted() < -MAGNITUDE_MAX:
+            raise InputError(field, f"out of range: a non-zero |{field}| must be at least 1e-{MAGNITUDE_MAX}")
+        if len(number.normalize(Context(prec=60)).as_tuple().digits) > DIGITS_MAX:
+            raise InputError(field, f"more than {DIGITS_MAX} significant digits: {_shown(value)} would be rounded")
     if positive and number <= 0:
         raise InputError(field, f"must be > 0, got {value}")
     if non_negative and number < 0:
         raise InputError(field, f"must be >= 0, got {value}")
     return number
+
+
+def _shown(value: object) -> str:
+    """A value as an error message shows it: never longer than a line."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 def to_units(amount: Decimal, decimals: int, field: str = "amount") -> int:
@@ -45,8 +70,11 @@ def from_units(units: int, decimals: int) -> Decimal:
 
 
 def format_units(units: int, decimals: int) -> str:
-    """Decimal string with exactly `decimals` places, as the JSON outputs carry amounts."""
-    return format(from_units(units, decimals).quantize(Decimal(1).scaleb(-decimals)), "f")
+    """Decimal string with exactly `decimals` places, as the JSON outputs carry amounts. Integer maths:
+    exact for any int (Decimal's 28-digit context would fail on a huge one)."""
+    whole, part = divmod(abs(units), 10**decimals)
+    sign = "-" if units < 0 else ""
+    return f"{sign}{whole}.{part:0{decimals}d}" if decimals else f"{sign}{whole}"
 
 
 def decimal_to_units_half_even(amount: Decimal, decimals: int) -> int:

@@ -171,6 +171,23 @@ class OracleConfig(_Frozen):
         return self.underlyings.get(underlying, self.params)
 
 
+class LimitParams(_Frozen):
+    """Bounds on what one command may carry, checked before anything changes, so that every number
+    derived from the state stays finite and exact (float64 margin maths, 28-digit Decimal). Far above
+    any real venue's flows, far below where the arithmetic breaks."""
+
+    # 1e12 whole units: a trillion USDC is over ten times the largest stablecoin's supply (about
+    # 1.8e11 USDT in 2026); in USDC's 6 decimals it is 1e18 units, inside int64 and exact in Decimal.
+    amount_max: float = Field(default=1e12, gt=0, le=1e15)
+    # an account's balance of one asset after a deposit: 1e13 whole units (ten times amount_max)
+    balance_max: float = Field(default=1e13, gt=0, le=1e16)
+    # contracts (BTC, ETH) per fill: 1e9 is over fifty times the BTC that exists (about 2.1e7)
+    size_max: float = Field(default=1e9, gt=0, le=1e12)
+    # a fill's price, an index or a settlement price, USD per unit: BTC at 1e9 USD would be about
+    # 1e16 USD of market value, a hundred times the world's GDP
+    price_max_usd: float = Field(default=1e9, gt=0, le=1e12)
+
+
 class Profile(_Frozen):
     name: str
     schema_version: int
@@ -184,6 +201,7 @@ class Profile(_Frozen):
     portfolio: PortfolioParams | None = None
     liquidation: LiquidationParams = LiquidationParams()
     oracle: OracleConfig = OracleConfig()
+    limits: LimitParams = LimitParams()
 
     @model_validator(mode="after")
     def _consistent(self) -> Profile:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -43,6 +44,7 @@ from margin_engine.engine import (
 from margin_engine.errors import InputError, InvariantViolation
 from margin_engine.margin.profile import Profile, parse_profile
 from margin_engine.storage import schema
+from margin_engine.storage.chain import Head, HeadFile, genesis, link
 from margin_engine.storage.snapshot import (
     SnapshotFormatError,
     canonical_json,
@@ -56,6 +58,7 @@ BATCH_MAX = 1000  # commands per group commit
 PAGE = 1000  # commands read per query when walking the history
 CLIENT_ID_RE = re.compile(rf"^[\x21-\x7e]{{1,{schema.CLIENT_ID_LENGTH_MAX}}}$")  # printable ASCII, no space
 Synchronous = Literal["FULL", "NORMAL"]
+LOG = logging.getLogger("margin_engine.journal")
 
 
 class JournalExists(InputError):
@@ -72,6 +75,16 @@ class ClientIdReused(InputError):
 
 class JournalCorrupt(InvariantViolation):
     """What the database holds contradicts itself, its snapshots or the engine: stop and investigate."""
+
+
+class CommandFailed(InvariantViolation):
+    """An unexpected error while parsing or deciding one command: a bug, not bad input. That command
+    alone is refused and nothing of it is journaled; the others of its batch go on."""
+
+    def __init__(self, command: Any, exc: BaseException):
+        self.command = command
+        self.cause = exc
+        super().__init__(f"{type(exc).__name__} while handling a command: {exc}"[:500])
 
 
 class JournalWriteFailed(Exception):
@@ -145,6 +158,8 @@ class Journal:
         self.snapshot_every = snapshot_every
         self._engine: Engine | None = None
         self._last_seq = 0
+        self._chain = genesis(profile_text)
+        self.head_file = _head_file(db)
 
     @classmethod
     def create(
@@ -159,6 +174,7 @@ class Journal:
         profile = parse_profile(profile_text)  # a bad profile fails before anything is written
         _check_snapshot_every(snapshot_every)
         db = _connect(url, synchronous, must_exist=False)
+        head_file = _head_file(db)
         try:
             with _writing(db) as conn, conn.begin():
                 version = _schema_version(conn)
@@ -172,13 +188,22 @@ class Journal:
                     conn.execute(schema.alembic_version.insert().values(version_num=schema.SCHEMA_REVISION))
                 if conn.execute(sa.select(schema.profile.c.name)).first() is not None:
                     raise JournalExists("db", f"{_shown(url)} already holds a journal; open it instead")
+                if head_file is not None and head_file.read() is not None:
+                    raise JournalExists(
+                        "db",
+                        f"{head_file.path} says a journal was here; restore its database, "
+                        "or remove that file to start a new journal",
+                    )
                 conn.execute(schema.profile.insert().values(id=1, name=profile.name, toml=profile_text))
+                conn.execute(schema.journal_head.insert().values(id=1, seq=0, chain=genesis(profile_text)))
         except sa.exc.SQLAlchemyError as exc:
             db.dispose()
             raise JournalWriteFailed(f"cannot create a journal in {_shown(url)}: {exc}") from exc
         except BaseException:
             db.dispose()
             raise
+        if head_file is not None:
+            head_file.write(Head(0, genesis(profile_text)))
         return cls(db, profile_text, snapshot_every)
 
     @classmethod
@@ -190,7 +215,10 @@ class Journal:
             with db.connect() as conn:
                 version = _schema_version(conn)
                 if version is None:
-                    raise JournalMissing("db", f"{_shown(url)} holds no journal; create one first")
+                    _missing_but_recorded(db)
+                    raise JournalMissing(
+                        "db", f"{_shown(url)} holds no journal; create one with `margin-engine journal init`"
+                    )
                 if version != schema.SCHEMA_REVISION:
                     raise InputError(
                         "db", f"{_shown(url)} is at schema revision {version}; this code needs {schema.SCHEMA_REVISION}"
@@ -201,7 +229,7 @@ class Journal:
             return cls(db, text, snapshot_every)
         except sa.exc.SQLAlchemyError as exc:
             db.dispose()
-            raise InputError("db", f"cannot read {_shown(url)}: {getattr(exc, 'orig', exc)}") from None
+            raise JournalCorrupt(f"cannot read {_shown(url)}: {_reason(exc)}") from None
         except BaseException:
             db.dispose()
             raise
@@ -219,25 +247,26 @@ class Journal:
 
     def load(self) -> Engine:
         """The engine after the last committed command: the latest snapshot, then the events after it,
-        audited. Its `journal` list starts empty: the history is in the database."""
-        with self.db.connect() as conn:  # one read transaction: a consistent view
-            last_seq, count = conn.execute(
-                sa.select(sa.func.coalesce(sa.func.max(schema.commands.c.seq), 0), sa.func.count())
-            ).one()
-            if count != last_seq:
-                raise JournalCorrupt(f"the journal holds {count} commands numbered up to {last_seq}: some are missing")
-            row = conn.execute(
-                sa.select(schema.snapshots)
-                .where(schema.snapshots.c.command_seq <= last_seq)
-                .order_by(schema.snapshots.c.command_seq.desc())
-                .limit(1)
-            ).first()
-            if row is None:
-                state, from_seq = State(self.profile), 0
-            else:
-                state, from_seq = self._restore(row.command_seq, row.state, row.state_hash), row.command_seq
-            for entry in self._entries(conn, from_seq, last_seq):
-                evolve_entry(state, entry)
+        audited. The whole hash chain is checked first, and the head row and side file against it.
+        Its `journal` list starts empty: the history is in the database."""
+        try:
+            with self.db.connect() as conn:  # one read transaction: a consistent view
+                last_seq = self._count(conn)
+                row = conn.execute(
+                    sa.select(schema.snapshots)
+                    .where(schema.snapshots.c.command_seq <= last_seq)
+                    .order_by(schema.snapshots.c.command_seq.desc())
+                    .limit(1)
+                ).first()
+                if row is None:
+                    state, from_seq = State(self.profile), 0
+                else:
+                    state, from_seq = self._restore(row.command_seq, row.state, row.state_hash), row.command_seq
+                for command_row, texts in self._verified(conn, last_seq):
+                    if command_row.seq > from_seq:
+                        evolve_entry(state, _entry(command_row, texts))
+        except sa.exc.SQLAlchemyError as exc:
+            raise JournalCorrupt(f"cannot read the journal: {_reason(exc)}") from None
         try:
             audit(state)
         except InvariantViolation as exc:
@@ -248,16 +277,103 @@ class Journal:
         return engine
 
     def history(self) -> Iterator[Entry]:
-        """Every command from the first, in order, with its outcome and events, a page at a time."""
-        with self.db.connect() as conn:
-            last_seq = conn.execute(sa.select(sa.func.coalesce(sa.func.max(schema.commands.c.seq), 0))).scalar_one()
-            yield from self._entries(conn, 0, last_seq)
+        """Every command from the first, in order, with its outcome and events, a page at a time; the
+        hash chain, head row and side file are checked on the way (JournalCorrupt at the first break)."""
+        try:
+            with self.db.connect() as conn:
+                last_seq = self._count(conn)
+                for row, texts in self._verified(conn, last_seq):
+                    yield _entry(row, texts)
+        except sa.exc.SQLAlchemyError as exc:
+            raise JournalCorrupt(f"cannot read the journal: {_reason(exc)}") from None
+
+    @staticmethod
+    def _count(conn: sa.Connection) -> int:
+        last_seq, count = conn.execute(
+            sa.select(sa.func.coalesce(sa.func.max(schema.commands.c.seq), 0), sa.func.count())
+        ).one()
+        if count != last_seq:
+            raise JournalCorrupt(f"the journal holds {count} commands numbered up to {last_seq}: some are missing")
+        return last_seq
+
+    def _verified(self, conn: sa.Connection, last_seq: int) -> Iterator[tuple[Any, list[str]]]:
+        """Every command row with its event texts, each link of the chain recomputed from the stored
+        texts; at the end the head row and the side file must name the same end."""
+        snapshots = {
+            seq: (digest, chain)
+            for seq, digest, chain in conn.execute(
+                sa.select(schema.snapshots.c.command_seq, schema.snapshots.c.state_hash, schema.snapshots.c.chain)
+            )
+        }
+        beyond = sorted(seq for seq in snapshots if not 1 <= seq <= last_seq)
+        if beyond:
+            raise JournalCorrupt(f"a snapshot stands at command {beyond[0]}, but the journal ends at {last_seq}")
+        side = self.head_file.read() if self.head_file is not None else None
+        if side is not None and side.seq < 0:
+            raise JournalCorrupt(f"{self.head_file.path} does not read as a head file; restore it or remove it")
+        if side is not None and side.seq > last_seq:
+            raise JournalCorrupt(
+                f"the journal ends at command {last_seq}, but {self.head_file.path.name} says {side.seq} were "
+                "committed: the SQLite WAL file was lost, or the database was replaced by an older copy"
+            )
+        chain = genesis(self.profile_text)
+        side_chain = chain if side is not None and side.seq == 0 else None
+        for row, texts in _rows(conn, 0, last_seq):
+            snapshot = snapshots.get(row.seq)
+            chain = link(
+                chain,
+                row.seq,
+                row.client_id,
+                row.type,
+                row.command,
+                row.accepted,
+                row.outcome,
+                texts,
+                None if snapshot is None else snapshot[0],
+            )
+            if chain != row.chain:
+                raise JournalCorrupt(
+                    f"command {row.seq}: the hash chain breaks here (the command, its outcome, its events, "
+                    "an earlier row or a snapshot's hash was changed after it was written)"
+                )
+            if snapshot is not None and snapshot[1] != chain:
+                raise JournalCorrupt(f"snapshot at command {row.seq}: it names a chain head the journal never had")
+            if side is not None and row.seq == side.seq:
+                side_chain = chain
+            yield row, texts
+        head = conn.execute(sa.select(schema.journal_head)).first()
+        if head is None:
+            raise JournalCorrupt("the journal has no head row: it was not written by this code, or was damaged")
+        if (head.seq, head.chain) != (last_seq, chain):
+            raise JournalCorrupt(
+                f"the journal ends at command {last_seq}, but its head row says {head.seq}: "
+                "commands were removed or rewritten"
+            )
+        if side is not None and side_chain != side.chain:
+            raise JournalCorrupt(
+                f"{self.head_file.path.name} names a chain at command {side.seq} that the journal does not "
+                "have: the database was rewritten or replaced"
+            )
+        self._chain = chain
 
     def snapshot_hashes(self) -> dict[int, str]:
         """Stored state hash by command seq, for every snapshot."""
         with self.db.connect() as conn:
             rows = conn.execute(sa.select(schema.snapshots.c.command_seq, schema.snapshots.c.state_hash))
             return {seq: digest for seq, digest in rows}
+
+    def check_snapshot_texts(self) -> int:
+        """Every snapshot's text against its stored hash (the chain covers the hash, this the text);
+        returns how many were checked."""
+        checked = 0
+        with self.db.connect() as conn:
+            for seq, text, digest in conn.execute(
+                sa.select(schema.snapshots.c.command_seq, schema.snapshots.c.state, schema.snapshots.c.state_hash)
+            ):
+                if text_hash(text) != digest:
+                    raise JournalCorrupt(f"snapshot at command {seq}: its state text does not hash to its hash")
+                checked += 1
+        return checked
 
     def latest_snapshot(self) -> tuple[int, str] | None:
         """(command seq, state hash) of the latest snapshot, its text checked against its hash."""
@@ -284,39 +400,22 @@ class Journal:
             raise JournalCorrupt(f"snapshot at command {seq} does not restore to the state it encodes")
         return state
 
-    def _entries(self, conn: sa.Connection, after_seq: int, last_seq: int) -> Iterator[Entry]:
-        c, e = schema.commands, schema.events
-        for low in range(after_seq, last_seq, PAGE):
-            high = min(low + PAGE, last_seq)
-            rows = conn.execute(sa.select(c).where(c.c.seq > low, c.c.seq <= high).order_by(c.c.seq)).all()
-            found = conn.execute(
-                sa.select(e.c.command_seq, e.c.event)
-                .where(e.c.command_seq > low, e.c.command_seq <= high)
-                .order_by(e.c.command_seq, e.c.idx)
-            ).all()
-            by_seq: dict[int, list[str]] = {}
-            for seq, text in found:
-                by_seq.setdefault(seq, []).append(text)
-            for expected, row in enumerate(rows, start=low + 1):
-                if row.seq != expected:
-                    raise JournalCorrupt(f"command {expected} is missing from the journal")
-                yield _entry(row, by_seq.pop(row.seq, []))
-            if len(rows) != high - low or by_seq:
-                raise JournalCorrupt(f"commands {low + 1}..{high}: missing commands, or events of no command")
-
     # ------------------------------------------------------------------------------------ writing
 
     def submit(self, engine: Engine, command: Any, client_id: str | None = None) -> Receipt:
         """Parse, decide, journal (committed) and apply one command. Bad input raises InputError and
         writes nothing; a rejection is journaled too, so that its client id answers the same again."""
         (result,) = self.submit_batch(engine, [(command, client_id)])
-        if isinstance(result, InputError):
+        if isinstance(result, InputError | CommandFailed):
             raise result
         return result
 
-    def submit_batch(self, engine: Engine, items: Sequence[tuple[Any, str | None]]) -> list[Receipt | InputError]:
-        """Many (command, client id) in ONE transaction, a group commit: per item its receipt, or the
-        InputError that kept it out. Each command is decided on the state the ones before it left."""
+    def submit_batch(
+        self, engine: Engine, items: Sequence[tuple[Any, str | None]]
+    ) -> list[Receipt | InputError | CommandFailed]:
+        """Many (command, client id) in ONE transaction, a group commit: per item its receipt, the
+        InputError that kept it out, or the CommandFailed of a bug in handling it (that command alone is
+        left out). Each command is decided on the state the ones before it left."""
         if engine is not self._engine:
             raise InputError("engine", "not the engine this journal loaded: use the one journal.load() returned")
         if len(items) > BATCH_MAX:
@@ -325,9 +424,8 @@ class Journal:
         try:
             with _writing(self.db) as conn, conn.begin():
                 taken = _stored_receipts(conn, {p.client_id for p in prepared if isinstance(p, _Prepared)} - {None})
-                results, receipts, texts = _decide_all(engine.state, prepared, taken, self._last_seq)
-                if receipts:
-                    self._write(conn, engine.state, receipts, texts)
+                results, receipts, texts = _decide_isolated(engine.state, prepared, taken, self._last_seq)
+                chain = self._write(conn, engine.state, receipts, texts) if receipts else self._chain
         except sa.exc.IntegrityError as exc:
             raise JournalConflict(f"another writer got there first ({exc.orig}); load the journal again") from exc
         except sa.exc.SQLAlchemyError as exc:
@@ -338,23 +436,86 @@ class Journal:
                     evolve(engine.state, event)
                 engine.journal.extend(receipt.outcome)
         if receipts:
-            self._last_seq = receipts[-1].seq
+            self._last_seq, self._chain = receipts[-1].seq, chain
+            self._write_head_file()
         return results
 
-    def _write(self, conn: sa.Connection, state: State, receipts: list[Receipt], texts: list[_Prepared]) -> None:
+    def _write_head_file(self) -> None:
+        """After the commit: a failure here loses nothing (the file may lag, never lead), so it is logged."""
+        if self.head_file is None:
+            return
+        try:
+            self.head_file.write(Head(self._last_seq, self._chain))
+        except OSError as exc:
+            LOG.warning("cannot write %s: %s", self.head_file.path, exc)
+
+    def _write(self, conn: sa.Connection, state: State, receipts: list[Receipt], texts: list[_Prepared]) -> str:
+        """The rows of one group commit, each linked into the chain; returns the new chain head."""
         now = datetime.now(UTC)  # for logs only: nothing the engine decides reads it
-        conn.execute(schema.commands.insert(), [_command_row(r, p, now) for r, p in zip(receipts, texts, strict=True)])
+        rows = [_command_row(r, p, now) for r, p in zip(receipts, texts, strict=True)]
+        events_by_seq = {
+            r.seq: [canonical_json(e.to_json()) for e in r.outcome] for r in receipts if r.accepted and r.outcome
+        }
+        first, last = receipts[0].seq, receipts[-1].seq
+        snapshot = None
+        if last // self.snapshot_every > (first - 1) // self.snapshot_every:
+            snapshot = _snapshot_row(state, receipts)
+        chain = self._chain
+        for row in rows:
+            seq = row["seq"]
+            digest = snapshot["state_hash"] if snapshot is not None and seq == last else None
+            chain = link(
+                chain,
+                seq,
+                row["client_id"],
+                row["type"],
+                row["command"],
+                row["accepted"],
+                row["outcome"],
+                events_by_seq.get(seq, []),
+                digest,
+            )
+            row["chain"] = chain
+        conn.execute(schema.commands.insert(), rows)
         event_rows = [
-            {"command_seq": r.seq, "idx": i, "type": e.type, "event": canonical_json(e.to_json())}
-            for r in receipts
-            if r.accepted
-            for i, e in enumerate(r.outcome)
+            {"command_seq": seq, "idx": i, "type": json.loads(text)["type"], "event": text}
+            for seq, texts_ in events_by_seq.items()
+            for i, text in enumerate(texts_)
         ]
         if event_rows:
             conn.execute(schema.events.insert(), event_rows)
-        first, last = receipts[0].seq, receipts[-1].seq
-        if last // self.snapshot_every > (first - 1) // self.snapshot_every:
-            conn.execute(schema.snapshots.insert().values(**_snapshot_row(state, receipts)))
+        if snapshot is not None:
+            conn.execute(schema.snapshots.insert().values(**snapshot, chain=chain))
+        updated = conn.execute(
+            schema.journal_head.update()
+            .where(schema.journal_head.c.seq == self._last_seq)
+            .values(seq=last, chain=chain)
+        )
+        if updated.rowcount != 1:
+            raise JournalConflict(f"the journal's head moved past command {self._last_seq}: another writer?")
+        return chain
+
+
+def _rows(conn: sa.Connection, after_seq: int, last_seq: int) -> Iterator[tuple[Any, list[str]]]:
+    """Command rows after `after_seq` up to `last_seq`, each with its event texts, a page at a time."""
+    c, e = schema.commands, schema.events
+    for low in range(after_seq, last_seq, PAGE):
+        high = min(low + PAGE, last_seq)
+        rows = conn.execute(sa.select(c).where(c.c.seq > low, c.c.seq <= high).order_by(c.c.seq)).all()
+        found = conn.execute(
+            sa.select(e.c.command_seq, e.c.event)
+            .where(e.c.command_seq > low, e.c.command_seq <= high)
+            .order_by(e.c.command_seq, e.c.idx)
+        ).all()
+        by_seq: dict[int, list[str]] = {}
+        for seq, text in found:
+            by_seq.setdefault(seq, []).append(text)
+        for expected, row in enumerate(rows, start=low + 1):
+            if row.seq != expected:
+                raise JournalCorrupt(f"command {expected} is missing from the journal")
+            yield row, by_seq.pop(row.seq, [])
+        if len(rows) != high - low or by_seq:
+            raise JournalCorrupt(f"commands {low + 1}..{high}: missing commands, or events of no command")
 
 
 def _snapshot_row(state: State, receipts: list[Receipt]) -> dict[str, Any]:
@@ -370,6 +531,27 @@ def _snapshot_row(state: State, receipts: list[Receipt]) -> dict[str, Any]:
     return {"command_seq": receipts[-1].seq, "state": text, "state_hash": text_hash(text)}
 
 
+def _decide_isolated(
+    state: State, prepared: list[_Prepared | InputError], taken: dict[str, tuple[str, Receipt]], last_seq: int
+) -> tuple[list[Receipt | InputError], list[Receipt], list[_Prepared]]:
+    """`_decide_all`, with a command that raises unexpectedly taken out (a CommandFailed in its place,
+    logged with the command) and the others decided again from the start on a fresh scratch state,
+    so that nothing it half-did reaches the commands after it."""
+    items = list(prepared)
+    while True:
+        try:
+            return _decide_all(state, items, dict(taken), last_seq)
+        except _Failed as failed:
+            bad = items[failed.index]
+            LOG.error("command failed unexpectedly: %s; command %s", failed.error, getattr(bad, "text", bad))
+            items[failed.index] = failed.error
+
+
+class _Failed(Exception):
+    def __init__(self, index: int, error: CommandFailed):
+        self.index, self.error = index, error
+
+
 def _decide_all(
     state: State, prepared: list[_Prepared | InputError], taken: dict[str, tuple[str, Receipt]], last_seq: int
 ) -> tuple[list[Receipt | InputError], list[Receipt], list[_Prepared]]:
@@ -380,8 +562,8 @@ def _decide_all(
     receipts: list[Receipt] = []
     written: list[_Prepared] = []
     seq = last_seq
-    for item in prepared:
-        if isinstance(item, InputError):
+    for index, item in enumerate(prepared):
+        if isinstance(item, InputError | CommandFailed):
             results.append(item)
             continue
         earlier = taken.get(item.client_id) if item.client_id is not None else None
@@ -394,11 +576,16 @@ def _decide_all(
                 else ClientIdReused("client_id", f"{item.client_id!r} was used for another command (seq {receipt.seq})")
             )
             continue
-        outcome = decide(scratch, item.command)
-        if not isinstance(outcome, Rejection):
-            for event in outcome:
-                evolve(scratch, event)
-            outcome = tuple(outcome)
+        try:
+            outcome = decide(scratch, item.command)
+            if not isinstance(outcome, Rejection):
+                for event in outcome:
+                    evolve(scratch, event)
+                outcome = tuple(outcome)
+                for event in outcome:  # what will be stored must encode: found now, not at the commit
+                    canonical_json(event.to_json())
+        except Exception as exc:
+            raise _Failed(index, CommandFailed(item.text, exc)) from exc
         seq += 1
         receipt = Receipt(seq, item.client_id, outcome)
         if item.client_id is not None:
@@ -409,7 +596,7 @@ def _decide_all(
     return results, receipts, written
 
 
-def _prepare(obj: Any, client_id: Any, profile: Profile) -> _Prepared | InputError:
+def _prepare(obj: Any, client_id: Any, profile: Profile) -> _Prepared | InputError | CommandFailed:
     """The command as it will be stored, parsed from that stored text, so that a replay parses the same."""
     try:
         if client_id is not None and (not isinstance(client_id, str) or not CLIENT_ID_RE.match(client_id)):
@@ -422,6 +609,11 @@ def _prepare(obj: Any, client_id: Any, profile: Profile) -> _Prepared | InputErr
         return _Prepared(text, parse_command(plain, profile), plain["type"], client_id)
     except InputError as exc:
         return exc
+    except (RecursionError, MemoryError) as exc:  # JSON nested too deep, or too big, to read back
+        return InputError("command", f"cannot be read: {type(exc).__name__}")
+    except Exception as exc:  # parsing raised what it should have named: a bug, this command alone
+        LOG.error("command failed to parse unexpectedly: %r", exc)
+        return CommandFailed(obj, exc)
 
 
 def _command_text(obj: Any) -> str:
@@ -508,6 +700,26 @@ def _stored_receipts(conn: sa.Connection, client_ids: set[str]) -> dict[str, tup
     return out
 
 
+def _head_file(db: sa.Engine) -> HeadFile | None:
+    return HeadFile(db.url.database) if db.url.get_backend_name() == "sqlite" and db.url.database else None
+
+
+def _missing_but_recorded(db: sa.Engine) -> None:
+    """A database without a journal where the side file says one was: it was emptied or replaced."""
+    head_file = _head_file(db)
+    side = head_file.read() if head_file is not None else None
+    if side is not None:
+        raise JournalCorrupt(
+            f"the database holds no journal, but {head_file.path.name} says one with {max(side.seq, 0)} commands "
+            "was here: the file was emptied or replaced; restore it from a backup"
+        )
+
+
+def _reason(exc: sa.exc.SQLAlchemyError) -> str:
+    """The driver's one line (`database disk image is malformed`), not SQLAlchemy's SQL and links."""
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0]
+
+
 def _check_snapshot_every(snapshot_every: int) -> None:
     if not isinstance(snapshot_every, int) or isinstance(snapshot_every, bool) or snapshot_every < 1:
         raise InputError("snapshot_every", f"a whole number of commands >= 1, got {snapshot_every!r}")
@@ -541,7 +753,10 @@ def _connect(url: str, synchronous: Synchronous, must_exist: bool) -> sa.Engine:
         if not path or path == ":memory:":
             raise InputError("db", "an in-memory SQLite database is not durable; give a file")
         if must_exist and not Path(path).is_file():
-            raise JournalMissing("db", f"no journal at {path}; create one first")
+            side = HeadFile(path)
+            if side.read() is not None:
+                raise JournalCorrupt(f"{path} is gone, but {side.path.name} says a journal was there: restore it")
+            raise JournalMissing("db", f"no journal at {path}; create one with `margin-engine journal init {path}`")
     try:
         db = sa.create_engine(parsed, pool_pre_ping=parsed.get_backend_name() != "sqlite")
     except (sa.exc.NoSuchModuleError, ImportError) as exc:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
+CHAIN_LENGTH = 64  # sha256, hex
 CLIENT_ID_LENGTH_MAX = 128
 
 metadata = sa.MetaData()
@@ -34,6 +35,7 @@ commands = sa.Table(
     sa.Column("accepted", sa.Boolean, nullable=False),
     sa.Column("outcome", sa.Text, nullable=False),  # {"events": count} or {"rejection": {...}}
     sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),  # wall clock, for logs only
+    sa.Column("chain", sa.String(CHAIN_LENGTH), nullable=False),  # storage.chain.link over this row and before
     sa.UniqueConstraint("client_id", name="uq_commands_client_id"),
 )
 
@@ -59,6 +61,16 @@ snapshots = sa.Table(
     ),
     sa.Column("state", sa.Text, nullable=False),  # canonical JSON of state_to_json
     sa.Column("state_hash", sa.String(64), nullable=False),  # sha256 of `state`
+    sa.Column("chain", sa.String(CHAIN_LENGTH), nullable=False),  # the chain head it covers (its command's)
+)
+
+journal_head = sa.Table(
+    "journal_head",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),  # always 1
+    sa.Column("seq", sa.BigInteger, nullable=False),  # the last command committed
+    sa.Column("chain", sa.String(CHAIN_LENGTH), nullable=False),  # its chain
+    sa.CheckConstraint("id = 1", name="ck_journal_head_one_row"),
 )
 
 # Alembic's own bookkeeping, written by Journal.create so that later migrations know where a journal stands.

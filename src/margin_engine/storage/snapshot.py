@@ -28,7 +28,7 @@ from decimal import Context, Decimal
 from enum import Enum
 from typing import Any
 
-from margin_engine.engine.state import Account, Auction, Position, State
+from margin_engine.engine.state import Account, Auction, PendingWithdrawal, Position, State
 from margin_engine.errors import InputError, InvariantViolation
 from margin_engine.instruments.names import Option, Perpetual
 from margin_engine.ledger.ledger import Ledger
@@ -45,6 +45,7 @@ DATACLASSES: dict[str, type] = {
         Account,
         Position,
         Auction,
+        PendingWithdrawal,
         Perpetual,
         Option,
         MarketSnapshot,

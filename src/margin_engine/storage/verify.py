@@ -58,6 +58,7 @@ def audit_journal(journal: Journal) -> AuditReport:
     """Replay command by command, checking each as the module docstring says; JournalCorrupt names the
     first command that breaks."""
     hashes = journal.snapshot_hashes()
+    journal.check_snapshot_texts()
     state = State(journal.profile)
     commands = events = checked = 0
     for entry in journal.history():
