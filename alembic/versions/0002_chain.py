@@ -57,7 +57,14 @@ def _fill_chain(conn: sa.Connection) -> None:
             )
         ]
         chain = link(
-            chain, row.seq, row.client_id, row.type, row.command, row.accepted, row.outcome, events,
+            chain,
+            row.seq,
+            row.client_id,
+            row.type,
+            row.command,
+            row.accepted,
+            row.outcome,
+            events,
             snapshots.get(row.seq),
         )
         seq = row.seq
@@ -66,7 +73,9 @@ def _fill_chain(conn: sa.Connection) -> None:
             conn.execute(
                 sa.text("UPDATE snapshots SET chain = :chain WHERE command_seq = :seq"), {"chain": chain, "seq": seq}
             )
-    conn.execute(sa.text("INSERT INTO journal_head (id, seq, chain) VALUES (1, :seq, :chain)"), {"seq": seq, "chain": chain})
+    conn.execute(
+        sa.text("INSERT INTO journal_head (id, seq, chain) VALUES (1, :seq, :chain)"), {"seq": seq, "chain": chain}
+    )
 
 
 def downgrade() -> None:

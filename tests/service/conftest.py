@@ -24,7 +24,11 @@ def service(tmp_path, profile_path):
     """A running app on a fresh SQLite journal, with a key for every role."""
     app = create_app(
         Settings(
-            db_url=str(tmp_path / "svc.db"), profile=str(profile_path), rate_limit_per_s=1000, rate_limit_burst=1000
+            db_url=str(tmp_path / "svc.db"),
+            profile=str(profile_path),
+            init=True,
+            rate_limit_per_s=1000,
+            rate_limit_burst=1000,
         )
     )
     with TestClient(app) as client:
@@ -34,6 +38,8 @@ def service(tmp_path, profile_path):
             "alice": keys.create("trader", "alice"),
             "bob": keys.create("trader", "bob"),
             "keeper": keys.create("keeper", "keeper"),
+            "scout": keys.create("keeper"),  # an unbound keeper key
+            "custody": keys.create("custody"),
             "oracle": keys.create("oracle"),
         }
         client.app_ref = app

@@ -4,7 +4,7 @@ domain outcomes as 4xx with their reason codes, never a 5xx for bad input."""
 import json
 
 import pytest
-from svc_helpers import ORACLE_KEY, auth
+from svc_helpers import ORACLE_KEY, References, auth, deposit
 
 from margin_engine.oracle.aggregator import PriceUpdate
 from margin_engine.oracle.signing import sign_update
@@ -13,8 +13,9 @@ T0 = "2026-11-25T08:00:00Z"
 
 
 def seed(c):
-    """A market, alice and bob with collateral, a keeper, a fill between them."""
+    """A market, alice and bob with collateral credited by custody, a keeper, a fill between them."""
     admin = auth(c, "admin")
+    c.refs = References()
     assert c.post("/v1/time", json={"time": T0}, headers=admin).status_code == 200
     assert (
         c.post("/v1/markets", json={"underlying": "BTC", "index": "60000", "vol": 0.6}, headers=admin).status_code
@@ -22,11 +23,9 @@ def seed(c):
     )
     for who in ("alice", "bob"):
         assert c.post("/v1/accounts", json={"account": who}, headers=auth(c, who)).status_code == 200
-        assert (
-            c.post(f"/v1/accounts/{who}/deposits", json={"amount": "100000"}, headers=auth(c, who)).status_code == 200
-        )
+        assert deposit(c, who, "100000", auth(c, "custody"), c.refs()).status_code == 200
     assert c.post("/v1/accounts", json={"account": "keeper"}, headers=admin).status_code == 200
-    assert c.post("/v1/accounts/keeper/deposits", json={"amount": "1000000"}, headers=admin).status_code == 200
+    assert deposit(c, "keeper", "1000000", admin, c.refs()).status_code == 200
     fill = {"buyer": "alice", "seller": "bob", "instrument": "BTC-PERP", "size": "2", "price": "60000"}
     assert c.post("/v1/fills", json=fill, headers=admin).status_code == 200
 
@@ -49,9 +48,11 @@ def test_rejections_and_bad_input_are_4xx_with_reasons(service):
     r = c.post("/v1/accounts/alice/withdrawals", json={"amount": "99999"}, headers=auth(c, "alice"))
     assert r.status_code == 409 and r.json()["code"] == "insufficient_margin"
     assert r.json()["needed"] == "2412.000000"
-    r = c.post("/v1/accounts/alice/deposits", json={"amount": "0.0000001"}, headers=auth(c, "alice"))
+    r = deposit(c, "alice", "0.0000001", auth(c, "custody"), c.refs())
     assert r.status_code == 422 and r.json()["field"] == "amount"
-    r = c.post("/v1/accounts/alice/deposits", json={"amount": "1", "extra": 1}, headers=auth(c, "alice"))
+    r = c.post(
+        "/v1/accounts/alice/deposits", json={"amount": "1", "reference": "t:1", "extra": 1}, headers=auth(c, "custody")
+    )
     assert r.status_code == 422
     r = c.post(
         "/v1/fills",
@@ -64,7 +65,7 @@ def test_rejections_and_bad_input_are_4xx_with_reasons(service):
     r = c.post(
         "/v1/accounts/alice/deposits",
         content=b"{not json",
-        headers={**auth(c, "alice"), "content-type": "application/json"},
+        headers={**auth(c, "custody"), "content-type": "application/json"},
     )
     assert r.status_code == 422
 
@@ -72,44 +73,49 @@ def test_rejections_and_bad_input_are_4xx_with_reasons(service):
 def test_idempotency_key_applies_once_and_answers_the_same(service):
     c = service
     seed(c)
-    headers = {**auth(c, "alice"), "Idempotency-Key": "dep-1"}
-    first = c.post("/v1/accounts/alice/deposits", json={"amount": "5"}, headers=headers).json()
-    second = c.post("/v1/accounts/alice/deposits", json={"amount": "5"}, headers=headers).json()
-    assert first == second
+    headers = {**auth(c, "custody"), "Idempotency-Key": "dep-1"}
+    first = deposit(c, "alice", "5", headers, "0xabc:1").json()
+    second = deposit(c, "alice", "5", headers, "0xabc:1").json()
+    assert first == second and first["client_id"] == "dep-1"
     balances = c.get("/v1/accounts/alice", headers=auth(c, "alice")).json()["balances"]
     assert balances["USDC"] == "100005.000000"
 
 
+WHO = (None, "alice", "bob", "custody", "keeper", "scout", "oracle", "admin")
 ENDPOINTS = [
-    # (method, path, body, roles allowed, trader account in path)
-    ("POST", "/v1/accounts", {"account": "alice"}, {"admin", "alice"}, None),
-    ("GET", "/v1/accounts", None, {"admin"}, None),
-    ("GET", "/v1/accounts/alice", None, {"admin", "alice"}, "alice"),
-    ("POST", "/v1/accounts/alice/deposits", {"amount": "1"}, {"admin", "alice"}, "alice"),
-    ("POST", "/v1/accounts/alice/withdrawals", {"amount": "1"}, {"admin", "alice"}, "alice"),
-    ("GET", "/v1/accounts/alice/margin", None, {"admin", "alice"}, "alice"),
-    ("POST", "/v1/accounts/alice/what-if", {"trades": ["BTC-PERP:1"]}, {"admin", "alice"}, "alice"),
+    # (method, path, body, callers allowed)
+    ("POST", "/v1/accounts", {"account": "alice"}, {"admin", "alice"}),
+    ("GET", "/v1/accounts", None, {"admin"}),
+    ("GET", "/v1/accounts/alice", None, {"admin", "alice"}),
+    ("POST", "/v1/accounts/alice/deposits", {"amount": "1", "reference": "0xfeed:7"}, {"admin", "custody"}),
+    ("POST", "/v1/accounts/alice/withdrawals", {"amount": "1"}, {"admin", "alice"}),
+    ("GET", "/v1/accounts/alice/margin", None, {"admin", "alice"}),
+    ("POST", "/v1/accounts/alice/what-if", {"trades": ["BTC-PERP:1"]}, {"admin", "alice"}),
+    ("GET", "/v1/withdrawals", None, {"admin", "custody"}),
+    ("POST", "/v1/withdrawals/W1/settle", {"reference": "0xpaid:1"}, {"admin", "custody"}),
+    ("POST", "/v1/withdrawals/W1/fail", {"reason": "address blocked"}, {"admin", "custody"}),
     (
         "POST",
         "/v1/fills",
         {"buyer": "alice", "seller": "bob", "instrument": "BTC-PERP", "size": "1", "price": "60000"},
         {"admin"},
-        None,
     ),
-    ("POST", "/v1/markets", {"underlying": "BTC", "index": "61000", "vol": 0.6}, {"admin"}, None),
-    ("POST", "/v1/time", {"time": "2026-11-25T09:00:00Z"}, {"admin"}, None),
-    ("POST", "/v1/funding", {"instrument": "BTC-PERP", "rate": "0.0001"}, {"admin"}, None),
-    ("POST", "/v1/expiries", {"underlying": "BTC", "expiry": "25DEC26", "price": "60000"}, {"admin"}, None),
-    ("POST", "/v1/insurance", {"amount": "1"}, {"admin"}, None),
-    ("POST", "/v1/oracle/updates", None, {"admin", "oracle"}, None),
-    ("GET", "/v1/liquidations/queue", None, {"admin", "keeper"}, None),
-    ("POST", "/v1/liquidations", {"account": "alice", "liquidator": "keeper"}, {"admin", "keeper"}, None),
-    ("GET", "/v1/auctions", None, {"admin", "keeper"}, None),
-    ("POST", "/v1/auctions/L1/bids", {"liquidator": "keeper", "fraction": "1"}, {"admin", "keeper"}, None),
-    ("GET", "/v1/parameters", None, {"admin"}, None),
-    ("GET", "/v1/oracle/status", None, {"admin", "alice", "bob", "keeper", "oracle"}, None),
-    ("GET", "/v1/dashboard", None, {"admin"}, None),
-    ("GET", "/metrics", None, {"admin"}, None),
+    ("POST", "/v1/markets", {"underlying": "BTC", "index": "61000", "vol": 0.6}, {"admin"}),
+    ("POST", "/v1/time", {"time": "2026-11-25T09:00:00Z"}, {"admin"}),
+    ("POST", "/v1/funding", {"instrument": "BTC-PERP", "rate": "0.0001"}, {"admin"}),
+    ("POST", "/v1/expiries", {"underlying": "BTC", "expiry": "25DEC26", "price": "60000"}, {"admin"}),
+    ("POST", "/v1/insurance", {"amount": "1"}, {"admin"}),
+    ("POST", "/v1/oracle/updates", None, {"admin", "oracle"}),
+    ("GET", "/v1/liquidations/queue", None, {"admin", "keeper", "scout"}),
+    ("POST", "/v1/liquidations", {"account": "alice", "liquidator": "keeper"}, {"admin", "keeper"}),
+    ("GET", "/v1/auctions", None, {"admin", "keeper", "scout"}),
+    ("POST", "/v1/auctions/L1/bids", {"liquidator": "keeper", "fraction": "1"}, {"admin", "keeper"}),
+    ("GET", "/v1/parameters", None, {"admin"}),
+    ("GET", "/v1/oracle/status", None, set(WHO) - {None}),
+    ("GET", "/v1/dashboard", None, {"admin"}),
+    ("GET", "/v1/events/stream", None, {"admin"}),
+    ("GET", "/metrics", None, {"admin"}),
+    ("POST", "/v1/session", None, set(WHO) - {None}),
 ]
 
 
@@ -124,15 +130,26 @@ def _oracle_body():
     }
 
 
-@pytest.mark.parametrize(
-    ("method", "path", "body", "allowed", "own"), ENDPOINTS, ids=[e[1] + " " + e[0] for e in ENDPOINTS]
-)
-def test_every_endpoint_refuses_the_wrong_role_and_changes_nothing(service, method, path, body, allowed, own):
+def test_the_matrix_covers_every_route(service):
+    """A new endpoint must join the role matrix below."""
+    routes = {
+        (method, route.path)
+        for route in service.app_ref.routes
+        if getattr(route, "include_in_schema", False)
+        for method in route.methods
+    } - {("GET", "/health")}
+    shown = {(m, p.replace("alice", "{account}").replace("W1", "{withdrawal}").replace("L1", "{auction}"))
+             for m, p, _, _ in ENDPOINTS}
+    assert routes - shown == set()
+
+
+@pytest.mark.parametrize(("method", "path", "body", "allowed"), ENDPOINTS, ids=[e[1] + " " + e[0] for e in ENDPOINTS])
+def test_every_endpoint_refuses_the_wrong_role_and_changes_nothing(service, method, path, body, allowed):
     c = service
     seed(c)
     body = _oracle_body() if path == "/v1/oracle/updates" else body
     runtime = c.app_ref.state.runtime
-    for who in (None, "alice", "bob", "keeper", "oracle", "admin"):
+    for who in WHO:
         if who in allowed:
             continue
         before = (len(list(runtime.journal.history())), dict(runtime.engine.state.ledger.balances))
@@ -141,6 +158,8 @@ def test_every_endpoint_refuses_the_wrong_role_and_changes_nothing(service, meth
         assert r.status_code == (401 if who is None else 403), (who, r.status_code, r.text)
         assert (len(list(runtime.journal.history())), dict(runtime.engine.state.ledger.balances)) == before
     r = c.request(method, path, json=body, headers={"X-API-Key": "me_0000_forged"})
+    assert r.status_code == 401
+    r = c.request(method, f"{path}?key={c.keys['admin']}", json=body)  # keys only in headers
     assert r.status_code == 401
 
 
@@ -167,8 +186,16 @@ def test_keeper_liquidates_through_the_api(service):
     assert [q["account"] for q in queue] == ["alice"]
     r = c.post("/v1/liquidations", json={"account": "alice", "liquidator": "bob"}, headers=auth(c, "keeper"))
     assert r.status_code == 403  # a keeper key bound to "keeper" cannot act as bob
-    r = c.post("/v1/liquidations", json={"account": "alice", "liquidator": "keeper"}, headers=auth(c, "keeper"))
+    r = c.post("/v1/liquidations", json={"account": "alice", "liquidator": "bob"}, headers=auth(c, "scout"))
+    assert r.status_code == 403  # nor can an unbound keeper key
+    r = c.post("/v1/liquidations", json={"account": "alice"}, headers=auth(c, "scout"))
+    assert r.status_code == 409 and r.json()["code"] == "liquidator_required"  # it takes nothing itself
+    bob = c.get("/v1/accounts/bob", headers=auth(c, "bob")).json()["positions"]
+    assert [(p["instrument"], p["size"]) for p in bob] == [("BTC-PERP", "-2")]  # bob took nothing
+    r = c.post("/v1/liquidations", json={"account": "alice"}, headers=auth(c, "keeper"))  # as its bound account
     assert r.status_code == 200 and any(e["type"] == "liquidation_fill" for e in r.json()["events"])
+    fill = next(e for e in r.json()["events"] if e["type"] == "liquidation_fill")
+    assert fill["liquidator"] == "keeper"
 
 
 def test_request_size_and_rate_limits(tmp_path, profile_path):
@@ -184,6 +211,9 @@ def test_request_size_and_rate_limits(tmp_path, profile_path):
             rate_limit_per_s=0.001,
             rate_limit_burst=3,
             max_body_bytes=200,
+            init=True,
+            anonymous_rate_limit_per_s=0.001,
+            anonymous_rate_limit_burst=3,
         )
     )
     with TestClient(app) as c:
@@ -196,6 +226,10 @@ def test_request_size_and_rate_limits(tmp_path, profile_path):
         assert r.status_code == 413
         codes = [c.get("/v1/parameters", headers=key).status_code for _ in range(5)]
         assert codes[:2] == [200, 200] and codes[-1] == 429
+        anonymous = [c.get("/v1/parameters").status_code for _ in range(5)]  # per client address
+        assert anonymous[:3] == [401, 401, 401] and anonymous[-1] == 429
+        guesses = [c.get("/v1/parameters", headers={"X-API-Key": f"me_{i}_x"}).status_code for i in range(2)]
+        assert guesses == [429, 429]  # wrong keys count as unauthenticated
 
 
 def test_state_survives_a_restart(tmp_path, profile_path):
@@ -204,13 +238,13 @@ def test_state_survives_a_restart(tmp_path, profile_path):
     from margin_engine.service.app import create_app
     from margin_engine.service.settings import Settings
 
-    settings = Settings(db_url=str(tmp_path / "r.db"), profile=str(profile_path))
+    settings = Settings(db_url=str(tmp_path / "r.db"), profile=str(profile_path), init=True)
     app = create_app(settings)
     with TestClient(app) as c:
         token = app.state.keys.create("admin")
         c.post("/v1/accounts", json={"account": "carol"}, headers={"X-API-Key": token})
-        c.post("/v1/accounts/carol/deposits", json={"amount": "123.45"}, headers={"X-API-Key": token})
-    app = create_app(settings)
+        deposit(c, "carol", "123.45", {"X-API-Key": token}, "bank:ref-1")
+    app = create_app(settings.model_copy(update={"init": False}))
     with TestClient(app) as c:
         r = c.get("/v1/accounts/carol", headers={"X-API-Key": token})
         assert r.json()["balances"] == {"USDC": "123.450000"}
@@ -219,7 +253,7 @@ def test_state_survives_a_restart(tmp_path, profile_path):
 def test_event_stream_and_desk(service):
     c = service
     seed(c)
-    with c.stream("GET", f"/v1/events/stream?key={c.keys['admin']}") as stream:
+    with c.stream("GET", "/v1/events/stream", headers=auth(c, "admin")) as stream:
         lines = stream.iter_lines()
         assert next(lines).startswith(": connected")
         c.post("/v1/markets", json={"underlying": "BTC", "index": "61000", "vol": 0.6}, headers=auth(c, "admin"))

@@ -32,7 +32,14 @@ def rechain(db_url: str) -> None:
                 )
             ]
             chain = link(
-                chain, row.seq, row.client_id, row.type, row.command, row.accepted, row.outcome, texts,
+                chain,
+                row.seq,
+                row.client_id,
+                row.type,
+                row.command,
+                row.accepted,
+                row.outcome,
+                texts,
                 hashes.get(row.seq),
             )
             seq = row.seq

@@ -9,12 +9,12 @@ import random
 import pytest
 import sqlalchemy as sa
 from journal_workload import profile_text, workload
+from tamper import edit, rechain
 from typer.testing import CliRunner
 
 from margin_engine.cli.storage_cmd import journal_app
 from margin_engine.storage import Journal
 from margin_engine.storage.schema import commands, events, snapshots
-from tamper import edit, rechain
 
 runner = CliRunner()
 

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from margin_engine.cli.common import Format, FormatOpt, ProfileOpt, console, fail, print_json
+from margin_engine.cli.common import Format, FormatOpt, ProfileOpt, broken, console, fail, print_json
 from margin_engine.cli.oracle_cmd import oracle
 from margin_engine.cli.simulate_cmd import backtest, simulate
 from margin_engine.cli.storage_cmd import journal_app
@@ -260,8 +260,9 @@ app.command("backtest")(backtest)
 def serve(
     db: Annotated[str, typer.Option(help="Journal database: an SQLite path or a SQLAlchemy URL.")] = "margin-engine.db",
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8000,
     profile: ProfileOpt = "deribit",
+    init: Annotated[bool, typer.Option("--init", help="Create the journal if the database holds none.")] = False,
     log_commands: Annotated[bool, typer.Option(help="One JSON line per command on stderr.")] = True,
 ) -> None:
     """Run the HTTP service (FastAPI + uvicorn) on a durable journal; the desk page is at /."""
@@ -269,37 +270,110 @@ def serve(
 
     import uvicorn
 
+    from margin_engine.service.app import create_app, open_journal
+    from margin_engine.service.settings import Settings
+    from margin_engine.storage.journal import JournalCorrupt
+
     if log_commands:
         logging.basicConfig(level=logging.WARNING, format="%(message)s")
         logging.getLogger("margin_engine.commands").setLevel(logging.INFO)
-    from margin_engine.service.app import create_app
-    from margin_engine.service.settings import Settings
-
     try:
-        settings = Settings(db_url=db, profile=profile)
+        settings = Settings(db_url=db, profile=profile, init=init)
         settings.profile_text()
+        journal = open_journal(settings)
+        engine = journal.load()
     except InputError as exc:
         raise fail(exc) from None
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
+    except JournalCorrupt as exc:
+        raise broken(exc) from None
+    typer.echo(
+        f"margin-engine serving {db} (profile {journal.profile.name}, {journal.last_seq} commands) "
+        f"at http://{host}:{port}/ ; API docs at /docs; make keys with `margin-engine create-key ROLE --db {db}`",
+        err=True,
+    )
+    uvicorn.run(
+        create_app(settings, journal, engine),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,  # SIGTERM stops the server even with streams open
+    )
+
+
+def _key_store(db: str):
+    """The API keys of an existing journal's database: a mistyped path is an error, not a new database."""
+    import sqlalchemy as sa
+
+    from margin_engine.service.keys import KeyStore
+    from margin_engine.storage.journal import Journal, database_url
+
+    Journal.open(database_url(db)).close()
+    return KeyStore(sa.create_engine(database_url(db)))
 
 
 @app.command("create-key")
 def create_key(
-    role: Annotated[str, typer.Argument(help="trader, keeper, oracle or admin.")],
+    role: Annotated[str, typer.Argument(help="trader, custody, keeper, oracle or admin.")],
     db: Annotated[str, typer.Option(help="The service's database.")] = "margin-engine.db",
     account: Annotated[str | None, typer.Option(help="The account a trader (or keeper) key acts for.")] = None,
 ) -> None:
     """Create an API key; it is printed once and stored only as a hash."""
-    import sqlalchemy as sa
-
-    from margin_engine.service.keys import KeyStore
-    from margin_engine.storage.journal import database_url
+    from margin_engine.storage.journal import JournalCorrupt
 
     try:
-        token = KeyStore(sa.create_engine(database_url(db))).create(role, account)
+        token = _key_store(db).create(role, account)
     except InputError as exc:
         raise fail(exc) from None
+    except JournalCorrupt as exc:
+        raise broken(exc) from None
     typer.echo(token)
+
+
+@app.command("revoke-key")
+def revoke_key(
+    key_id: Annotated[str, typer.Argument(help="The key's id: the part between me_ and the next _ (see list-keys).")],
+    db: Annotated[str, typer.Option(help="The service's database.")] = "margin-engine.db",
+) -> None:
+    """Revoke an API key; running servers refuse it within 5 seconds, and its desk sessions end."""
+    from margin_engine.storage.journal import JournalCorrupt
+
+    try:
+        store = _key_store(db)
+        if not store.revoke(key_id):
+            raise InputError("key_id", f"no key {key_id!r} in {db}; list-keys shows them")
+    except InputError as exc:
+        raise fail(exc) from None
+    except JournalCorrupt as exc:
+        raise broken(exc) from None
+    typer.echo(f"revoked {key_id}")
+
+
+@app.command("list-keys")
+def list_keys(
+    db: Annotated[str, typer.Option(help="The service's database.")] = "margin-engine.db",
+    format: FormatOpt = Format.table,
+) -> None:
+    """Every API key: id, role, account, revoked (secrets are never stored, so never shown)."""
+    from rich.table import Table
+
+    from margin_engine.storage.journal import JournalCorrupt
+
+    try:
+        keys = _key_store(db).list()
+    except InputError as exc:
+        raise fail(exc) from None
+    except JournalCorrupt as exc:
+        raise broken(exc) from None
+    if format is Format.json:
+        print_json(keys)
+        return
+    table = Table(title=f"API keys in {db}", title_justify="left")
+    for col in ("key id", "role", "account", "revoked"):
+        table.add_column(col)
+    for k in keys:
+        table.add_row(k["key_id"], k["role"], k["account"] or "", "yes" if k["revoked"] else "no")
+    console().print(table)
 
 
 def main() -> None:

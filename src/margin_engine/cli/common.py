@@ -14,6 +14,7 @@ from rich.console import Console
 from margin_engine.errors import InputError
 
 EXIT_BAD_INPUT = 2
+EXIT_BROKEN = 3  # a journal that contradicts itself (or cannot be read): investigate, do not retry
 
 
 class Format(StrEnum):
@@ -30,6 +31,11 @@ FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table for peo
 def fail(exc: InputError) -> typer.Exit:
     typer.echo(f"error: {exc.field}: {exc.message}", err=True)
     return typer.Exit(EXIT_BAD_INPUT)
+
+
+def broken(exc: Exception) -> typer.Exit:
+    typer.echo(f"journal broken: {exc}", err=True)
+    return typer.Exit(EXIT_BROKEN)
 
 
 def console() -> Console:

@@ -14,7 +14,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from margin_engine.cli.common import Format, FormatOpt, ProfileOpt, console, fail, print_json
+from margin_engine.cli.common import EXIT_BROKEN, Format, FormatOpt, ProfileOpt, console, fail, print_json
 from margin_engine.errors import InputError
 from margin_engine.files.commands_file import load_commands
 from margin_engine.ledger.units import format_units
@@ -30,8 +30,6 @@ from margin_engine.storage import (
     database_url,
     replay_journal,
 )
-
-EXIT_BROKEN = 3  # the journal contradicts itself: investigate, do not retry
 
 DbArg = Annotated[str, typer.Argument(help="SQLite file, or a database URL such as postgresql+psycopg://...")]
 

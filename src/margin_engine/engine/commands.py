@@ -371,7 +371,9 @@ def _settle_expiry(obj, profile) -> SettleExpiry:
         if isinstance(expiry, int) or "T" in str(expiry)
         else int(parse_expiry(str(expiry)).timestamp())
     )
-    price = _bounded(parse_decimal(f.get("price"), "price", positive=True), profile.limits.price_max_usd, "price", " USD")
+    price = _bounded(
+        parse_decimal(f.get("price"), "price", positive=True), profile.limits.price_max_usd, "price", " USD"
+    )
     return SettleExpiry(underlying, expiry_s, price)
 
 

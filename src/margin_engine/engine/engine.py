@@ -166,7 +166,9 @@ def _debit(state: State, account: str, asset: str, amount: int, to: str, reason:
     tx.emit(Transferred(user_key(account), to, asset, amount, reason))
     m = tx.margin(account)
     if m.free_collateral < 0:
-        raise margin_reject(state, account, m.initial_margin, m.equity, "withdrawal would leave initial margin uncovered")
+        raise margin_reject(
+            state, account, m.initial_margin, m.equity, "withdrawal would leave initial margin uncovered"
+        )
     return tx.events
 
 

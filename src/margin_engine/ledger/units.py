@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import math
 import re
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal
 
 import numpy as np
 
 from margin_engine.errors import InputError, InvariantViolation
-
 
 # A number as text: ASCII digits, one optional point, an optional short exponent. Python's Decimal
 # also reads "1_000", " 1 ", "Infinity", "NaN" and Arabic-Indic or full-width digits: none of them is
@@ -29,7 +28,7 @@ def parse_decimal(value: object, field: str, *, positive: bool = False, non_nega
     if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
         raise InputError(field, f"expected a decimal number (as a string), got {_shown(value)}")
     if isinstance(value, str) and (len(value) > 64 or not _DECIMAL_TEXT.fullmatch(value)):
-        raise InputError(field, f"expected a decimal number such as \"1000.5\", got {_shown(value)}")
+        raise InputError(field, f'expected a decimal number such as "1000.5", got {_shown(value)}')
     if isinstance(value, int) and abs(value) >= 10**MAGNITUDE_MAX:
         raise InputError(field, f"out of range: |{field}| must be below 1e{MAGNITUDE_MAX}")
     if isinstance(value, float) and not math.isfinite(value):

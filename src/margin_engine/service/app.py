@@ -1,8 +1,8 @@
 """The FastAPI application: the journal's engine behind API keys, with metrics and the desk page.
 
-`create_app(settings)` opens (or creates) the journal, loads the engine from it (latest snapshot
-plus later events), and starts the one writer. Every accepted command is durable before its
-answer is sent.
+`create_app(settings)` opens the journal (creating it only with `settings.init`), loads the engine
+from it (latest snapshot plus later events, the hash chain checked), and starts the one writer.
+Every accepted command is durable before its answer is sent.
 """
 
 from __future__ import annotations
@@ -15,28 +15,39 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from margin_engine.errors import InputError
-from margin_engine.service.keys import KeyStore
+from margin_engine.service.keys import KeyStore, Sessions
 from margin_engine.service.limits import BodySizeLimit, TokenBucket
 from margin_engine.service.metrics import RequestTiming
-from margin_engine.service.routes import accounts, desk, liquidation, venue
-from margin_engine.service.runtime import Runtime
+from margin_engine.service.routes import accounts, custody, desk, liquidation, session, venue
+from margin_engine.service.runtime import CommandError, Runtime, WriterStopped
 from margin_engine.service.settings import Settings
 from margin_engine.storage.journal import Journal, JournalMissing, database_url
 
 
 def open_journal(settings: Settings) -> Journal:
-    """The journal at the settings' database, created with the settings' profile the first time."""
+    """The journal at the settings' database; a new one only when asked (`init`), never because a path
+    was mistyped or a file emptied."""
     try:
         return Journal.open(database_url(settings.db_url))
-    except JournalMissing:
+    except JournalMissing as exc:
+        if not settings.init:
+            raise JournalMissing(
+                "db", f"{exc.message}; or start the service with --init to create it with profile {settings.profile}"
+            ) from None
         return Journal.create(database_url(settings.db_url), settings.profile_text())
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, journal: Journal | None = None, engine=None) -> FastAPI:
+    """The app on the settings' journal, or on one already opened and loaded (what `serve` does, so
+    that a broken journal is reported before the server starts)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        journal = open_journal(settings)
-        runtime = Runtime(journal, journal.load())
+        nonlocal journal, engine
+        if journal is None:
+            journal = open_journal(settings)
+            engine = journal.load()
+        runtime = Runtime(journal, engine if engine is not None else journal.load())
         app.state.runtime = runtime
         app.state.keys = KeyStore(sa.create_engine(database_url(settings.db_url)))
         runtime.start()
@@ -51,9 +62,11 @@ def create_app(settings: Settings) -> FastAPI:
         description="A deterministic margin engine for crypto options and perpetuals.",
     )
     app.state.limiter = TokenBucket(settings.rate_limit_per_s, settings.rate_limit_burst)
+    app.state.anonymous_limiter = TokenBucket(settings.anonymous_rate_limit_per_s, settings.anonymous_rate_limit_burst)
+    app.state.sessions = Sessions()
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestTiming)
-    for router in (accounts.router, venue.router, liquidation.router, desk.router):
+    for router in (accounts.router, custody.router, venue.router, liquidation.router, session.router, desk.router):
         app.include_router(router)
 
     @app.exception_handler(HTTPException)
@@ -66,6 +79,14 @@ def create_app(settings: Settings) -> FastAPI:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"] if p not in ("body", "query", "path", "header"))
         return JSONResponse({"code": "bad_input", "field": field or "body", "message": first["msg"]}, status_code=422)
+
+    @app.exception_handler(WriterStopped)
+    async def writer_stopped(request: Request, exc: WriterStopped) -> JSONResponse:
+        return JSONResponse({"code": "unavailable", "message": str(exc)}, status_code=503)
+
+    @app.exception_handler(CommandError)
+    async def command_error(request: Request, exc: CommandError) -> JSONResponse:
+        return JSONResponse({"code": "internal_error", "message": str(exc)}, status_code=500)
 
     @app.exception_handler(InputError)
     async def input_error(request: Request, exc: InputError) -> JSONResponse:

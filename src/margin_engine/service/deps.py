@@ -1,15 +1,18 @@
-"""Request dependencies: who is calling (API key), may they (role, account), and the rate limit."""
+"""Request dependencies: who is calling (API key, or a desk session for reads), may they (role,
+account), the rate limits, and idempotency keys scoped to the caller."""
 
 from __future__ import annotations
 
+import hashlib
 import time
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request
 from pydantic import Field
 
 from margin_engine.engine.commands import ACCOUNT_ID_RE
-from margin_engine.service.keys import Principal, Role
+from margin_engine.service.keys import SESSION_COOKIE, Principal, Role
 from margin_engine.service.runtime import Runtime
 
 
@@ -17,33 +20,73 @@ def get_runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
-def _token(request: Request) -> str | None:
+def api_key(request: Request) -> str | None:
+    """The key from `Authorization: Bearer` or `X-API-Key`; never from the URL (URLs end up in logs,
+    histories and Referer headers)."""
     auth = request.headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
         return auth[7:].strip()
-    return request.headers.get("x-api-key") or request.query_params.get("key")
+    return request.headers.get("x-api-key")
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
 def get_principal(request: Request) -> Principal:
-    principal = request.app.state.keys.authenticate(_token(request))
+    now = time.monotonic()
+    state = request.app.state
+    token = api_key(request)
+    principal = state.keys.authenticate(token) if token else None
+    if principal is None and token is None and request.method == "GET":  # the desk page's reads
+        session = state.sessions.get(request.cookies.get(SESSION_COOKIE), now)
+        if session is not None and state.keys.active(session.key_id):
+            principal = session
     if principal is None:
+        if not state.anonymous_limiter.allow(client_address(request), now):
+            raise HTTPException(
+                429, {"code": "rate_limited", "message": "too many unauthenticated requests from this address"}
+            )
         raise HTTPException(
             401,
             {
                 "code": "unauthenticated",
-                "message": "a valid API key is required (Authorization: Bearer <key> or X-API-Key)",
+                "message": "a valid API key is required, in a header: Authorization: Bearer <key> or X-API-Key",
             },
         )
-    if not request.app.state.limiter.allow(principal.key_id, time.monotonic()):
+    if not state.limiter.allow(principal.key_id, now):
         raise HTTPException(429, {"code": "rate_limited", "message": "too many requests for this key; slow down"})
     return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=128)]
 # the engine's account id rule (engine/commands.py ACCOUNT_ID_RE), checked at the door
 AccountId = Annotated[str, Field(min_length=1, max_length=64, pattern=ACCOUNT_ID_RE.pattern)]
 CurrentRuntime = Annotated[Runtime, Depends(get_runtime)]
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """The caller's `Idempotency-Key`, and the client id the journal keeps for it: scoped to the API key
+    and the route, so one caller's keys never collide with, or reveal, another's."""
+
+    key: str
+    client_id: str
+
+
+def get_idempotency(
+    request: Request,
+    principal: CurrentPrincipal,
+    key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=128, pattern=r"^[\x21-\x7e]+$")] = None,
+) -> Idempotency | None:
+    if key is None:
+        return None
+    route = getattr(request.scope.get("route"), "path", request.url.path)
+    digest = hashlib.sha256(f"{request.method} {route}\n{key}".encode()).hexdigest()[:40]
+    return Idempotency(key, f"{principal.key_id}:{digest}")
+
+
+IdempotencyKey = Annotated[Idempotency | None, Depends(get_idempotency)]
 
 
 def require(*roles: Role):
@@ -58,8 +101,10 @@ def require(*roles: Role):
 
 
 def check_account(principal: Principal, account: str) -> None:
-    """Traders (and bound keepers) act only for their own account; admins for any."""
+    """Traders act only for their own account; admins for any; no other role acts for accounts."""
     if principal.role == "admin":
         return
+    if principal.role != "trader":
+        raise HTTPException(403, {"code": "forbidden", "message": f"a {principal.role} key does not act for accounts"})
     if principal.account != account:
         raise HTTPException(403, {"code": "forbidden", "message": f"this key does not act for account {account!r}"})

@@ -1,8 +1,11 @@
 """API keys: random tokens shown once, stored only as SHA-256 hashes, each with one role.
 
 Roles (what a key may do):
-- `trader`: its own account only (deposits, withdrawals, margin, what-if);
-- `keeper`: the liquidation queue, starting liquidations and bidding (as its bound account, if any);
+- `trader`: its own account only (open it, withdrawal requests, margin, what-if); never deposits;
+- `custody`: credits deposits confirmed by custody (a chain, a bridge, a bank), each transfer reference
+  once, and settles or fails requested withdrawals;
+- `keeper`: the liquidation queue, starting liquidations and bidding, only as its bound account
+  (an unbound keeper key may start auctions but take nothing);
 - `oracle`: signed price updates;
 - `admin`: everything: fills from the matching engine, markets, accounts, parameters, listings.
 
@@ -22,10 +25,11 @@ from typing import Literal
 
 import sqlalchemy as sa
 
+from margin_engine.engine.commands import ACCOUNT_ID_RE
 from margin_engine.errors import InputError
 
-Role = Literal["trader", "keeper", "oracle", "admin"]
-ROLES: tuple[Role, ...] = ("trader", "keeper", "oracle", "admin")
+Role = Literal["trader", "custody", "keeper", "oracle", "admin"]
+ROLES: tuple[Role, ...] = ("trader", "custody", "keeper", "oracle", "admin")
 
 metadata = sa.MetaData()
 api_keys = sa.Table(
@@ -61,6 +65,7 @@ class KeyStore:
         self.engine = engine
         metadata.create_all(engine)
         self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._active: dict[str, tuple[float, bool]] = {}
 
     def create(self, role: str, account: str | None = None) -> str:
         """A new key; the token is returned once and never stored."""
@@ -68,8 +73,10 @@ class KeyStore:
             raise InputError("role", f"must be one of {', '.join(ROLES)}, got {role!r}")
         if role == "trader" and account is None:
             raise InputError("account", "a trader key acts for exactly one account: give it")
-        if role in ("oracle", "admin") and account is not None:
-            raise InputError("account", f"an {role} key acts for no account")
+        if role in ("custody", "oracle", "admin") and account is not None:
+            raise InputError("account", f"a {role} key acts for no account")
+        if account is not None and not ACCOUNT_ID_RE.match(account):
+            raise InputError("account", f"account id must be 1-64 characters [A-Za-z0-9_.-], got {account!r}")
         key_id = secrets.token_hex(8)
         token = f"me_{key_id}_{secrets.token_urlsafe(32)}"
         with self.engine.begin() as conn:
@@ -81,9 +88,31 @@ class KeyStore:
         return token
 
     def revoke(self, key_id: str) -> bool:
+        """Revoke by key id (the part after `me_`); every server stops taking it within CACHE_TTL_S."""
         self._cache.clear()
+        self._active.clear()
         with self.engine.begin() as conn:
             return conn.execute(api_keys.update().where(api_keys.c.key_id == key_id).values(revoked=True)).rowcount > 0
+
+    def list(self) -> list[dict]:
+        """Every key's id, role, account and whether it is revoked; never a secret (none is stored)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(api_keys).order_by(api_keys.c.role, api_keys.c.key_id)).all()
+        return [{"key_id": r.key_id, "role": r.role, "account": r.account, "revoked": bool(r.revoked)} for r in rows]
+
+    def active(self, key_id: str, now_s: float | None = None) -> bool:
+        """The key still exists and is not revoked (sessions made from it end with it)."""
+        now_s = time.monotonic() if now_s is None else now_s
+        cached = self._active.get(key_id)
+        if cached is not None and now_s - cached[0] < CACHE_TTL_S:
+            return cached[1]
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(api_keys.c.revoked).where(api_keys.c.key_id == key_id)).first()
+        if len(self._active) >= CACHE_MAX:
+            self._active.clear()
+        ok = row is not None and not row.revoked
+        self._active[key_id] = (now_s, ok)
+        return ok
 
     def authenticate(self, token: str | None, now_s: float | None = None) -> Principal | None:
         """The key's principal, or None for a missing, malformed, unknown, revoked or wrong key.
@@ -108,3 +137,35 @@ class KeyStore:
         if row is None or row.revoked or not hmac.compare_digest(row.key_hash, _hash(token)):
             return None
         return Principal(row.key_id, row.role, row.account)
+
+
+SESSION_TTL_S = 3600.0  # a desk session lasts an hour, then the page asks for the key again
+SESSION_COOKIE = "me_session"
+SESSIONS_MAX = 10_000
+
+
+class Sessions:
+    """Short-lived desk sessions: the page sends its key once (in a header) and gets a random cookie
+    token, so the key never appears in a URL, a log or the browser's history. Held in memory: a
+    restart logs everyone out. A session reads (GET) only, and ends when its key is revoked."""
+
+    def __init__(self, ttl_s: float = SESSION_TTL_S):
+        self.ttl_s = ttl_s
+        self._by_token: dict[str, tuple[float, Principal]] = {}
+
+    def open(self, principal: Principal, now_s: float) -> str:
+        if len(self._by_token) >= SESSIONS_MAX:
+            self._by_token = {t: v for t, v in self._by_token.items() if v[0] > now_s}
+        token = secrets.token_urlsafe(32)
+        self._by_token[_hash(token)] = (now_s + self.ttl_s, principal)
+        return token
+
+    def get(self, token: str | None, now_s: float) -> Principal | None:
+        found = self._by_token.get(_hash(token)) if token else None
+        if found is None or found[0] <= now_s:
+            return None
+        return found[1]
+
+    def close(self, token: str | None) -> None:
+        if token:
+            self._by_token.pop(_hash(token), None)

@@ -13,9 +13,13 @@ class Settings(BaseSettings):
 
     db_url: str = "sqlite:///margin-engine.db"
     profile: str = "deribit"  # packaged name or a .toml path; used when the journal is created
+    init: bool = False  # create the journal when the database holds none (never silently)
     rate_limit_per_s: float = Field(default=200.0, gt=0)
     rate_limit_burst: float = Field(default=400.0, gt=0)
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
+    # requests without a valid key, per client address: enough for a desk login, not for guessing
+    anonymous_rate_limit_per_s: float = Field(default=5.0, gt=0)
+    anonymous_rate_limit_burst: float = Field(default=20.0, gt=0)
 
     def profile_text(self) -> str:
         """The profile's TOML text (validated): the journal keeps it, so a replay uses the same parameters."""

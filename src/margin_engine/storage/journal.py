@@ -87,6 +87,11 @@ class CommandFailed(InvariantViolation):
         super().__init__(f"{type(exc).__name__} while handling a command: {exc}"[:500])
 
 
+class EngineDiverged(JournalCorrupt):
+    """Committed events did not apply to the in-memory engine (a bug): the engine is no longer the
+    journal's; load it again from the journal before the next command."""
+
+
 class JournalWriteFailed(Exception):
     """The transaction did not commit: nothing was applied to the engine, and a retry is safe.
 
@@ -233,6 +238,11 @@ class Journal:
         except BaseException:
             db.dispose()
             raise
+
+    @property
+    def last_seq(self) -> int:
+        """The last command this journal committed or loaded."""
+        return self._last_seq
 
     def close(self) -> None:
         self.db.dispose()
@@ -430,14 +440,17 @@ class Journal:
             raise JournalConflict(f"another writer got there first ({exc.orig}); load the journal again") from exc
         except sa.exc.SQLAlchemyError as exc:
             raise JournalWriteFailed(f"the journal transaction failed, nothing was applied: {exc}") from exc
-        for receipt in receipts:  # committed: now, and only now, the engine
-            if receipt.accepted:
-                for event in receipt.outcome:
-                    evolve(engine.state, event)
-                engine.journal.extend(receipt.outcome)
         if receipts:
             self._last_seq, self._chain = receipts[-1].seq, chain
             self._write_head_file()
+        try:
+            for receipt in receipts:  # committed: now, and only now, the engine
+                if receipt.accepted:
+                    for event in receipt.outcome:
+                        evolve(engine.state, event)
+        except Exception as exc:
+            self._engine = None  # half applied: only a fresh load() may write again
+            raise EngineDiverged(f"committed events do not apply to the engine ({type(exc).__name__}: {exc})") from exc
         return results
 
     def _write_head_file(self) -> None:

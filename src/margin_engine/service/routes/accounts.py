@@ -1,4 +1,4 @@
-"""Accounts: open, read, deposit, withdraw, margin (with explain) and what-if."""
+"""Accounts: open, read, custody-confirmed deposits, withdrawal requests, margin (with explain) and what-if."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from margin_engine.errors import InputError
-from margin_engine.service.answers import answer, input_error
+from margin_engine.service.answers import input_error, run
 from margin_engine.service.deps import (
     AccountId,
     CurrentPrincipal,
@@ -21,6 +21,16 @@ from margin_engine.service.views import account_json, margin_json, what_if_json_
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
 Amount = Annotated[str, Field(min_length=1, max_length=64, description='decimal string, e.g. "1000.5"')]
+Asset = Annotated[str, Field(min_length=1, max_length=16)]
+Reference = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[\x21-\x7e]+$",
+        description="the custody transfer: a chain transaction id and log index (0xabc...:3) or a bank reference",
+    ),
+]
 
 
 class _Body(BaseModel):
@@ -32,8 +42,14 @@ class AccountCreate(_Body):
     mode: Literal["isolated", "cross", "portfolio"] = "cross"
 
 
-class Movement(_Body):
-    asset: Annotated[str, Field(min_length=1, max_length=16)] = "USDC"
+class Deposit(_Body):
+    asset: Asset = "USDC"
+    amount: Amount
+    reference: Reference
+
+
+class WithdrawalRequest(_Body):
+    asset: Asset = "USDC"
     amount: Amount
 
 
@@ -41,14 +57,12 @@ class WhatIf(_Body):
     trades: Annotated[list[Annotated[str, Field(max_length=128)]], Field(min_length=1, max_length=32)]
 
 
-@router.post("", summary="Open an account")
+@router.post("", summary="Open an account (admins, or the trader whose key it is)")
 async def open_account(
-    body: AccountCreate, principal: CurrentPrincipal, runtime: CurrentRuntime, idempotency_key: IdempotencyKey = None
+    body: AccountCreate, principal: CurrentPrincipal, runtime: CurrentRuntime, idempotency: IdempotencyKey = None
 ) -> dict:
     check_account(principal, body.account)
-    if principal.role not in ("admin", "trader"):
-        raise HTTPException(403, {"code": "forbidden", "message": "accounts are opened by admins or their trader"})
-    return answer(await runtime.submit({"type": "open_account", **body.model_dump()}, idempotency_key))
+    return await run(runtime, {"type": "open_account", **body.model_dump()}, idempotency)
 
 
 @router.get("", summary="List accounts", dependencies=[Depends(require("admin"))])
@@ -61,35 +75,35 @@ def _existing(runtime, account: str) -> None:
         raise HTTPException(404, {"code": "unknown_account", "message": f"no account {account!r}"})
 
 
-@router.get("/{account}", summary="Balances and positions")
+@router.get("/{account}", summary="Balances, positions and pending withdrawals")
 async def get_account(account: str, principal: CurrentPrincipal, runtime: CurrentRuntime) -> dict:
     check_account(principal, account)
     _existing(runtime, account)
     return account_json(runtime.engine.state, account)
 
 
-@router.post("/{account}/deposits", summary="Deposit collateral")
-async def deposit(
-    account: str,
-    body: Movement,
-    principal: CurrentPrincipal,
-    runtime: CurrentRuntime,
-    idempotency_key: IdempotencyKey = None,
-) -> dict:
-    check_account(principal, account)
-    return answer(await runtime.submit({"type": "deposit", "account": account, **body.model_dump()}, idempotency_key))
+@router.post(
+    "/{account}/deposits",
+    dependencies=[Depends(require("custody"))],
+    summary="Credit a deposit custody confirmed (custody or admin keys), once per transfer reference",
+)
+async def deposit(account: str, body: Deposit, runtime: CurrentRuntime, idempotency: IdempotencyKey = None) -> dict:
+    return await run(runtime, {"type": "deposit", "account": account, **body.model_dump()}, idempotency)
 
 
-@router.post("/{account}/withdrawals", summary="Withdraw collateral (rejected if it leaves IM uncovered)")
+@router.post(
+    "/{account}/withdrawals",
+    summary="Request a withdrawal: debited now (rejected if it leaves IM uncovered), paid out by custody",
+)
 async def withdraw(
     account: str,
-    body: Movement,
+    body: WithdrawalRequest,
     principal: CurrentPrincipal,
     runtime: CurrentRuntime,
-    idempotency_key: IdempotencyKey = None,
+    idempotency: IdempotencyKey = None,
 ) -> dict:
     check_account(principal, account)
-    return answer(await runtime.submit({"type": "withdraw", "account": account, **body.model_dump()}, idempotency_key))
+    return await run(runtime, {"type": "request_withdrawal", "account": account, **body.model_dump()}, idempotency)
 
 
 @router.get("/{account}/margin", summary="Margin, with the risk matrix explained on request")

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from margin_engine.engine import liquidation_queue
 from margin_engine.ledger.units import format_units
-from margin_engine.service.answers import answer
+from margin_engine.service.answers import run
 from margin_engine.service.deps import AccountId, CurrentPrincipal, CurrentRuntime, IdempotencyKey, require
 
 router = APIRouter(prefix="/v1", tags=["liquidation"], dependencies=[Depends(require("keeper"))])
@@ -23,15 +23,29 @@ class Start(BaseModel):
 
 class BidBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    liquidator: AccountId
+    liquidator: AccountId | None = None  # a bound keeper key bids as its account
     fraction: Annotated[str, Field(min_length=1, max_length=32)]
     max_price: Annotated[str | None, Field(max_length=64)] = None
 
 
-def _as_liquidator(principal, liquidator: str | None) -> None:
-    """A keeper key bound to an account liquidates only as that account."""
-    if principal.role != "admin" and principal.account is not None and liquidator != principal.account:
+def _as_liquidator(principal, liquidator: str | None) -> str | None:
+    """The liquidator a keeper acts as: its bound account only (named or not). An unbound keeper key
+    may start auctions but names no one: taking positions needs a key bound to the liquidator."""
+    if principal.role == "admin":
+        return liquidator
+    if principal.account is None:
+        if liquidator is not None:
+            raise HTTPException(
+                403,
+                {
+                    "code": "forbidden",
+                    "message": "an unbound keeper key acts as no account: create a keeper key --account LIQUIDATOR",
+                },
+            )
+        return None
+    if liquidator not in (None, principal.account):
         raise HTTPException(403, {"code": "forbidden", "message": f"this key liquidates as {principal.account!r}"})
+    return principal.account
 
 
 @router.get("/liquidations/queue", summary="Liquidatable accounts, worst first (equity / maintenance)")
@@ -52,12 +66,13 @@ async def queue(runtime: CurrentRuntime, limit: Annotated[int, Field(ge=1, le=10
 
 @router.post("/liquidations", summary="Start liquidating an account below maintenance")
 async def start(
-    body: Start, principal: CurrentPrincipal, runtime: CurrentRuntime, idempotency_key: IdempotencyKey = None
+    body: Start, principal: CurrentPrincipal, runtime: CurrentRuntime, idempotency: IdempotencyKey = None
 ) -> dict:
-    _as_liquidator(principal, body.liquidator)
-    return answer(
-        await runtime.submit({"type": "start_liquidation", **body.model_dump(exclude_none=True)}, idempotency_key)
-    )
+    liquidator = _as_liquidator(principal, body.liquidator)
+    command = {"type": "start_liquidation", "account": body.account}
+    if liquidator is not None:
+        command["liquidator"] = liquidator
+    return await run(runtime, command, idempotency)
 
 
 @router.get("/auctions", summary="Auctions under way")
@@ -84,8 +99,10 @@ async def bid(
     body: BidBody,
     principal: CurrentPrincipal,
     runtime: CurrentRuntime,
-    idempotency_key: IdempotencyKey = None,
+    idempotency: IdempotencyKey = None,
 ) -> dict:
-    _as_liquidator(principal, body.liquidator)
-    command = {"type": "bid", "auction": auction, **body.model_dump(exclude_none=True)}
-    return answer(await runtime.submit(command, idempotency_key))
+    liquidator = _as_liquidator(principal, body.liquidator)
+    if liquidator is None:
+        raise HTTPException(422, {"code": "bad_input", "field": "liquidator", "message": "missing: who bids"})
+    command = {"type": "bid", "auction": auction, **body.model_dump(exclude_none=True), "liquidator": liquidator}
+    return await run(runtime, command, idempotency)

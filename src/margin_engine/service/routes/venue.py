@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from margin_engine.service.answers import answer
+from margin_engine.service.answers import run
 from margin_engine.service.deps import AccountId, CurrentRuntime, IdempotencyKey, require
 
 router = APIRouter(prefix="/v1", tags=["venue"])
@@ -73,35 +73,35 @@ ADMIN = [Depends(require("admin"))]
 
 
 @router.post("/fills", dependencies=ADMIN, summary="A fill from the matching engine (both sides margin-checked)")
-async def fill(body: Fill, runtime: CurrentRuntime, idempotency_key: IdempotencyKey = None) -> dict:
-    return answer(await runtime.submit(_command("trade", body), idempotency_key))
+async def fill(body: Fill, runtime: CurrentRuntime, idempotency: IdempotencyKey = None) -> dict:
+    return await run(runtime, _command("trade", body), idempotency)
 
 
 @router.post("/markets", dependencies=ADMIN, summary="Set an underlying's index, rate and implied vol")
-async def market(body: Market, runtime: CurrentRuntime, idempotency_key: IdempotencyKey = None) -> dict:
-    return answer(await runtime.submit(_command("set_market", body), idempotency_key))
+async def market(body: Market, runtime: CurrentRuntime, idempotency: IdempotencyKey = None) -> dict:
+    return await run(runtime, _command("set_market", body), idempotency)
 
 
 @router.post("/time", dependencies=ADMIN, summary="Advance the engine clock (sweeps auctions)")
-async def clock(body: Clock, runtime: CurrentRuntime, idempotency_key: IdempotencyKey = None) -> dict:
-    return answer(await runtime.submit(_command("advance_time", body), idempotency_key))
+async def clock(body: Clock, runtime: CurrentRuntime, idempotency: IdempotencyKey = None) -> dict:
+    return await run(runtime, _command("advance_time", body), idempotency)
 
 
 @router.post("/funding", dependencies=ADMIN, summary="Apply a perp funding rate")
-async def funding(body: Funding, runtime: CurrentRuntime, idempotency_key: IdempotencyKey = None) -> dict:
-    return answer(await runtime.submit(_command("apply_funding", body), idempotency_key))
+async def funding(body: Funding, runtime: CurrentRuntime, idempotency: IdempotencyKey = None) -> dict:
+    return await run(runtime, _command("apply_funding", body), idempotency)
 
 
 @router.post("/expiries", dependencies=ADMIN, summary="Settle an expiry at its settlement price")
-async def expiry(body: Expiry, runtime: CurrentRuntime, idempotency_key: IdempotencyKey = None) -> dict:
-    return answer(await runtime.submit(_command("settle_expiry", body), idempotency_key))
+async def expiry(body: Expiry, runtime: CurrentRuntime, idempotency: IdempotencyKey = None) -> dict:
+    return await run(runtime, _command("settle_expiry", body), idempotency)
 
 
 @router.post("/insurance", dependencies=ADMIN, summary="Pay capital into the insurance fund")
-async def insurance(body: Capital, runtime: CurrentRuntime, idempotency_key: IdempotencyKey = None) -> dict:
-    return answer(await runtime.submit(_command("fund_insurance", body), idempotency_key))
+async def insurance(body: Capital, runtime: CurrentRuntime, idempotency: IdempotencyKey = None) -> dict:
+    return await run(runtime, _command("fund_insurance", body), idempotency)
 
 
 @router.post("/oracle/updates", dependencies=[Depends(require("oracle"))], summary="A signed price update")
-async def oracle_update(body: PriceUpdateBody, runtime: CurrentRuntime, idempotency_key: IdempotencyKey = None) -> dict:
-    return answer(await runtime.submit(_command("oracle_update", body), idempotency_key))
+async def oracle_update(body: PriceUpdateBody, runtime: CurrentRuntime, idempotency: IdempotencyKey = None) -> dict:
+    return await run(runtime, _command("oracle_update", body), idempotency)

@@ -1,8 +1,8 @@
 // The risk desk page: reads /v1/dashboard, then refreshes on every event of /v1/events/stream.
 (function () {
   "use strict";
-  const key = new URLSearchParams(location.search).get("key") || "";
-  const headers = { "X-API-Key": key };
+  // The key is typed once into the login form and traded for a session cookie (POST /v1/session):
+  // it never goes into a URL. Reads and the event stream then carry the cookie.
   const fmt = (x, d = 2) => (x === null || x === undefined) ? "inf" : Number(x).toLocaleString(undefined, { maximumFractionDigits: d });
   let insuranceChart = null, usageChart = null, pending = null;
 
@@ -53,18 +53,42 @@
     document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);
   }
 
+  const login = document.getElementById("login");
+  let source = null;
+
   async function refresh() {
     pending = null;
-    const response = await fetch("/v1/dashboard", { headers });
-    if (!response.ok) { document.getElementById("status").textContent = `error ${response.status}`; return; }
+    const response = await fetch("/v1/dashboard", { credentials: "same-origin" });
+    if (response.status === 401) { showLogin("sign in with an admin key"); return false; }
+    if (!response.ok) { document.getElementById("status").textContent = `error ${response.status}`; return false; }
     render(await response.json());
+    return true;
   }
 
-  refresh();
-  const source = new EventSource(`/v1/events/stream?key=${encodeURIComponent(key)}`);
-  const schedule = () => { if (!pending) pending = setTimeout(refresh, 100); };
-  for (const type of ["market_set", "oracle_updated", "transfer", "position_changed", "liquidation_fill",
-                      "liquidation_started", "auction_ended", "bankruptcy", "account_opened"]) {
-    source.addEventListener(type, schedule);
+  function showLogin(message) {
+    if (source) { source.close(); source = null; }
+    login.hidden = false;
+    document.getElementById("status").textContent = message;
   }
+
+  function listen() {
+    source = new EventSource("/v1/events/stream");
+    const schedule = () => { if (!pending) pending = setTimeout(refresh, 100); };
+    for (const type of ["market_set", "oracle_updated", "transfer", "position_changed", "liquidation_fill",
+                        "liquidation_started", "auction_ended", "bankruptcy", "account_opened"]) {
+      source.addEventListener(type, schedule);
+    }
+  }
+
+  login.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const field = document.getElementById("key");
+    const response = await fetch("/v1/session", { method: "POST", headers: { "X-API-Key": field.value } });
+    field.value = "";
+    if (!response.ok) { showLogin(`sign-in refused (${response.status})`); return; }
+    login.hidden = true;
+    if (await refresh()) listen();
+  });
+
+  refresh().then((ok) => { if (ok) listen(); });
 })();
