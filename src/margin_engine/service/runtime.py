@@ -111,7 +111,8 @@ class Runtime:
                     batch, CommandError("the command may have been applied: retry with the same Idempotency-Key")
                 )
                 self.engine = self.journal.load()  # JournalCorrupt here stops the writer: nothing to serve
-            except JournalCorrupt:
+            except JournalCorrupt as exc:  # the journal cannot be trusted: stop taking commands
+                self._fail(batch, WriterStopped(f"the journal is broken: {exc}"[:300]))
                 raise
             except Exception as exc:  # a bug outside every command: answer this batch and go on
                 LOG.exception("batch failed outside any command")

@@ -324,7 +324,8 @@ class Journal:
         if side is not None and side.seq > last_seq:
             raise JournalCorrupt(
                 f"the journal ends at command {last_seq}, but {self.head_file.path.name} says {side.seq} were "
-                "committed: the SQLite WAL file was lost, or the database was replaced by an older copy"
+                "committed: commands were lost (the SQLite WAL file was lost, the database was replaced by an "
+                "older copy, or rows were removed)"
             )
         chain = genesis(self.profile_text)
         side_chain = chain if side is not None and side.seq == 0 else None
@@ -724,7 +725,7 @@ def _missing_but_recorded(db: sa.Engine) -> None:
     if side is not None:
         raise JournalCorrupt(
             f"the database holds no journal, but {head_file.path.name} says one with {max(side.seq, 0)} commands "
-            "was here: the file was emptied or replaced; restore it from a backup"
+            "was here: the file was emptied or replaced, or its WAL file lost; restore it from a backup"
         )
 
 
