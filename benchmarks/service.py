@@ -32,7 +32,7 @@ def start_server(db: str) -> subprocess.Popen:
     # one admin key drives all the load: lift its rate limit for the measurement
     env = {**os.environ, "MARGIN_ENGINE_RATE_LIMIT_PER_S": "1000000", "MARGIN_ENGINE_RATE_LIMIT_BURST": "1000000"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "margin_engine.cli.app", "serve", "--db", db, "--port", str(PORT)],
+        [sys.executable, "-m", "margin_engine.cli.app", "serve", "--db", db, "--port", str(PORT), "--init"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=env,
@@ -93,14 +93,15 @@ async def commands_per_second(key: str, seconds: float, clients: int, accounts: 
     whatever arrived while the previous transaction was being written."""
     conns = Connections("127.0.0.1", PORT, clients)
     await conns.open()
-    requests = [raw_request("POST", f"/v1/accounts/a{i}/deposits", key, b'{"amount": "1"}') for i in range(accounts)]
-    done = 0
+    done = sent = 0
     stop = time.perf_counter() + seconds
 
     async def client(i: int) -> None:
-        nonlocal done
+        nonlocal done, sent
         while time.perf_counter() < stop:
-            if await conns.send(requests[i % accounts]) == 200:
+            sent += 1  # every custody deposit carries a transfer reference of its own
+            body = f'{{"amount": "1", "reference": "0xbench:{sent}"}}'.encode()
+            if await conns.send(raw_request("POST", f"/v1/accounts/a{i % accounts}/deposits", key, body)) == 200:
                 done += 1
 
     started = time.perf_counter()
@@ -146,7 +147,7 @@ def journal_rates(tmp: str, n: int = 2000) -> tuple[float, float]:
         journal = Journal.create(database_url(f"{tmp}/j{batch}.db"), profile)
         engine = journal.load()
         journal.submit(engine, {"type": "open_account", "account": "a"})
-        items = [({"type": "deposit", "account": "a", "amount": "1"}, None)] * n
+        items = [({"type": "deposit", "account": "a", "amount": "1", "reference": f"0xj:{k}"}, None) for k in range(n)]
         started = time.perf_counter()
         for k in range(0, n, batch):
             journal.submit_batch(engine, items[k : k + batch])
@@ -180,10 +181,12 @@ def main() -> None:
                 http.post("/v1/time", json={"time": "2026-11-25T08:00:00Z"}).raise_for_status()
                 http.post("/v1/markets", json={"underlying": "BTC", "index": "60000", "vol": 0.6}).raise_for_status()
                 http.post("/v1/accounts", json={"account": "mm"}).raise_for_status()
-                http.post("/v1/accounts/mm/deposits", json={"amount": "100000000"}).raise_for_status()
+                mm = {"amount": "100000000", "reference": "0xmm:0"}
+                http.post("/v1/accounts/mm/deposits", json=mm).raise_for_status()
                 for i in range(args.accounts):
                     http.post("/v1/accounts", json={"account": f"a{i}"}).raise_for_status()
-                    http.post(f"/v1/accounts/a{i}/deposits", json={"amount": "100000"}).raise_for_status()
+                    funds = {"amount": "100000", "reference": f"0xa:{i}"}
+                    http.post(f"/v1/accounts/a{i}/deposits", json=funds).raise_for_status()
                     http.post(
                         "/v1/fills",
                         json={

@@ -138,8 +138,10 @@ def test_the_matrix_covers_every_route(service):
         if getattr(route, "include_in_schema", False)
         for method in route.methods
     } - {("GET", "/health")}
-    shown = {(m, p.replace("alice", "{account}").replace("W1", "{withdrawal}").replace("L1", "{auction}"))
-             for m, p, _, _ in ENDPOINTS}
+    shown = {
+        (m, p.replace("alice", "{account}").replace("W1", "{withdrawal}").replace("L1", "{auction}"))
+        for m, p, _, _ in ENDPOINTS
+    }
     assert routes - shown == set()
 
 

@@ -102,7 +102,10 @@ def test_killer_requests_are_refused_and_the_writer_goes_on(server):
 def test_a_bad_request_does_not_fail_the_others_of_its_batch(server):
     s = server
     custody = s["clients"]["custody"]
-    bad = [{"amount": "1e999999999999999999", "reference": "0xbad:1"}, {"amount": "1e-999999999999999999", "reference": "0xbad:2"}]
+    bad = [
+        {"amount": "1e999999999999999999", "reference": "0xbad:1"},
+        {"amount": "1e-999999999999999999", "reference": "0xbad:2"},
+    ]
     good = [{"amount": "1", "reference": f"0xgood:{i}"} for i in range(30)]
     bodies = bad[:1] + good[:15] + bad[1:] + good[15:]
     with concurrent.futures.ThreadPoolExecutor(16) as pool:

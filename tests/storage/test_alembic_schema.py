@@ -63,3 +63,31 @@ def test_downgrade_to_base_removes_the_tables(db_url):
     db = sa.create_engine(db_url)
     assert set(sa.inspect(db).get_table_names()) <= {"alembic_version"}
     db.dispose()
+
+
+def test_a_journal_written_before_the_chain_is_chained_by_the_migration(db_url, tmp_path):
+    """0001 -> 0002 on a journal with commands and snapshots: every row gets its link, computed from the
+    stored texts, and the journal then loads and audits as one written with the chain."""
+    import random
+
+    from journal_workload import workload
+
+    from margin_engine.storage import audit_journal, replay_journal
+
+    with Journal.create(db_url, profile_text(), snapshot_every=10) as journal:
+        engine = journal.load()
+        for start in range(0, 40, 8):
+            journal.submit_batch(engine, [(c, None) for c in workload(random.Random(4), 20)[start : start + 8]])
+        expected = replay_journal(journal)
+    command.downgrade(alembic_config(db_url), "0001")  # as the journal was before the chain
+    side = Path(db_url.removeprefix("sqlite:///") + "-head.json")
+    side.unlink(missing_ok=True)
+    db = sa.create_engine(db_url)
+    assert "journal_head" not in sa.inspect(db).get_table_names()
+    db.dispose()
+    command.upgrade(alembic_config(db_url), "head")
+    assert schema_of(db_url) == (SCHEMA_REVISION, [])
+    with Journal.open(db_url) as journal:
+        assert replay_journal(journal) == expected
+        assert audit_journal(journal).commands == expected.commands == 40
+        journal.load()

@@ -12,19 +12,20 @@ from margin_engine.margin.profile import Profile
 STEPS: list[tuple[str, list[dict]]] = [
     (
         "A market, three traders and a keeper. Carol keeps each position apart (isolated margin); Alice and Bob "
-        "pool their collateral (cross margin).",
+        "pool their collateral (cross margin). Each deposit is credited when custody confirms its transfer "
+        "(a chain transaction and log index, here made up), once per reference.",
         [
             {"type": "advance_time", "time": "2026-11-25T08:00:00Z"},
             {"type": "set_market", "underlying": "BTC", "index": "60000", "vol": "0.6", "rate": "0"},
             {"type": "open_account", "account": "alice", "mode": "cross"},
             {"type": "open_account", "account": "bob", "mode": "cross"},
             {"type": "open_account", "account": "carol", "mode": "isolated"},
-            {"type": "deposit", "account": "alice", "asset": "USDC", "amount": "30000"},
-            {"type": "deposit", "account": "bob", "asset": "USDC", "amount": "150000"},
-            {"type": "deposit", "account": "bob", "asset": "BTC", "amount": "1"},
-            {"type": "deposit", "account": "carol", "asset": "USDC", "amount": "10000"},
+            {"type": "deposit", "account": "alice", "asset": "USDC", "amount": "30000", "reference": "0x5a1e:0"},
+            {"type": "deposit", "account": "bob", "asset": "USDC", "amount": "150000", "reference": "0x5a1f:0"},
+            {"type": "deposit", "account": "bob", "asset": "BTC", "amount": "1", "reference": "0x5a1f:1"},
+            {"type": "deposit", "account": "carol", "asset": "USDC", "amount": "10000", "reference": "0x5a20:0"},
             {"type": "open_account", "account": "keeper", "mode": "cross"},
-            {"type": "deposit", "account": "keeper", "asset": "USDC", "amount": "500000"},
+            {"type": "deposit", "account": "keeper", "asset": "USDC", "amount": "500000", "reference": "0x5a21:0"},
             {"type": "fund_insurance", "asset": "USDC", "amount": "25000"},
         ],
     ),
@@ -86,6 +87,15 @@ STEPS: list[tuple[str, list[dict]]] = [
         "(half to the keeper, half to the insurance fund) to leave her 2% above maintenance.",
         [{"type": "start_liquidation", "account": "alice", "liquidator": "keeper"}],
     ),
+    (
+        "Carol asks for 1,000 USDC out: it is debited at once (if her margin allows) and waits for custody, "
+        "which pays it out and settles it with the payout's reference. A replayed deposit reference is refused.",
+        [
+            {"type": "request_withdrawal", "account": "carol", "asset": "USDC", "amount": "1000"},
+            {"type": "settle_withdrawal", "withdrawal": "W1", "reference": "0x9b07:2"},
+            {"type": "deposit", "account": "carol", "asset": "USDC", "amount": "10000", "reference": "0x5a20:0"},
+        ],
+    ),
 ]
 TITLES = {2: "Margin before the move", 4: "Margin after the move", 5: "Margin after the liquidation"}
 
@@ -111,5 +121,6 @@ def run_demo(console: Console, profile: Profile) -> None:
     console.rule("Conservation")
     console.print(
         f"deposits - withdrawals = {report['deposits'] - report['withdrawals']} units = users {report['users']} "
-        f"+ insurance {report['insurance']} + fees {report['fees']} + settlement {report['settlement']}"
+        f"+ insurance {report['insurance']} + fees {report['fees']} + settlement {report['settlement']} "
+        f"+ pending withdrawals {report['pending']}"
     )
