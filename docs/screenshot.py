@@ -23,7 +23,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db = f"{tmp}/desk.db"
         server = subprocess.Popen(
-            [sys.executable, "-m", "margin_engine.cli.app", "serve", "--db", db, "--port", str(PORT)],
+            [sys.executable, "-m", "margin_engine.cli.app", "serve", "--db", db, "--port", str(PORT), "--init"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -36,7 +36,7 @@ def main() -> None:
                 check=True,
             ).stdout.strip()
             _book(httpx.Client(base_url=f"http://127.0.0.1:{PORT}", headers={"X-API-Key": key}))
-            _shoot(f"http://127.0.0.1:{PORT}/?key={key}", HERE / "img" / "dashboard.png")
+            _shoot(f"http://127.0.0.1:{PORT}/", key, HERE / "img" / "dashboard.png")
         finally:
             server.kill()
 
@@ -65,7 +65,7 @@ def _book(api: httpx.Client) -> None:
         ("dave", "9000"),
     ):
         api.post("/v1/accounts", json={"account": name})
-        api.post(f"/v1/accounts/{name}/deposits", json={"amount": cash})
+        api.post(f"/v1/accounts/{name}/deposits", json={"amount": cash, "reference": f"0xdesk:{name}"})
     fills = [
         ("alice", "maker", "BTC-PERP", "10"),
         ("maker", "bob", "BTC-25DEC26-65000-C", "5"),
@@ -88,7 +88,7 @@ def _book(api: httpx.Client) -> None:
             api.post("/v1/liquidations", json={"account": row["account"], "liquidator": "keeper"})
 
 
-def _shoot(url: str, path: Path) -> None:
+def _shoot(url: str, key: str, path: Path) -> None:
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
     for flag in (
@@ -102,7 +102,10 @@ def _shoot(url: str, path: Path) -> None:
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
     try:
-        driver.get(url)
+        driver.get(url)  # the page asks for the key once, then reads with a session cookie
+        time.sleep(1)
+        driver.find_element("id", "key").send_keys(key)
+        driver.find_element("id", "sign-in").click()
         time.sleep(2)
         path.parent.mkdir(exist_ok=True)
         driver.save_screenshot(str(path))
