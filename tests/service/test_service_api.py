@@ -270,3 +270,14 @@ def test_event_stream_and_desk(service):
     assert c.get("/", headers={}).status_code == 200
     metrics = c.get("/metrics", headers=auth(c, "admin")).text
     assert "margin_engine_commands_total" in metrics and "margin_engine_insurance_fund" in metrics
+
+
+def test_rate_limit_buckets_stay_bounded(monkeypatch):
+    from margin_engine.service import limits
+
+    monkeypatch.setattr(limits, "BUCKETS_MAX", 100)
+    bucket = limits.TokenBucket(rate_per_s=1.0, burst=2.0)
+    for i in range(1000):  # a thousand addresses, one request each, a second apart
+        assert bucket.allow(f"10.0.{i // 256}.{i % 256}", now_s=float(i))
+    assert len(bucket.stamps) <= 100
+    assert bucket.allow("10.0.3.231", 999.5) is True and bucket.allow("10.0.3.231", 999.6) is False

@@ -122,6 +122,16 @@ def test_an_edited_and_rehashed_snapshot_is_refused(journal_file):
     refused_everywhere(journal_file, f"command {row.command_seq}: the hash chain breaks")
 
 
+def test_a_snapshot_text_edited_without_its_hash_is_refused(journal_file):
+    engine = sa.create_engine(url(journal_file))
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(snapshots).order_by(snapshots.c.command_seq.desc())).first()
+    engine.dispose()
+    state = re.sub(r'("user:[^"]+","USDC"\]\},)(\d+)', lambda m: f"{m[1]}{int(m[2]) + 1}", row.state, count=1)
+    edit(url(journal_file), sa.update(snapshots).where(snapshots.c.command_seq == row.command_seq).values(state=state))
+    refused_everywhere(journal_file, f"snapshot at command {row.command_seq}: its state text does not hash")
+
+
 def test_removed_commands_are_refused(journal_file):
     last = count(journal_file, commands)
     edit(

@@ -6,10 +6,13 @@ from dataclasses import dataclass, field
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+BUCKETS_MAX = 100_000  # keys or client addresses tracked before the full (idle) buckets are dropped
+
 
 @dataclass
 class TokenBucket:
-    """`rate_per_s` tokens a second, up to `burst`; the clock comes in (tests pass their own)."""
+    """`rate_per_s` tokens a second, up to `burst`; the clock comes in (tests pass their own).
+    Memory stays bounded: a bucket idle long enough to be full again is forgotten when too many are held."""
 
     rate_per_s: float
     burst: float
@@ -17,6 +20,10 @@ class TokenBucket:
     stamps: dict[str, float] = field(default_factory=dict)
 
     def allow(self, key: str, now_s: float) -> bool:
+        if key not in self.stamps and len(self.stamps) >= BUCKETS_MAX:
+            refill_s = self.burst / self.rate_per_s
+            for k in [k for k, t in self.stamps.items() if now_s - t >= refill_s]:
+                del self.stamps[k], self.tokens[k]
         last = self.stamps.get(key, now_s)
         tokens = min(self.burst, self.tokens.get(key, self.burst) + (now_s - last) * self.rate_per_s)
         self.stamps[key] = now_s
