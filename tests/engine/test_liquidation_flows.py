@@ -1098,3 +1098,57 @@ def test_example_numbers():
         9_422_110_553,
     ]
     assert out["state"]["insurance_fund"] == {}
+
+
+def test_an_isolated_deficit_claims_the_free_pool_before_a_withdrawal_can():
+    """Issue 12's case: 10 BTC isolated long with 12,300 allocated (IM 600,000 x 2.05%) and 7,700 free;
+    BTC gaps to 58,000, the position is 20,000 down: 7,700 past its collateral. The free pool owes that
+    to the position, so nothing is free to withdraw, and the liquidation charges the fund nothing."""
+    deposits = {"iso": 20_000, "maker": 10_000_000, "keeper": 1_000_000}
+    e = book(load_profile("deribit"), deposits, modes={"iso": "isolated"})
+    ok(e, trade("iso", "maker", 10, 60000))
+    assert e.state.ledger.balance(allocation_key("iso", "BTC-PERP"), "USDC") == 12_300 * U
+    assert user(e, "iso") == 7_700 * U
+    ok(e, market(58000))
+    m = margin(e, "iso")
+    assert (m.equity, m.free_collateral, m.liquidatable) == (0, 0, True)  # free was 7,700 before the rule
+    for amount in (7_700, 1):
+        rejected(e, withdraw("iso", amount), "insufficient_margin")
+    fund = insurance(e)
+    events = ok(e, start("iso", "keeper"))
+    assert insurance(e) >= fund and not transfers(events, "insurance")  # the free pool paid the deficit
+    assert user(e, "iso") == 0 and not e.state.accounts["iso"].positions
+
+
+def test_a_dutch_insolvent_bid_the_fund_cannot_pay_is_refused_and_the_fund_never_goes_negative():
+    """Issue 12's case: the fund at 0, a 10 BTC long 40,000 under water at 52,000 (MM 26,000): after an
+    hour the insolvent auction pays |MtM - MM| = 66,000 for all of it. Socializing can raise only the
+    45,000 the others hold, so the fund once paid 66,000 and ended at -21,000. Now the bid is refused,
+    and half of it (33,000) is paid exactly from what was collected."""
+    e = book(DERIVE, {"trader": 40_000, "maker": 40_000, "keeper": 45_000})
+    ok(e, trade("trader", "maker", 10, 60000))
+    ok(e, market(52000))
+    ok(e, start("trader"))
+    ok(e, at(3600))
+    r = rejected(e, bid("L1", "keeper", 1), "insurance_insufficient")
+    assert (r.needed, r.available) == (66_000 * U, 45_000 * U)
+    assert insurance(e) == 0
+    out = ok(e, bid("L1", "keeper", "0.5"))
+    assert transfers(out, "insurance") == [(INSURANCE, user_key("keeper"), 33_000 * U)]
+    assert sum(t[2] for t in transfers(out, "socialized_loss")) == 33_000 * U  # exactly what it pays
+    assert insurance(e) == 0 and e.state.withdrawals_gated  # half is still in the insolvent auction
+
+
+def test_a_batch_lot_at_a_negative_price_the_fund_cannot_pay_goes_unsold():
+    """The fund at 0 and 500 USDC to socialize (the others hold BTC): the winning bid asks 12,000 for
+    taking the -10,000 account. It once cleared and left the fund at -11,500; now it goes unsold."""
+    e = book(BATCH, {"trader": 40_000, "maker": 0, "k2": 10_500})
+    for account in ("maker", "k2"):
+        ok(e, {"type": "deposit", "account": account, "asset": "BTC", "amount": "1"})
+    ok(e, trade("trader", "maker", 10, 60000))
+    ok(e, market(55000))
+    ok(e, start("trader"))
+    ok(e, bid("L1", "k2", 1, max_price=-12_000))
+    out = ok(e, at(10))
+    assert of_type(out, "liquidation_fill") == [] and of_type(out, "auction_ended")[0].reason == "unsold"
+    assert insurance(e) == 0 and user(e, "k2") == 10_500 * U and size(e, "trader") == 10

@@ -537,12 +537,26 @@ def _dutch_bid(state: State, auction: Auction, cmd: Bid) -> list[Event]:
 
 
 def _insurance_pays(tx: Tx, payee_key: str, amount: int) -> None:
-    """The insurance fund pays; what it lacks is first socialized into it (Lyra's cash socialization)."""
+    """The insurance fund pays; what it lacks is first socialized into it (Lyra's cash socialization).
+    It pays only what it holds after that: a bid that asks for more is refused (a smaller fraction
+    asks less), so the fund never goes below zero and no money is made up."""
     state = tx.scratch
     settle = _settle(state)
     short = amount - max(state.ledger.balance(INSURANCE, settle), 0)
     if short > 0:
-        _socialize(tx, short, INSURANCE)
+        collected = _socialize(tx, short, INSURANCE)
+        if collected < short:
+            held = tx.scratch.ledger.balance(INSURANCE, settle)
+            d = state.profile.settlement_decimals
+            raise reject(
+                "insurance_insufficient",
+                f"the insurance fund and a socialized loss can pay {held / 10**d:,.2f} of the "
+                f"{amount / 10**d:,.2f} {settle} this takes; bid for a smaller fraction",
+                needed=amount,
+                available=held,
+                asset=settle,
+                decimals=d,
+            )
     tx.transfer(INSURANCE, payee_key, settle, amount, "insurance")
 
 

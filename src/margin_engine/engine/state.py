@@ -349,6 +349,8 @@ def audit(state: State) -> dict[str, dict[str, int]]:
             raise InvariantViolation(
                 f"conservation broken for {asset}: {row}, external {state.ledger.balance(EXTERNAL, asset)}"
             )
+        if row["insurance"] < 0:
+            raise InvariantViolation(f"the insurance fund holds {row['insurance']} {asset} units: below zero")
         waiting = sum(w.amount for w in state.pending_withdrawals.values() if w.asset == asset)
         if waiting != row["pending"]:
             raise InvariantViolation(f"pending {asset} {row['pending']} != withdrawals waiting for custody {waiting}")

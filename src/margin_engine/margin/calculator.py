@@ -141,15 +141,22 @@ def _price_book(book: FlatBook, markets, profile: Profile, now_s: int) -> _Price
     equity, total_im, total_mm = -rounded[:n_acc], rounded[n_acc : 2 * n_acc], rounded[2 * n_acc :]
 
     # Isolated: each position stands on its own collateral; only the free pool backs new risk.
+    # A position worth less than its collateral leaves a deficit that the free pool pays first when
+    # it is liquidated (`_fixed_isolated`), so the free collateral a withdrawal or new risk may use
+    # is the free pool less those deficits: the same rule on both sides.
     iso_rows = book.isolated[book.account] if n else np.zeros(0, dtype=bool)
     pos_liq = np.zeros(n, dtype=bool)
+    deficits = np.zeros(n_acc, dtype=np.int64)
     if iso_rows.any():
         pos_equity = floor_units_array(value[iso_rows] + book.allocation[iso_rows], decimals)
         pos_liq[iso_rows] = pos_equity < ceil_units_array(mm[iso_rows], decimals)
+        owed = np.maximum(-pos_equity, 0)
+        deficits = deficits.astype(owed.dtype)
+        np.add.at(deficits, book.account[iso_rows], owed)
     free = equity - total_im
     liquidatable = equity < total_mm
     if book.isolated.any():
-        free_pool = floor_units_array(coll_value - coll_im, decimals)
+        free_pool = floor_units_array(coll_value - coll_im, decimals) - deficits
         any_pos = np.bincount(book.account, weights=pos_liq, minlength=n_acc) > 0
         free = np.where(book.isolated, free_pool, free)
         liquidatable = np.where(book.isolated, any_pos | (free_pool < 0), liquidatable)
