@@ -17,5 +17,10 @@ class InputError(ValueError):
         super().__init__(f"{field}: {message}")
 
 
+class MarketMissing(InputError):
+    """The margin maths needs a market (index, vol) that no `set_market` has given yet: the one input
+    error a command handler answers as a rejection (`no_market`)."""
+
+
 class InvariantViolation(AssertionError):
     """A broken invariant of the engine (a bug, never bad input)."""

@@ -859,3 +859,29 @@ def test_decide_trade_and_withdraw_do_not_touch_state():
         out = decide(e.state, parse_command(c, DERIBIT))
         assert not isinstance(out, Rejection), (c, out)
         assert snapshot(e) == before, c
+
+
+def test_a_bug_in_a_handler_is_an_invariant_violation_never_a_rejection(monkeypatch):
+    """Only a missing market is `no_market`; any other error a handler raises (an InputError
+    included) is a bug that must not pass for an ordinary rejection."""
+    from margin_engine.engine import engine as engine_module
+    from margin_engine.engine.commands import Deposit
+    from margin_engine.errors import InputError, InvariantViolation
+
+    e = Engine(load_profile("deribit"))
+    e.submit({"type": "open_account", "account": "a"})
+
+    def broken(state, cmd):
+        raise InputError("liquidation.fraction", "a bug deep in the maths")
+
+    monkeypatch.setitem(engine_module._HANDLERS, Deposit, broken)
+    before = dict(e.state.ledger.balances)
+    with pytest.raises(InvariantViolation, match="Deposit failed: InputError"):
+        e.submit({"type": "deposit", "account": "a", "amount": "5"})
+    assert dict(e.state.ledger.balances) == before
+    monkeypatch.undo()
+    e.submit({"type": "open_account", "account": "b"})
+    for account in ("a", "b"):
+        e.submit({"type": "deposit", "account": account, "amount": "100000"})
+    out = e.submit({"type": "trade", "buyer": "a", "seller": "b", "instrument": "ETH-PERP", "size": "1", "price": "3000"})
+    assert isinstance(out, Rejection) and out.code == "no_market"  # no set_market for ETH: the one rejection

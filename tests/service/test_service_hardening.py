@@ -191,7 +191,7 @@ def test_idempotency_keys_are_per_caller(server):
 
 def test_sigterm_stops_the_server_with_a_stream_open(server):
     s = server
-    with httpx.stream("GET", f"{s['base']}/v1/events/stream", headers={"X-API-Key": create_key(s["db"], "admin")}):
+    with httpx.stream("GET", f"{s['base']}/v1/events/stream", headers=dict(s["clients"]["admin"].headers)):
         started = time.monotonic()
         s["proc"].send_signal(signal.SIGTERM)
         s["proc"].wait(timeout=15)

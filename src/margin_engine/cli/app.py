@@ -12,12 +12,12 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from margin_engine.cli.common import Format, FormatOpt, ProfileOpt, broken, console, fail, print_json
+from margin_engine.cli.common import EXIT_BROKEN, Format, FormatOpt, ProfileOpt, broken, console, fail, print_json
 from margin_engine.cli.oracle_cmd import oracle
 from margin_engine.cli.simulate_cmd import backtest, simulate
 from margin_engine.cli.storage_cmd import journal_app
 from margin_engine.engine import Engine, Rejection, State, audit
-from margin_engine.errors import InputError
+from margin_engine.errors import InputError, InvariantViolation
 from margin_engine.files.commands_file import load_commands
 from margin_engine.files.portfolio import load_portfolio
 from margin_engine.ledger.units import format_units
@@ -164,8 +164,12 @@ def run(
     results = []
     out = console()
     for line, raw, command in commands:
-        outcome = engine.apply(command)
-        audit(engine.state)  # conservation after every command: a break is a bug and stops the run
+        try:
+            outcome = engine.apply(command)
+            audit(engine.state)  # conservation after every command: a break is a bug and stops the run
+        except InvariantViolation as exc:
+            typer.echo(f"bug: line {line}: {exc}", err=True)
+            raise typer.Exit(EXIT_BROKEN) from None
         entry = {"line": line, "command": _plain(raw)}
         if isinstance(outcome, Rejection):
             entry["rejection"] = outcome.to_json()

@@ -55,7 +55,7 @@ from margin_engine.engine.tx import (
     release_allocation,
     require_account,
 )
-from margin_engine.errors import InputError
+from margin_engine.errors import InvariantViolation, MarketMissing
 from margin_engine.instruments.names import Instrument, Option
 from margin_engine.ledger.ledger import EXTERNAL, FEES, PENDING, SETTLEMENT, allocation_key, user_key
 from margin_engine.ledger.units import (
@@ -78,13 +78,20 @@ def apply(state: State, command: Command) -> list[Event] | Rejection:
 
 
 def decide(state: State, command: Command) -> list[Event] | Rejection:
+    """The command's events, or its Rejection. Only a missing market is an ordinary rejection among
+    the errors a handler can meet; anything else it raises is a bug, raised as an InvariantViolation
+    (never answered as a rejection code, so that a fuzz or a test sees it)."""
     handler = _HANDLERS[type(command)]
     try:
         return handler(state, command)
     except Reject as r:
         return r.rejection
-    except InputError as exc:  # a market the margin maths needs is missing
+    except MarketMissing as exc:
         return Rejection("no_market", str(exc))
+    except InvariantViolation:
+        raise
+    except Exception as exc:
+        raise InvariantViolation(f"{type(command).__name__} failed: {type(exc).__name__}: {exc}"[:500]) from exc
 
 
 def _open_account(state: State, cmd: OpenAccount) -> list[Event]:

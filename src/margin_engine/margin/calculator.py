@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from margin_engine.errors import InputError
+from margin_engine.errors import MarketMissing
 from margin_engine.instruments.names import format_expiry
 from margin_engine.ledger.units import ceil_units_array, floor_units_array, from_units
 from margin_engine.margin.book import AccountView
@@ -55,7 +55,7 @@ def _market(markets: Mapping[str, MarketSnapshot], underlying: str, why: str) ->
     try:
         return markets[underlying]
     except KeyError:
-        raise InputError(
+        raise MarketMissing(
             f"market.{underlying}", f"no market for {underlying} ({why}); set its index and vol first"
         ) from None
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from margin_engine.errors import InputError
+from margin_engine.errors import MarketMissing
 from margin_engine.instruments.names import Option
 from margin_engine.margin.book import AccountView
 from margin_engine.margin.profile import Profile
@@ -177,7 +177,7 @@ def _snapshot(markets: Mapping[str, MarketSnapshot], underlying: str) -> MarketS
     try:
         return markets[underlying]
     except KeyError:
-        raise InputError(f"market.{underlying}", f"no market for {underlying}; portfolio margin needs it") from None
+        raise MarketMissing(f"market.{underlying}", f"no market for {underlying}; portfolio margin needs it") from None
 
 
 def _values_now(t: InstrumentTable, cols: np.ndarray, snap: MarketSnapshot, now_s: int) -> np.ndarray:
