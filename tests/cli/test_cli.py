@@ -199,7 +199,7 @@ def test_run_bad_line_exits_2_and_applies_nothing(tmp_path, bad, field):
 
 
 def test_run_invalid_json_line(tmp_path):
-    result = invoke("run", write(tmp_path, '{"type": "advance_time", "time": 0}\n{oops', "c.jsonl"))
+    result = invoke("run", write(tmp_path, '{"type": "advance_time", "time": 1795593600}\n{oops', "c.jsonl"))
     assert result.exit_code == 2 and result.stderr.startswith("error: line 2:")
 
 

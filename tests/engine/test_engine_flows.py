@@ -883,5 +883,75 @@ def test_a_bug_in_a_handler_is_an_invariant_violation_never_a_rejection(monkeypa
     e.submit({"type": "open_account", "account": "b"})
     for account in ("a", "b"):
         e.submit({"type": "deposit", "account": account, "amount": "100000"})
-    out = e.submit({"type": "trade", "buyer": "a", "seller": "b", "instrument": "ETH-PERP", "size": "1", "price": "3000"})
+    out = e.submit(
+        {"type": "trade", "buyer": "a", "seller": "b", "instrument": "ETH-PERP", "size": "1", "price": "3000"}
+    )
     assert isinstance(out, Rejection) and out.code == "no_market"  # no set_market for ETH: the one rejection
+
+
+@pytest.mark.parametrize(
+    ("time", "message"),
+    [
+        (1_795_600_800_000, "looks like Unix milliseconds; send seconds (1795600800)"),
+        (1_795_600_800_000_000, "looks like Unix microseconds"),
+        (99_999_999_999_999_999_999, "Unix seconds must lie between 2009-01-03T00:00:00Z and 2200-01-01T00:00:00Z"),
+        (-5, "Unix seconds must lie between"),
+        ("1969-12-31T23:59:59Z", "Unix seconds must lie between"),
+        ("9999-12-31T23:59:59Z", "Unix seconds must lie between"),
+        ("2026-11-25T08:00:00", "needs a zone"),
+    ],
+)
+def test_times_out_of_range_are_input_errors_naming_the_unit(time, message):
+    from margin_engine.errors import InputError
+
+    with pytest.raises(InputError, match="time") as info:
+        parse_command({"type": "advance_time", "time": time}, load_profile("deribit"))
+    assert message in info.value.message
+
+
+def test_the_clock_moves_at_most_the_profile_step_in_one_command():
+    e = Engine(load_profile("deribit"))
+    ok(e, {"type": "advance_time", "time": "2026-11-25T08:00:00Z"})
+    ok(e, {"type": "advance_time", "time": "2027-11-26T08:00:00Z"})  # 366 days: the limit itself
+    r = rejected(e, {"type": "advance_time", "time": "2028-11-27T08:00:01Z"}, "clock_step_too_large")
+    assert "limits.clock_step_max_s = 31,622,400 s" in r.message
+
+
+@pytest.mark.parametrize(
+    ("command", "field"),
+    [
+        ({"type": "deposit", "account": "a", "amount": "1000000000001"}, "amount"),  # above 1e12
+        ({"type": "fund_insurance", "amount": "1e13"}, "amount"),
+        (
+            {"type": "trade", "buyer": "a", "seller": "b", "instrument": "BTC-PERP", "size": "1e10", "price": "1"},
+            "size",
+        ),
+        (
+            {"type": "trade", "buyer": "a", "seller": "b", "instrument": "BTC-PERP", "size": "1", "price": "1e10"},
+            "price",
+        ),
+        ({"type": "set_market", "underlying": "BTC", "index": "2e9", "vol": 0.6}, "index"),
+        ({"type": "settle_expiry", "underlying": "BTC", "expiry": "25DEC26", "price": "1e12"}, "price"),
+        ({"type": "deposit", "account": "a", "amount": "1_000"}, "amount"),
+        ({"type": "deposit", "account": "a", "amount": "\u0661\u0662"}, "amount"),  # Arabic-Indic digits
+        ({"type": "deposit", "account": "a", "amount": "1.0000000000000000000000000001"}, "amount"),  # 29 digits
+        ({"type": "deposit", "account": "a", "amount": 10**40}, "amount"),
+        ({"type": "deposit", "account": "a", "amount": True}, "amount"),
+        ({"type": "deposit", "account": "a", "amount": {"$gt": 0}}, "amount"),
+    ],
+)
+def test_numbers_beyond_the_profile_limits_are_input_errors_naming_the_field(command, field):
+    from margin_engine.errors import InputError
+
+    with pytest.raises(InputError) as info:
+        parse_command(command, load_profile("deribit"))
+    assert info.value.field == field, info.value
+
+
+def test_a_deposit_may_not_lift_a_balance_past_the_limit():
+    e = Engine(load_profile("deribit"))
+    ok(e, {"type": "open_account", "account": "a"})
+    for _ in range(10):
+        ok(e, {"type": "deposit", "account": "a", "amount": "1000000000000"})  # 10 x 1e12 = 1e13: the limit
+    r = rejected(e, {"type": "deposit", "account": "a", "amount": "0.000001"}, "balance_limit")
+    assert (r.needed, r.available) == (10**19 + 1, 10**19)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from margin_engine.engine.commands import parse_time
+from margin_engine.clock import parse_time
 from margin_engine.errors import InputError
 
 REQUIRED = ("time", "close")

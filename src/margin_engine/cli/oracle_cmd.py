@@ -17,7 +17,7 @@ from rich import box
 from rich.table import Table
 
 from margin_engine.cli.common import Format, FormatOpt, ProfileOpt, console, fail, print_json
-from margin_engine.engine.commands import format_time
+from margin_engine.clock import format_time
 from margin_engine.errors import InputError
 from margin_engine.margin.profile import load_profile
 from margin_engine.oracle.aggregator import OracleStatus

@@ -35,7 +35,7 @@ def margin_table(results: Sequence[AccountMargin], title: str = "Margin") -> Tab
 
 
 def calibration_table(underlying: str, time_s, result) -> Table:
-    from margin_engine.engine.commands import format_time
+    from margin_engine.clock import format_time
 
     table = Table(
         title=f"{underlying}: price range from realized volatility (last 10 days)",

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
+from margin_engine.clock import format_time, parse_time
 from margin_engine.errors import InputError
+from margin_engine.ids import ACCOUNT_ID_RE, check_account_id
 from margin_engine.instruments.names import Instrument, Perpetual, parse_expiry, parse_instrument
 from margin_engine.ledger.units import parse_decimal, to_units
 from margin_engine.margin.book import MARGIN_MODES, MarginMode
@@ -21,7 +22,6 @@ from margin_engine.margin.profile import Profile
 from margin_engine.market.snapshot import MarketSnapshot, parse_market
 from margin_engine.oracle.aggregator import PriceUpdate
 
-ACCOUNT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 # a custody transfer's reference: "0x<tx hash>:<log index>", a bank reference; printable ASCII
 REFERENCE_RE = re.compile(r"^[\x21-\x7e]{1,128}$")
 WITHDRAWAL_ID_RE = re.compile(r"^W[1-9][0-9]{0,17}$")
@@ -182,27 +182,6 @@ Command = (
 )
 
 
-def parse_time(value: object, field: str) -> int:
-    """ISO 8601 with a zone (`2026-11-25T08:00:00Z`) or Unix seconds, to Unix seconds."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < 0:
-            raise InputError(field, f"Unix seconds must be >= 0, got {value}")
-        return value
-    if not isinstance(value, str):
-        raise InputError(field, f"expected an ISO 8601 time like 2026-11-25T08:00:00Z, got {value!r}")
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InputError(field, f"expected an ISO 8601 time like 2026-11-25T08:00:00Z, got {value!r}") from None
-    if moment.tzinfo is None:
-        raise InputError(field, f"time {value!r} needs a zone, e.g. a trailing Z for UTC")
-    return int(moment.astimezone(UTC).timestamp())
-
-
-def format_time(seconds: int) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 class _Fields:
     """Reads fields of one command object, naming each in errors, and rejects unknown ones."""
 
@@ -220,10 +199,7 @@ class _Fields:
         return self.obj[name]
 
     def account(self, name: str = "account") -> str:
-        value = self.get(name)
-        if not isinstance(value, str) or not ACCOUNT_ID_RE.match(value):
-            raise InputError(name, f"account id must be 1-64 characters [A-Za-z0-9_.-], got {value!r}")
-        return value
+        return check_account_id(self.get(name), name)
 
 
 def _size(value: object, instrument: Instrument, profile: Profile, field: str) -> Decimal:
@@ -461,7 +437,7 @@ _PARSERS = {
     "oracle_update": _oracle_update,
 }
 
-__all__ = ["Command", "parse_command", "parse_time", "format_time"] + [
+__all__ = ["ACCOUNT_ID_RE", "Command", "parse_command", "parse_time", "format_time"] + [
     c.__name__
     for c in (
         OpenAccount,

@@ -674,6 +674,13 @@ def advance_time(state: State, cmd: AdvanceTime) -> list[Event]:
     auctions whose account is restored end; a solvent one past its slow phase restarts."""
     if state.now_s is not None and cmd.time_s < state.now_s:
         raise reject("time_backwards", f"time {cmd.time_s} is before the engine's clock {state.now_s}")
+    step_max = state.profile.limits.clock_step_max_s
+    if state.now_s is not None and cmd.time_s - state.now_s > step_max:
+        raise reject(
+            "clock_step_too_large",
+            f"time {cmd.time_s} is {cmd.time_s - state.now_s:,} s after the engine's clock; "
+            f"one advance_time moves it at most limits.clock_step_max_s = {step_max:,} s",
+        )
     tx = Tx(state)
     tx.emit(TimeAdvanced(cmd.time_s))
     for auction in list(state.auctions.values()):

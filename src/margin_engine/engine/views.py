@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from margin_engine.engine.commands import format_time
+from margin_engine.clock import format_time
 from margin_engine.engine.state import State
 from margin_engine.ledger.ledger import FEES, INSURANCE, SETTLEMENT, allocation_key, user_key
 from margin_engine.ledger.units import format_units

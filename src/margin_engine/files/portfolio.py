@@ -18,8 +18,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from margin_engine.engine.commands import ACCOUNT_ID_RE, parse_time
+from margin_engine.clock import parse_time
 from margin_engine.errors import InputError
+from margin_engine.ids import ACCOUNT_ID_RE
 from margin_engine.instruments.names import Option, parse_instrument
 from margin_engine.ledger.units import decimal_to_units_half_even, parse_decimal, to_units
 from margin_engine.margin.book import MARGIN_MODES, AccountView, PositionView

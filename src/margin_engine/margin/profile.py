@@ -186,6 +186,9 @@ class LimitParams(_Frozen):
     # a fill's price, an index or a settlement price, USD per unit: BTC at 1e9 USD would be about
     # 1e16 USD of market value, a hundred times the world's GDP
     price_max_usd: float = Field(default=1e9, gt=0, le=1e12)
+    # how far one advance_time may move the clock: 366 days. A venue halted longer restarts by hand;
+    # a bigger step is a unit error (milliseconds) that would expire every option at once.
+    clock_step_max_s: int = Field(default=366 * 86_400, gt=0, le=100 * 366 * 86_400)
 
 
 class Profile(_Frozen):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from margin_engine.engine.commands import parse_time
+from margin_engine.clock import parse_time
 from margin_engine.errors import InputError
 from margin_engine.oracle.aggregator import PriceUpdate
 

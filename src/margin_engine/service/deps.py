@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Request
 from pydantic import Field
 
-from margin_engine.engine.commands import ACCOUNT_ID_RE
+from margin_engine.ids import ACCOUNT_ID_RE
 from margin_engine.service.keys import SESSION_COOKIE, Principal, Role
 from margin_engine.service.runtime import Runtime
 

@@ -25,8 +25,8 @@ from typing import Literal
 
 import sqlalchemy as sa
 
-from margin_engine.engine.commands import ACCOUNT_ID_RE
 from margin_engine.errors import InputError
+from margin_engine.ids import ACCOUNT_ID_RE
 
 Role = Literal["trader", "custody", "keeper", "oracle", "admin"]
 ROLES: tuple[Role, ...] = ("trader", "custody", "keeper", "oracle", "admin")

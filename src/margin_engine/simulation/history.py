@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from margin_engine.calibration.prices import read_prices
-from margin_engine.engine.commands import parse_time
+from margin_engine.clock import parse_time
 from margin_engine.simulation._checks import count, float_array, positive
 from margin_engine.simulation.errors import PriceWindowError, SimulationInputError
 from margin_engine.simulation.paths import SECONDS_PER_DAY, GarchParams
