@@ -298,3 +298,20 @@ def test_run_lists_the_liquidation_queue_worst_first(tmp_path):
     # a: equity 7,000 - 3,500 = 3,500 vs MM 296,500 * (1% + 5 * 0.005%) = 3,039.125: not liquidatable
     # b: equity 13,000 - 7,000 = 6,000 vs MM 593,000 * 1.05% = 6,226.50: liquidatable
     assert queue == [{"account": "b", "equity": "6000.000000", "maintenance_margin": "6226.500000"}]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["serve", "--port", "0"], ["nonsense"], ["margin"], ["journal", "nope"], ["create-key"], ["what-if", "x.json"]],
+)
+def test_usage_errors_are_one_line_and_exit_2(args, tmp_path):
+    """Through the console script's entry point (not typer's runner): no usage box, no traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "margin_engine.cli.app", *args], capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: "), proc.stderr
+    assert "--help" in proc.stderr and proc.stdout == ""

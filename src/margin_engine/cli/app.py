@@ -12,7 +12,17 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from margin_engine.cli.common import EXIT_BROKEN, Format, FormatOpt, ProfileOpt, broken, console, fail, print_json
+from margin_engine.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_BROKEN,
+    Format,
+    FormatOpt,
+    ProfileOpt,
+    broken,
+    console,
+    fail,
+    print_json,
+)
 from margin_engine.cli.oracle_cmd import oracle
 from margin_engine.cli.simulate_cmd import backtest, simulate
 from margin_engine.cli.storage_cmd import journal_app
@@ -381,7 +391,22 @@ def list_keys(
 
 
 def main() -> None:
-    app()
+    """The console script: a usage error (an unknown option, a port out of range) is one line and exit 2,
+    as every other error the user fixes."""
+    import sys
+
+    # click's UsageError, wherever this typer keeps click (its own copy since 0.26)
+    usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+    try:
+        code = app(prog_name="margin-engine", standalone_mode=False)
+    except usage_error as exc:
+        hint = f" (see {exc.ctx.command_path} --help)" if exc.ctx else ""
+        typer.echo(f"error: {exc.format_message()}{hint}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
