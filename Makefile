@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,14 @@ $(STAMP): $(BIN)/python pyproject.toml
 demo: $(STAMP)
 	$(BIN)/margin-engine demo
 
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest
+
+# static checks: style and errors (ruff), and the import layers of pyproject's [tool.importlinter]
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks alembic docs/screenshot.py
+	$(BIN)/ruff format --check src tests benchmarks alembic docs/screenshot.py
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/greeks.py
