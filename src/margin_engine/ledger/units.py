@@ -33,7 +33,7 @@ def parse_decimal(value: object, field: str, *, positive: bool = False, non_nega
         raise InputError(field, f"out of range: |{field}| must be below 1e{MAGNITUDE_MAX}")
     if isinstance(value, float) and not math.isfinite(value):
         raise InputError(field, f"must be a finite number, got {value!r}")
-    number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    number = Decimal(repr(float(value))) if isinstance(value, float) else Decimal(value)  # numpy floats too
     if not number.is_finite():
         raise InputError(field, f"must be a finite number, got {_shown(value)}")
     if not number.is_zero():
