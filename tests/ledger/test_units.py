@@ -1,7 +1,9 @@
+import math
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from margin_engine.errors import InputError, InvariantViolation
@@ -38,6 +40,37 @@ def test_rounding_directions_and_float_noise():
         ceil_units(float("nan"), 6)
 
 
+def test_large_amounts_keep_their_fractions():
+    """Issue 12: the former 13-digit snap rounded these against their direction by whole units."""
+    assert ceil_units(12_345_678.9012344, 6) == 12_345_678_901_235  # a requirement: up, not 4.4 units down
+    assert floor_units(1_234_567.8901236, 6) == 1_234_567_890_123  # equity: down, not up
+    near_a_trillion = 999_999_999_999.9  # the float's own value is 999,999,999,999.900024...
+    assert ceil_units(near_a_trillion, 6) == math.ceil(Fraction(near_a_trillion) * 10**6) == 999_999_999_999_900_025
+
+
+@settings(max_examples=2_000)
+@given(
+    st.floats(min_value=1e-6, max_value=1e12, allow_nan=False, allow_infinity=False),
+    st.booleans(),
+    st.sampled_from([2, 6, 8, 18]),
+)
+def test_rounding_direction_holds_from_a_micro_dollar_to_a_trillion(magnitude, negative, decimals):
+    """Requirements never below the exact value, equity never above it, by more than the snap (at most
+    1/1024 of a unit, and only for a value that close to a whole unit); never a unit or more the
+    other way; and exactly the true ceiling or floor whenever the value is not that close to a unit."""
+    from fractions import Fraction
+
+    from margin_engine.ledger.units import SNAP_UNITS_MAX
+
+    value = -magnitude if negative else magnitude
+    x = Fraction(value) * 10**decimals
+    up, down = ceil_units(value, decimals), floor_units(value, decimals)
+    assert x - SNAP_UNITS_MAX <= up < x + 1
+    assert x - 1 < down <= x + SNAP_UNITS_MAX
+    if abs(x - round(x)) > SNAP_UNITS_MAX:
+        assert (up, down) == (math.ceil(x), math.floor(x))
+
+
 def test_format_units():
     assert format_units(-1_500_000, 6) == "-1.500000"
     assert format_units(1, 18) == "0.000000000000000001"
@@ -60,12 +93,16 @@ _near_units = st.builds(
     st.sampled_from([0.0, 1e-16, -1e-16, 3e-15, -3e-15, 1e-13, -1e-12, 1e-9]),
     st.sampled_from([2, 6, 8]),
 )
-# Values whose 13th significant digit is a half plus a little: where the snap's direction flips.
-_near_halves = st.builds(
-    lambda digits, shift, offset, decimals: ((digits + 0.5 + offset) * 10.0**shift / 10.0**decimals, decimals),
-    st.integers(10**12, 10**13 - 1) | st.integers(-(10**13) + 1, -(10**12)),
-    st.integers(-20, 5),
-    st.sampled_from([0.0, 1e-3, -1e-3, 0.015, -0.015, 0.03, -0.03, 0.2]),
+# Values a whole number of units plus about the snap's bound (relative 2^-46, or 1/1024 of a unit):
+# where the array's float arithmetic and the scalar's exact one could part.
+_near_bounds = st.builds(
+    lambda units, relative, scale, decimals: (
+        (units + scale * min(abs(units) * 2.0**-46, 2.0**-10)) / 10.0**decimals,
+        decimals,
+    ),
+    st.integers(-(10**17), 10**17),
+    st.booleans(),
+    st.sampled_from([1.0, -1.0, 1 + 1e-12, -(1 + 1e-12), 1 - 1e-12, -(1 - 1e-12), 0.5, 2.0]),
     st.sampled_from([2, 6, 8]),
 )
 _any_amount = st.tuples(
@@ -74,7 +111,7 @@ _any_amount = st.tuples(
 )
 
 
-@given(st.lists(_near_units | _near_halves | _any_amount, min_size=1, max_size=40))
+@given(st.lists(_near_units | _near_bounds | _any_amount, min_size=1, max_size=40))
 def test_array_rounding_is_the_scalar_rule_bit_for_bit(cases):
     import numpy as np
 
@@ -117,8 +154,11 @@ def test_array_rounding_matches_the_scalar_rule_on_many_values(decimals):
     rng = np.random.default_rng(decimals)
     spread = 10.0 ** rng.uniform(-10, 10, 6_000) * rng.choice([-1, 1], 6_000)
     whole = rng.integers(-(10**14), 10**14, 3_000) / 10.0**decimals * (1 + rng.normal(0, 1e-15, 3_000))
-    digits = rng.integers(10**12, 10**13, 2_000) * rng.choice([-1, 1], 2_000)
-    halves = (digits + 0.5) * 10.0 ** rng.integers(-12, 3, 2_000) / 10.0**decimals  # 13th digit a half
-    values = np.concatenate([spread, whole, halves, np.nextafter(halves, np.inf), np.nextafter(halves, -np.inf)])
+    units = rng.integers(-(10**16), 10**16, 2_000).astype(float)
+    bounds = (units + np.minimum(np.abs(units) * 2.0**-46, 2.0**-10)) / 10.0**decimals  # at the snap's edge
+    halves = (units + 0.5) / 10.0**decimals
+    values = np.concatenate(
+        [spread, whole, bounds, np.nextafter(bounds, np.inf), np.nextafter(bounds, -np.inf), halves]
+    )
     assert ceil_units_array(values, decimals).tolist() == [ceil_units(float(v), decimals) for v in values]
     assert floor_units_array(values, decimals).tolist() == [floor_units(float(v), decimals) for v in values]

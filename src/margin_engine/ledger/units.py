@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal
+from fractions import Fraction
 
 import numpy as np
 
@@ -90,27 +91,36 @@ def decimal_to_units_floor(amount: Decimal, decimals: int) -> int:
 
 
 # Float risk maths carries relative noise of a few 1e-16 per operation: 0.05 * 120000 comes out
-# as 6000.0000000000055 because 1 - 0.95 is not exact. Keeping 13 significant digits before
-# rounding in the named direction stops such noise from adding a unit. Real sub-unit fractions
-# survive for amounts under 1e12 units (a million USDC); above 1e13 units the snap itself may
-# move an amount by up to half a unit, a relative 5e-14.
-_SNAP_CONTEXT = Context(prec=13, rounding=ROUND_HALF_EVEN)
+# as 6000.0000000000055 because 1 - 0.95 is not exact. A value within SNAP of a whole unit is taken
+# as that unit, so such noise does not add a unit; anything further from it rounds in the named
+# direction, exactly (the float's own value, no digits dropped). SNAP is relative (2^-46, about 64
+# ulps: noise) and at most 1/1024 of a unit, so rounding never moves an amount against its
+# direction by more than a thousandth of its smallest unit, at any magnitude the limits allow.
+SNAP_RELATIVE = Fraction(1, 2**46)
+SNAP_UNITS_MAX = Fraction(1, 1024)
 
 
 def ceil_units(value: float, decimals: int) -> int:
     """A float requirement in whole units of the asset, rounded up."""
-    return math.ceil(_snapped(value, decimals))
+    return _ceil(_exact(value, decimals))
 
 
 def floor_units(value: float, decimals: int) -> int:
     """A float equity or payout in whole units of the asset, rounded down."""
-    return math.floor(_snapped(value, decimals))
+    return -_ceil(-_exact(value, decimals))
 
 
-def _snapped(value: float, decimals: int) -> Decimal:
+def _exact(value: float, decimals: int) -> Fraction:
     if not math.isfinite(value):
         raise InvariantViolation(f"non-finite money value {value!r} reached the ledger")
-    return _SNAP_CONTEXT.create_decimal(Decimal(value).scaleb(decimals))
+    return Fraction(value) * 10**decimals
+
+
+def _ceil(x: Fraction) -> int:
+    nearest = round(x)
+    if abs(x - nearest) <= min(abs(x) * SNAP_RELATIVE, SNAP_UNITS_MAX):
+        return nearest
+    return math.ceil(x)
 
 
 def ceil_units_array(values: np.ndarray, decimals: int) -> np.ndarray:
@@ -119,23 +129,25 @@ def ceil_units_array(values: np.ndarray, decimals: int) -> np.ndarray:
 
 
 def floor_units_array(values: np.ndarray, decimals: int) -> np.ndarray:
-    """`floor_units` of every element: the snap rounds half to even, so floor(v) = -ceil(-v)."""
+    """`floor_units` of every element: the snap is symmetric, so floor(v) = -ceil(-v)."""
     return -_units_array(-np.asarray(values, dtype=float), decimals)
 
 
-# The scalar rule rounds x = value * 10**decimals to 13 significant digits, i.e. to an integer
-# multiple k of 10**-m with m = 12 - floor(log10 |x|), then takes the floor or ceiling; k / 10**m
-# is rounded here in integers. q = value * 10**(decimals + m) is formed exactly, as a float p plus
-# its rounding error (Dekker's product; 10**n is exact for 0 <= n <= 22), so k is q rounded half
-# to even with no error. Elements near a power of ten (m unsure), or out of that reach, take the
-# scalar path.
+# x = value * 10**decimals is formed exactly, as a float p plus its rounding error e (Dekker's
+# product; 10**n is exact for 0 <= n <= 22). With r1 = p rounded to an integer, a = p - r1 is exact;
+# t = a + e is exact where it matters most (past 2**53, a = 0 and e may exceed a unit) and otherwise
+# within a relative 2^-53 with the sign of x - r1; r2 = t rounded and d = t - r2 are exact. So the
+# nearest integer is r = r1 + r2, x - r is d, and ceil(x) = r + (d > 0) outside the snap, r inside
+# it. Elements whose |d| lies within a relative 1e-9 of the snap's bound (where rounding could
+# decide), or beyond int64, take the scalar path.
 _INT64_SAFE = 2.0**62
 _POW10 = np.array([10.0**n for n in range(23)])
-_INT_POW10 = np.array([10**n for n in range(19)], dtype=np.int64)
 _SPLIT = 2.0**27 + 1
+_SNAP_RELATIVE = float(SNAP_RELATIVE)
+_SNAP_UNITS_MAX = float(SNAP_UNITS_MAX)
 
 
-def _two_product(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _two_product(a: np.ndarray, b: float) -> tuple[np.ndarray, np.ndarray]:
     """p, e with p = fl(a * b) and a * b = p + e exactly (Dekker, via Veltkamp's split)."""
     p = a * b
     ca, cb = _SPLIT * a, _SPLIT * b
@@ -147,26 +159,18 @@ def _two_product(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _units_array(values, decimals: int) -> np.ndarray:
     v = np.asarray(values, dtype=float)
     flat = v.ravel()
-    ax = np.abs(flat) * 10.0**decimals
-    if not (ax < _INT64_SAFE).all():  # NaN and inf fail this too
-        if not np.isfinite(v).all():
-            raise InvariantViolation(f"non-finite money value {v[~np.isfinite(v)][0]!r} reached the ledger")
+    if not np.isfinite(flat).all():
+        raise InvariantViolation(f"non-finite money value {flat[~np.isfinite(flat)][0]!r} reached the ledger")
+    if decimals > 22 or not (np.abs(flat) * 10.0**decimals < _INT64_SAFE).all():
         return np.array([ceil_units(float(e), decimals) for e in flat], dtype=object).reshape(v.shape)
-    zero = ax == 0
-    m = 12 - np.floor(np.log10(np.where(zero, 1.0, ax))).astype(np.int64)
-    n = m + decimals
-    p, e = _two_product(flat, _POW10[np.minimum(np.maximum(n, 0), 22)])
-    ap = np.abs(p)
-    reach = (n < 0) | (n > 22) | (m > 18) | (m < -6)
-    unsure = ~zero & (reach | (ap < 1e12 * (1 + 1e-12)) | (ap >= 1e13 * (1 - 1e-12)))  # log10 may misjudge m
-    # q = whole + g + e with g = p - whole exact in [0, 1) on the grid of p's ulp, |e| <= ulp / 2:
-    # g alone decides unless it is exactly a half, where e's sign does, and e = 0 is a true tie.
-    whole = np.floor(p)
-    g = p - whole
-    k = np.where(unsure, 0.0, whole).astype(np.int64)
-    k += np.where(g == 0.5, np.where(e == 0, (k & 1) == 1, e > 0), g > 0.5)
-    scale = _INT_POW10[np.minimum(np.abs(m), 18)]
-    out = np.where(m >= 0, -((-k) // scale), k * scale)
+    p, e = _two_product(flat, _POW10[decimals])
+    r1 = np.rint(p)
+    t = (p - r1) + e
+    r2 = np.rint(t)
+    d = t - r2
+    bound = np.minimum(np.abs(p) * _SNAP_RELATIVE, _SNAP_UNITS_MAX)
+    out = r1.astype(np.int64) + r2.astype(np.int64) + ((d > 0) & (np.abs(d) > bound))
+    unsure = np.abs(np.abs(d) - bound) <= 1e-9 * bound
     for i in np.flatnonzero(unsure):
         out[i] = ceil_units(float(flat[i]), decimals)
     return out.reshape(v.shape)
