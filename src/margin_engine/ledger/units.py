@@ -170,7 +170,7 @@ def _units_array(values, decimals: int) -> np.ndarray:
     d = t - r2
     bound = np.minimum(np.abs(p) * _SNAP_RELATIVE, _SNAP_UNITS_MAX)
     out = r1.astype(np.int64) + r2.astype(np.int64) + ((d > 0) & (np.abs(d) > bound))
-    unsure = np.abs(np.abs(d) - bound) <= 1e-9 * bound
+    unsure = (d != 0) & (np.abs(np.abs(d) - bound) <= 1e-9 * bound)  # d = 0: a whole unit, sure
     for i in np.flatnonzero(unsure):
         out[i] = ceil_units(float(flat[i]), decimals)
     return out.reshape(v.shape)
