@@ -162,3 +162,15 @@ def test_array_rounding_matches_the_scalar_rule_on_many_values(decimals):
     )
     assert ceil_units_array(values, decimals).tolist() == [ceil_units(float(v), decimals) for v in values]
     assert floor_units_array(values, decimals).tolist() == [floor_units(float(v), decimals) for v in values]
+
+
+def test_share_units_is_exact_where_a_float_was_not():
+    from margin_engine.ledger.units import share_units
+
+    # a 17-digit fraction of a 21-digit amount (ETH in wei) needs 38 digits: past a float's 16 and
+    # Decimal's default 28
+    fraction = Decimal("0.12345678901234567")
+    units = 98_765_432_109_876_543_21
+    assert share_units(units, fraction) == (units * 12345678901234567) // 10**17
+    assert share_units(units, fraction) != int(float(fraction) * units)
+    assert share_units(-7, Decimal("0.5")) == -4  # floor, also below zero

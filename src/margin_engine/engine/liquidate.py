@@ -32,7 +32,7 @@ from margin_engine.engine.state import Auction, State
 from margin_engine.engine.tx import Reject, Tx, fill, margin_reject, reject, require_account
 from margin_engine.instruments.names import Option, parse_instrument
 from margin_engine.ledger.ledger import EXTERNAL, INSURANCE, allocation_key, user_key
-from margin_engine.ledger.units import decimal_to_units_half_even, floor_units, to_units
+from margin_engine.ledger.units import decimal_to_units_half_even, floor_units, share_units, to_units
 from margin_engine.liquidation import (
     AdlBook,
     AdlCandidate,
@@ -151,7 +151,7 @@ def _take_at_mark(
             held = state.ledger.balance(user_key(src), asset)
             if asset == settle or held <= 0:
                 continue
-            amount = held if fraction >= ONE else int(Decimal(held) * fraction)
+            amount = held if fraction >= ONE else share_units(held, fraction)
             price = Decimal(repr(state.markets[asset].index))
             value = decimal_to_units_half_even(Decimal(amount).scaleb(-params.decimals) * price, decimals)
             tx.transfer(user_key(src), user_key(dst), asset, amount, "liquidation")
@@ -520,7 +520,7 @@ def _dutch_bid(state: State, auction: Auction, cmd: Bid) -> list[Event]:
     _take_at_mark(tx, auction.account, cmd.liquidator, f, collateral=True)
     # Lyra hands the bidder f of the account's non-reserved value for what it pays: booked as the
     # value's share less the price, from the account to the bidder
-    value = floor_units(float(f) * (acct.mtm_units - acct.reserved_units), 0)
+    value = share_units(acct.mtm_units - acct.reserved_units, f)
     tx.transfer(
         user_key(auction.account), user_key(cmd.liquidator), settle, value - fill_.bidder_pays_units, "liquidation"
     )
@@ -596,7 +596,7 @@ def _start_batch(tx: Tx, lid: str, account: str, m: AccountMargin) -> None:
         )
         gross = _gross_notional_units(tx, account)
         f = Decimal(repr(apply_small_account_cutoff(share, gross, p.partial.small_account_cutoff_units)))
-    reserve = lot_reserve_price_units(floor_units(float(f) * m.equity, 0), p.batch)
+    reserve = lot_reserve_price_units(share_units(m.equity, f), p.batch)
     phase = "solvent" if m.equity > 0 else "insolvent"
     now = state.now_s or 0
     tx.emit(LiquidationStarted(lid, account, "batch", phase, now, f, reserve, window_closes_at_s(now, p.batch)))
@@ -656,7 +656,7 @@ def _batch_fill(tx: Tx, auction: Auction, alloc, m: AccountMargin, taken: Decima
     tx.emit(LiquidationFill(auction.id, auction.account, alloc.bidder, "batch", share, alloc.pays_units, 0, 0))
     before = tx.margin(alloc.bidder)
     _take_at_mark(tx, auction.account, alloc.bidder, min(share / (ONE - taken), ONE), collateral=True)
-    value = floor_units(float(share) * m.equity, 0)
+    value = share_units(m.equity, share)
     if alloc.pays_units >= 0:
         tx.transfer(user_key(auction.account), user_key(alloc.bidder), settle, value - alloc.pays_units, "liquidation")
     else:

@@ -77,6 +77,12 @@ def format_units(units: int, decimals: int) -> str:
     return f"{sign}{whole}.{part:0{decimals}d}" if decimals else f"{sign}{whole}"
 
 
+def share_units(units: int, fraction: Decimal) -> int:
+    """floor(units x fraction), exactly (a fraction of an account's value or collateral in liquidation:
+    never through a float, never rounded by Decimal's 28-digit context)."""
+    return math.floor(Fraction(fraction) * units)
+
+
 def decimal_to_units_half_even(amount: Decimal, decimals: int) -> int:
     """For cash flows both sides book with the same integer (premium, trade notional)."""
     return int(amount.scaleb(decimals).to_integral_value(rounding=ROUND_HALF_EVEN))
