@@ -955,3 +955,25 @@ def test_a_deposit_may_not_lift_a_balance_past_the_limit():
         ok(e, {"type": "deposit", "account": "a", "amount": "1000000000000"})  # 10 x 1e12 = 1e13: the limit
     r = rejected(e, {"type": "deposit", "account": "a", "amount": "0.000001"}, "balance_limit")
     assert (r.needed, r.available) == (10**19 + 1, 10**19)
+
+
+def test_a_fill_far_from_the_mark_is_refused():
+    """Issue 12: a risk-reducing fill at 1e12 once left an account at -999,999,835,918 USDC."""
+    e = Engine(load_profile("deribit"))
+    ok(e, {"type": "advance_time", "time": "2026-11-25T08:00:00Z"})
+    ok(e, {"type": "set_market", "underlying": "BTC", "index": "60000", "vol": "0.6"})
+    for account in ("a", "b"):
+        ok(e, {"type": "open_account", "account": account})
+        ok(e, {"type": "deposit", "account": account, "amount": "100000"})
+    fill = {"type": "trade", "buyer": "a", "seller": "b", "instrument": "BTC-PERP", "size": "1"}
+    ok(e, {**fill, "price": "60000"})
+    back = {**fill, "buyer": "b", "seller": "a"}
+    r = rejected(e, {**back, "price": "1000000000"}, "price_out_of_band")  # reduces a's risk, still refused
+    assert "[30000.00, 90000.00]" in r.message
+    ok(e, {**back, "price": "90000"})  # the band's edge: 50% of the index
+    call = {**fill, "instrument": "BTC-25DEC26-50000-C"}
+    rejected(e, {**call, "price": "70000.01"}, "price_out_of_band")  # above intrinsic 10,000 + 60,000
+    ok(e, {**call, "price": "12000"})
+    put = {**fill, "instrument": "BTC-25DEC26-50000-P"}
+    rejected(e, {**put, "price": "60000.01"}, "price_out_of_band")  # above intrinsic 0 + the index 60,000
+    ok(e, {**put, "price": "0"})

@@ -218,6 +218,26 @@ def _check_tradable(state: State, inst: Instrument) -> None:
             raise reject("instrument_expired", f"{inst.name} expired at its 08:00 UTC expiry")
 
 
+def _check_price_band(state: State, inst: Instrument, price: Decimal) -> None:
+    """A fill's price within the profile's band around the index (limits.perp_price_band_ratio) or,
+    for an option, at most its intrinsic value plus limits.option_price_index_max indices."""
+    limits = state.profile.limits
+    index = Decimal(repr(state.markets[inst.underlying].index))
+    if isinstance(inst, Option):
+        intrinsic = max(index - inst.strike if inst.is_call else inst.strike - index, Decimal(0))
+        low, high = Decimal(0), intrinsic + Decimal(repr(limits.option_price_index_max)) * index
+        rule = f"intrinsic + {limits.option_price_index_max:g} x index (limits.option_price_index_max)"
+    else:
+        band = Decimal(repr(limits.perp_price_band_ratio))
+        low, high = index * (1 - band), index * (1 + band)
+        rule = f"the index +/- {limits.perp_price_band_ratio:.0%} (limits.perp_price_band_ratio)"
+    if not low <= price <= high:
+        raise reject(
+            "price_out_of_band",
+            f"{inst.name} at {price} USD is outside [{low:.2f}, {high:.2f}]: {rule}, index {index}",
+        )
+
+
 def _fee(state: State, inst: Instrument, size: Decimal, price: Decimal, is_taker: bool) -> int:
     """Deribit-style fees: perps maker/taker share of notional; options a share of the underlying
     per contract, capped at a share of the premium. Rounded up: fees are owed to the venue."""
@@ -237,6 +257,7 @@ def _trade(state: State, cmd: Trade) -> list[Event]:
     for account in (cmd.buyer, cmd.seller):
         require_account(state, account)
     _check_tradable(state, cmd.instrument)
+    _check_price_band(state, cmd.instrument, cmd.price)
     p = state.profile
     d, settle = p.settlement_decimals, p.settlement_asset
     name = cmd.instrument.name

@@ -189,6 +189,14 @@ class LimitParams(_Frozen):
     # how far one advance_time may move the clock: 366 days. A venue halted longer restarts by hand;
     # a bigger step is a unit error (milliseconds) that would expire every option at once.
     clock_step_max_s: int = Field(default=366 * 86_400, gt=0, le=100 * 366 * 86_400)
+    # a perp fill at most this far from the index, as a share of it: 50%. Venues band orders far
+    # tighter (Deribit's price limits are a few % of mark); this only catches prices no matcher
+    # would print (a unit error, a fat finger) while leaving room for a crash's slippage.
+    perp_price_band_ratio: float = Field(default=0.5, gt=0, le=10)
+    # an option fill at most its intrinsic value plus this many indices: 1 is the no-arbitrage bound
+    # (a call is worth at most the underlying, S <= intrinsic + S; a put at most its strike,
+    # K = (K - S) + S)
+    option_price_index_max: float = Field(default=1.0, gt=0, le=10)
 
 
 class Profile(_Frozen):
