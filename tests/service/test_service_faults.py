@@ -96,3 +96,21 @@ def test_a_writer_that_stops_answers_503_and_health_says_so(opened, monkeypatch)
     health = c.get("/health")
     assert health.status_code == 503 and "injected" in health.json()["writer"]
     assert c.get("/v1/accounts/alice", headers=auth(c, "alice")).status_code == 200  # reads still answer
+
+
+def test_a_command_that_would_break_conservation_is_refused_before_it_is_journaled(opened, monkeypatch):
+    """The service checks each command's events as it decides them (audit_events), not only at the
+    snapshot every 1,000 commands: a handler that mints money (a transfer from outside that is no
+    deposit) is refused with a 500 and nothing of it is written."""
+    from margin_engine.engine.events import Transferred
+
+    c = opened
+
+    def mint(state, cmd):
+        return [Transferred("external", "user:bob", "USDC", 10**12, "fee")]
+
+    monkeypatch.setitem(engine_module._HANDLERS, Deposit, mint)
+    before = journaled(c)
+    r = deposit(c, "bob", "1", auth(c, "custody"), c.refs())
+    assert r.status_code == 500 and journaled(c) == before
+    assert c.get("/v1/accounts/bob", headers=auth(c, "bob")).json()["balances"] == {}

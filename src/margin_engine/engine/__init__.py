@@ -5,7 +5,7 @@ from margin_engine.engine.engine import apply, decide
 from margin_engine.engine.events import Event, event_from_json
 from margin_engine.engine.rejection import Rejection
 from margin_engine.engine.scan import BookCache
-from margin_engine.engine.state import State, audit, evolve, replay
+from margin_engine.engine.state import State, audit, audit_events, evolve, replay
 
 __all__ = [
     "Command",
@@ -14,6 +14,7 @@ __all__ = [
     "State",
     "apply",
     "audit",
+    "audit_events",
     "decide",
     "event_from_json",
     "evolve",

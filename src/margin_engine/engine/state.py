@@ -320,6 +320,31 @@ def replay(profile: Profile, events: list[Event]) -> State:
     return state
 
 
+def audit_events(state: State, events) -> None:
+    """The audit of one command, in time proportional to its events (the full `audit` runs at
+    snapshots and at load): money crosses the venue's edge only as a deposit (into a user or the
+    insurance fund) or a withdrawal (out of a user or the pending account), and the insurance fund
+    and the pending account never end below zero. The ledger itself is double-entry, so each
+    transfer already sums to zero."""
+    touched: set[tuple[str, str]] = set()
+    for event in events:
+        if not isinstance(event, Transferred):
+            continue
+        if EXTERNAL in (event.debit, event.credit):
+            inward = event.debit == EXTERNAL
+            if event.reason != ("deposit" if inward else "withdrawal"):
+                raise InvariantViolation(f"money crossed the venue's edge as {event.reason!r}: {event}")
+            inner = event.credit if inward else event.debit
+            if not (inner.startswith(USER_PREFIX) or inner == (INSURANCE if inward else PENDING)):
+                raise InvariantViolation(f"a {event.reason} touches {inner}: {event}")
+        for key in (event.debit, event.credit):
+            if key in (INSURANCE, PENDING):
+                touched.add((key, event.asset))
+    for key, asset in touched:
+        if state.ledger.balance(key, asset) < 0:
+            raise InvariantViolation(f"{key} holds {state.ledger.balance(key, asset)} {asset} units: below zero")
+
+
 def audit(state: State) -> dict[str, dict[str, int]]:
     """Check conservation and the clearing identity; raise InvariantViolation on any break.
 

@@ -36,6 +36,7 @@ from margin_engine.engine import (
     Rejection,
     State,
     audit,
+    audit_events,
     decide,
     event_from_json,
     evolve,
@@ -596,6 +597,7 @@ def _decide_all(
                 for event in outcome:
                     evolve(scratch, event)
                 outcome = tuple(outcome)
+                audit_events(scratch, outcome)  # conservation of this command, before it is journaled
                 for event in outcome:  # what will be stored must encode: found now, not at the commit
                     canonical_json(event.to_json())
         except Exception as exc:
