@@ -7,6 +7,7 @@ Every accepted command is durable before its answer is sent.
 
 from __future__ import annotations
 
+import re
 from contextlib import asynccontextmanager
 
 import sqlalchemy as sa
@@ -22,6 +23,9 @@ from margin_engine.service.routes import accounts, custody, desk, liquidation, s
 from margin_engine.service.runtime import CommandError, Runtime, WriterStopped
 from margin_engine.service.settings import Settings
 from margin_engine.storage.journal import Journal, JournalMissing, database_url
+
+# the member labels pydantic puts in an error's location for a union field (`vol.float`): not fields
+_TAG = re.compile(r"^(float|int|str|bool|none|constrained-\w+|function-\w+|\w+\[.*\])$")
 
 
 def open_journal(settings: Settings) -> Journal:
@@ -77,7 +81,9 @@ def create_app(settings: Settings, journal: Journal | None = None, engine=None) 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"] if p not in ("body", "query", "path", "header"))
+        field = ".".join(
+            str(p) for p in first["loc"] if p not in ("body", "query", "path", "header") and not _TAG.match(str(p))
+        )
         return JSONResponse({"code": "bad_input", "field": field or "body", "message": first["msg"]}, status_code=422)
 
     @app.exception_handler(WriterStopped)

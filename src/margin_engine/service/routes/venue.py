@@ -31,7 +31,7 @@ class Fill(_Body):
 class Market(_Body):
     underlying: Text
     index: Text
-    vol: float | Text | dict[str, Any]
+    vol: Annotated[float, Field(allow_inf_nan=False)] | Text | dict[str, Any]
     rate: Text = "0"
 
 
