@@ -281,3 +281,50 @@ def test_rate_limit_buckets_stay_bounded(monkeypatch):
         assert bucket.allow(f"10.0.{i // 256}.{i % 256}", now_s=float(i))
     assert len(bucket.stamps) <= 100
     assert bucket.allow("10.0.3.231", 999.5) is True and bucket.allow("10.0.3.231", 999.6) is False
+
+
+def test_keys_are_listed_revoked_and_checked_by_the_cli(tmp_path):
+    from typer.testing import CliRunner
+
+    from margin_engine.cli.app import app
+    from margin_engine.service.keys import KeyStore
+    from margin_engine.storage.journal import database_url
+
+    runner = CliRunner()
+    db = str(tmp_path / "keys.db")
+    assert runner.invoke(app, ["journal", "init", db]).exit_code == 0
+    token = runner.invoke(app, ["create-key", "trader", "--account", "alice", "--db", db]).stdout.strip()
+    key_id = token.split("_")[1]
+    for bad in ("alice ", "", "a:b/c", "x" * 65):
+        result = runner.invoke(app, ["create-key", "trader", "--account", bad, "--db", db])
+        assert result.exit_code == 2 and result.stderr.startswith("error: account: account id must be"), bad
+    listed = json.loads(runner.invoke(app, ["list-keys", "--db", db, "--format", "json"]).stdout)
+    assert listed == [{"key_id": key_id, "role": "trader", "account": "alice", "revoked": False}]
+    assert token not in runner.invoke(app, ["list-keys", "--db", db]).stdout  # secrets are never shown
+    import sqlalchemy as sa
+
+    store = KeyStore(sa.create_engine(database_url(db)))
+    assert store.authenticate(token) is not None
+    assert runner.invoke(app, ["revoke-key", key_id, "--db", db]).stdout == f"revoked {key_id}\n"
+    assert KeyStore(sa.create_engine(database_url(db))).authenticate(token) is None  # a fresh server
+    assert store.authenticate(token, now_s=10**9) is None  # a running one, once its cache expires
+    result = runner.invoke(app, ["revoke-key", "nope", "--db", db])
+    assert result.exit_code == 2 and "no key 'nope'" in result.stderr
+
+
+def test_a_desk_session_reads_only_and_ends_with_its_key(service):
+    c = service
+    admin_key = c.keys["admin"]
+    r = c.post("/v1/session", headers={"X-API-Key": admin_key})
+    assert r.status_code == 200 and r.json()["role"] == "admin"
+    cookie = r.cookies.get("me_session")
+    assert cookie and cookie != admin_key and "httponly" in r.headers["set-cookie"].lower()
+    c.cookies.clear()
+    c.cookies.set("me_session", cookie)
+    assert c.get("/v1/dashboard").status_code == 200
+    body = {"underlying": "BTC", "index": "61000", "vol": 0.6}
+    assert c.post("/v1/markets", json=body).status_code == 401  # a session never writes
+    c.app_ref.state.keys.revoke(admin_key.split("_")[1])
+    assert c.get("/v1/dashboard").status_code == 401  # ends with its key
+    c.cookies.set("me_session", "forged")
+    assert c.get("/v1/dashboard").status_code == 401
