@@ -3,6 +3,7 @@
 import json
 import math
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import typer
@@ -98,3 +99,25 @@ def test_backtest_table_and_bad_input(tmp_path):
     assert "short_strangle" in result.output
     bad = CliRunner().invoke(app, ["backtest", str(prices), "--vol", "-1"])
     assert bad.exit_code == 2 and bad.output.strip() == "error: --vol: must be in (0, 10], got -1.0"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--paths", "0"], ["--seed", "-1"], ["--workers", "0"], ["--out", "FILE"]],
+)
+def test_simulate_options_are_checked_before_any_work(args, tmp_path):
+    """Through the console script: one line and exit 2, before a single path is run."""
+    import subprocess
+    import sys
+
+    (tmp_path / "FILE").write_text("not a folder")
+    scenario = Path(__file__).resolve().parents[2] / "examples" / "scenarios" / "flash-wick-1m.toml"
+    proc = subprocess.run(
+        [sys.executable, "-m", "margin_engine.cli.app", "simulate", str(scenario), *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert not (tmp_path / "out").exists()

@@ -7,6 +7,7 @@ and one line naming the field.
 from __future__ import annotations
 
 import math
+import os
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -31,9 +32,13 @@ REFERENCE_PORTFOLIOS = (
 
 def simulate(
     scenario: Annotated[Path, typer.Argument(help="Scenario TOML (see examples/scenarios/).")],
-    paths: Annotated[int | None, typer.Option("--paths", help="Override the scenario's number of paths.")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Override the scenario's master seed.")] = None,
-    workers: Annotated[int, typer.Option("--workers", help="Local worker processes.")] = 1,
+    paths: Annotated[
+        int | None, typer.Option("--paths", min=1, max=100_000, help="Override the scenario's number of paths.")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", min=0, max=2**63 - 1, help="Override the scenario's master seed.")
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=256, help="Local worker processes.")] = 1,
     dask: Annotated[str | None, typer.Option("--dask", help="Dask scheduler address (needs dask).")] = None,
     out: Annotated[Path, typer.Option("--out", help="Folder for summary.json and report.html.")] = Path(
         "out/simulation"
@@ -47,6 +52,7 @@ def simulate(
     from margin_engine.simulation.sweep import run_sweep, tasks
 
     try:
+        _writable_folder(out)  # before hours of work, not after
         sc = load_scenario(scenario)
         update = {k: v for k, v in (("paths", paths), ("seed", seed)) if v is not None}
         if update:
@@ -58,6 +64,17 @@ def simulate(
     except InputError as exc:
         raise fail(exc) from None
     _print_simulation(summary, results, out)
+
+
+def _writable_folder(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise InputError("out", f"{out} is a file; give a folder for summary.json and report.html")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError("out", f"cannot make the folder {out}: {exc.strerror}") from None
+    if not os.access(out, os.W_OK):
+        raise InputError("out", f"cannot write in {out}")
 
 
 def _print_simulation(summary: dict, results, out: Path) -> None:
