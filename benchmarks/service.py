@@ -111,6 +111,29 @@ async def commands_per_second(key: str, seconds: float, clients: int, accounts: 
     return done / elapsed
 
 
+async def send_deposits(key: str, n: int, clients: int, accounts: int, first: int) -> None:
+    """`n` durable deposits from `clients` connections, each with its own custody reference."""
+    conns = Connections("127.0.0.1", PORT, clients)
+    await conns.open()
+    left = iter(range(first, first + n))
+
+    async def client(i: int) -> None:
+        for k in left:
+            body = f'{{"amount": "1", "reference": "0xmem:{k}"}}'.encode()
+            await conns.send(raw_request("POST", f"/v1/accounts/a{k % accounts}/deposits", key, body))
+
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    await conns.close()
+
+
+def rss_mib(pid: int) -> float:
+    """The process's resident memory (Linux /proc), MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
 async def query_latency(key: str, seconds: float, rate: float, accounts: int) -> list[float]:
     """Open loop: requests leave on a fixed schedule whatever the answers do, and latency counts
     from the scheduled time, so a slow answer delays no later measurement (no coordinated omission)."""
@@ -162,6 +185,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--accounts", type=int, default=100)
+    parser.add_argument("--memory-commands", type=int, default=100_000, help="commands before the second RSS reading")
     args = parser.parse_args()
     console = Console()
     with tempfile.TemporaryDirectory() as tmp:
@@ -199,6 +223,11 @@ def main() -> None:
                     ).raise_for_status()
             cps = asyncio.run(commands_per_second(key, args.seconds, args.clients, args.accounts))
             lat = sorted(asyncio.run(query_latency(key, args.seconds, args.rate, args.accounts)))
+            # memory: the server after 1,000 deposits past the set-up, then after --memory-commands in all
+            asyncio.run(send_deposits(key, 1_000, args.clients, args.accounts, 0))
+            rss_small = rss_mib(proc.pid)
+            asyncio.run(send_deposits(key, args.memory_commands - 1_000, args.clients, args.accounts, 1_000))
+            rss_large = rss_mib(proc.pid)
         finally:
             proc.kill()
     table = Table(title="Service on loopback (2-core machine; server and clients share it)")
@@ -213,6 +242,10 @@ def main() -> None:
     p50, p99 = statistics.quantiles(lat, n=100)[49], statistics.quantiles(lat, n=100)[98]
     table.add_row(f"margin query at {args.rate:.0f} req/s, p50", f"{p50 * 1000:.1f} ms", "")
     table.add_row(f"margin query at {args.rate:.0f} req/s, p99", f"{p99 * 1000:.1f} ms", "< 20 ms")
+    table.add_row("server memory (RSS) after 1,000 commands", f"{rss_small:,.0f} MiB", "")
+    table.add_row(
+        f"server memory (RSS) after {args.memory_commands:,} commands", f"{rss_large:,.0f} MiB", "bounded"
+    )
     console.print(table)
 
 
