@@ -243,9 +243,7 @@ def main() -> None:
     table.add_row(f"margin query at {args.rate:.0f} req/s, p50", f"{p50 * 1000:.1f} ms", "")
     table.add_row(f"margin query at {args.rate:.0f} req/s, p99", f"{p99 * 1000:.1f} ms", "< 20 ms")
     table.add_row("server memory (RSS) after 1,000 commands", f"{rss_small:,.0f} MiB", "")
-    table.add_row(
-        f"server memory (RSS) after {args.memory_commands:,} commands", f"{rss_large:,.0f} MiB", "bounded"
-    )
+    table.add_row(f"server memory (RSS) after {args.memory_commands:,} commands", f"{rss_large:,.0f} MiB", "bounded")
     console.print(table)
 
 
