@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from margin_engine.storage.chain import genesis, link
+from margin_engine.storage.chain import genesis, link_row
 
 revision = "0002"
 down_revision = "0001"
@@ -56,14 +56,9 @@ def _fill_chain(conn: sa.Connection) -> None:
                 sa.text("SELECT event FROM events WHERE command_seq = :seq ORDER BY idx"), {"seq": row.seq}
             )
         ]
-        chain = link(
+        chain = link_row(
             chain,
-            row.seq,
-            row.client_id,
-            row.type,
-            row.command,
-            row.accepted,
-            row.outcome,
+            row,
             events,
             snapshots.get(row.seq),
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from margin_engine.storage.chain import Head, HeadFile, genesis, link
+from margin_engine.storage.chain import Head, HeadFile, genesis, link_row
 from margin_engine.storage.schema import commands, events, journal_head, profile, snapshots
 
 
@@ -31,14 +31,9 @@ def rechain(db_url: str) -> None:
                     sa.select(events.c.event).where(events.c.command_seq == row.seq).order_by(events.c.idx)
                 )
             ]
-            chain = link(
+            chain = link_row(
                 chain,
-                row.seq,
-                row.client_id,
-                row.type,
-                row.command,
-                row.accepted,
-                row.outcome,
+                row,
                 texts,
                 hashes.get(row.seq),
             )

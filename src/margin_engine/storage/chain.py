@@ -47,6 +47,13 @@ def link(
     return _sha256(body)
 
 
+def link_row(previous: str, row, events: list[str], snapshot_hash: str | None) -> str:
+    """`link` of a command row as read back (anything with the `commands` columns as attributes)."""
+    return link(
+        previous, row.seq, row.client_id, row.type, row.command, row.accepted, row.outcome, events, snapshot_hash
+    )
+
+
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

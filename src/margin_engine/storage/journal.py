@@ -45,7 +45,7 @@ from margin_engine.engine import (
 from margin_engine.errors import InputError, InvariantViolation
 from margin_engine.margin.profile import Profile, parse_profile
 from margin_engine.storage import schema
-from margin_engine.storage.chain import Head, HeadFile, genesis, link
+from margin_engine.storage.chain import Head, HeadFile, genesis, link, link_row
 from margin_engine.storage.snapshot import (
     SnapshotFormatError,
     canonical_json,
@@ -332,17 +332,7 @@ class Journal:
         side_chain = chain if side is not None and side.seq == 0 else None
         for row, texts in _rows(conn, 0, last_seq):
             snapshot = snapshots.get(row.seq)
-            chain = link(
-                chain,
-                row.seq,
-                row.client_id,
-                row.type,
-                row.command,
-                row.accepted,
-                row.outcome,
-                texts,
-                None if snapshot is None else snapshot[0],
-            )
+            chain = link_row(chain, row, texts, None if snapshot is None else snapshot[0])
             if chain != row.chain:
                 raise JournalCorrupt(
                     f"command {row.seq}: the hash chain breaks here (the command, its outcome, its events, "
