@@ -218,8 +218,10 @@ def test_what_if_before_and_after(tmp_path):
     result = invoke("what-if", path, "--account", "alice", "--trade", "BTC-PERP:2@60500", "--format", "json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    # closing -2 perps entered at 61,000 at 60,500 vs a 60,000 mark: equity -1,000; the perp's IM 2,412 goes
-    assert out["change"]["equity"] == "-1000.000000"
+    # closing -2 perps entered at 61,000 at 60,500 vs a 60,000 mark: equity -1,000, less the engine's
+    # taker fee 0.05% x 121,000 = 60.50; the perp's IM 2,412 goes
+    assert out["change"]["equity"] == "-1060.500000"
+    assert out["accepted"] is True and out["rejection"] is None
     assert Decimal(out["before"]["initial_margin"]) - Decimal(out["after"]["initial_margin"]) == Decimal("2412")
     assert path.read_text() == json.dumps(BASE)  # nothing changed
 
@@ -252,13 +254,29 @@ def test_what_if_portfolio_profile_hedge_lowers_margin(tmp_path):
         (["--account", "alice", "--trade", "BTC-PERP"], "trade[0]"),
         (["--account", "alice", "--trade", "BTC-PERP:0"], "trade[0].size"),
         (["--account", "alice", "--trade", "BTC-PERP:1@-5"], "trade[0].price"),
-        (["--account", "alice", "--trade", "BTC-25OCT26-60000-C:1"], "trade[0]"),
+        (["--account", "alice", "--trade", "BTC-PERP:1e400"], "trade[0].size"),
+        (["--account", "alice", "--trade", "BTC-PERP:2000000000"], "trade[0].size"),
+        (["--account", "alice", "--trade", "DOGE-PERP:1"], "trade[0].instrument"),
     ],
 )
 def test_what_if_bad_input(tmp_path, args, field):
     result = invoke("what-if", write(tmp_path, BASE), *args)
     assert result.exit_code == 2
     assert result.stderr.startswith(f"error: {field}"), result.stderr
+
+
+def test_what_if_says_what_the_engine_would_refuse(tmp_path):
+    # an expired option and a trade too big for the account are the engine's rejections, answered
+    # with the code and numbers as `run` would; the margin after is the one before
+    path = write(tmp_path, BASE)
+    expired = invoke("what-if", path, "--account", "alice", "--trade", "BTC-25OCT26-60000-C:1", "--format", "json")
+    assert expired.exit_code == 0, expired.output
+    out = json.loads(expired.stdout)
+    assert out["accepted"] is False and out["rejection"]["code"] == "instrument_expired"
+    assert out["rejection"]["trade"] == 0 and out["after"] == out["before"]
+    big = invoke("what-if", path, "--account", "alice", "--trade", "BTC-PERP:100")
+    assert big.exit_code == 0, big.output
+    assert "the engine would refuse BTC-PERP:100: insufficient_margin" in " ".join(big.stdout.split())
 
 
 def test_calibrate_writes_a_profile_that_margins(tmp_path):

@@ -28,7 +28,6 @@ from margin_engine.errors import InputError
 from margin_engine.instruments.names import parse_instrument
 from margin_engine.ledger.ledger import FEES, allocation_key
 from margin_engine.ledger.units import ceil_units
-from margin_engine.margin.calculator import compute_margins
 from margin_engine.margin.profile import load_profile
 
 T0 = 1795593600  # 2026-11-25T08:00:00Z
@@ -103,8 +102,7 @@ class EngineMachine(RuleBasedStateMachine):
         return out, before
 
     def margin(self, account: str):
-        s = self.engine.state
-        return compute_margins([s.view(account)], s.markets, s.profile, s.now_s or 0)[0]
+        return self.engine.state.margin(account)
 
     def balance(self, account: str, asset: str) -> int:
         return self.engine.state.ledger.balance(f"user:{account}", asset)

@@ -76,22 +76,23 @@ def what_if(
 ) -> None:
     """Margin of one account before and after hypothetical trades; nothing is changed."""
     from margin_engine.cli.render import what_if_table
-    from margin_engine.margin.what_if import what_if as hypothetical
-    from margin_engine.margin.what_if import what_if_json
+    from margin_engine.engine.what_if import state_of_views
+    from margin_engine.engine.what_if import what_if as hypothetical
 
     try:
         prof = load_profile(profile)
         portfolio = load_portfolio(file, prof)
-        views = {a.id: a for a in portfolio.accounts}
-        if account not in views:
-            raise InputError("--account", f"no account {account!r} in {file}; it has {', '.join(views) or 'none'}")
-        before, after = hypothetical(views[account], trade, portfolio.markets, prof, portfolio.valuation_s)
+        ids = [a.id for a in portfolio.accounts]
+        if account not in ids:
+            raise InputError("--account", f"no account {account!r} in {file}; it has {', '.join(ids) or 'none'}")
+        state = state_of_views(prof, portfolio.markets, portfolio.valuation_s, portfolio.accounts)
+        result = hypothetical(state, account, trade)
     except InputError as exc:
         raise fail(exc) from None
     if format is Format.json:
-        print_json({"profile": prof.name, **what_if_json(before, after, trade)})
+        print_json({"profile": prof.name, **result.to_json()})
     else:
-        console().print(what_if_table(before, after, trade))
+        console().print(what_if_table(result))
 
 
 @app.command()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
+from rich.text import Text
 
+from margin_engine.engine.what_if import WhatIf
 from margin_engine.margin.result import AccountMargin
 
 
@@ -57,8 +59,10 @@ def calibration_table(underlying: str, time_s, result) -> Table:
     return table
 
 
-def what_if_table(before: AccountMargin, after: AccountMargin, trades: Sequence[str]) -> Table:
-    table = Table(title=f"{before.id}: what if {' and '.join(trades)}", title_justify="left")
+def what_if_table(result: WhatIf) -> Group:
+    """Before, after and change; then, when the engine would refuse a fill, which one and why."""
+    before, after = result.before, result.after
+    table = Table(title=f"{before.id}: what if {' and '.join(result.trades)}", title_justify="left")
     for col in ("", "before", "after", "change"):
         table.add_column(col, justify="right" if col else "left")
     d = before.decimals
@@ -71,7 +75,12 @@ def what_if_table(before: AccountMargin, after: AccountMargin, trades: Sequence[
         b, a = getattr(before, key), getattr(after, key)
         table.add_row(label, _usd(b, d), _usd(a, d), f"{(a - b) / 10**d:+,.2f}")
     table.add_row("liquidatable", str(before.liquidatable).lower(), str(after.liquidatable).lower(), "")
-    return table
+    if result.rejection is None:
+        return Group(table)
+    r = result.rejection.to_json()
+    numbers = f" (needed {r['needed']} {r['asset']}, available {r['available']})" if "needed" in r else ""
+    refused = result.trades[result.rejected_trade or 0]
+    return Group(table, Text(f"the engine would refuse {refused}: {r['code']}: {r['message']}{numbers}"))
 
 
 def positions_table(m: AccountMargin) -> Table:

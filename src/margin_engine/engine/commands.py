@@ -300,12 +300,21 @@ def _set_market(obj, profile) -> SetMarket:
     return SetMarket(market, raw)
 
 
+def parse_fill(
+    instrument: object, size: object, price: object, profile: Profile, prefix: str = ""
+) -> tuple[Instrument, Decimal, Decimal]:
+    """The instrument, size (> 0) and price (USD per unit) of a fill: what a trade and a what-if read."""
+    inst = parse_instrument(instrument, f"{prefix}instrument")
+    profile.underlying(inst.underlying, f"{prefix}instrument")
+    checked_size = _size(size, inst, profile, f"{prefix}size")
+    checked_price = parse_decimal(price, f"{prefix}price", positive=not inst.is_option, non_negative=True)
+    _bounded(checked_price, profile.limits.price_max_usd, f"{prefix}price", " USD")
+    return inst, checked_size, checked_price
+
+
 def _trade(obj, profile) -> Trade:
     f = _Fields(obj, {"buyer", "seller", "instrument", "size", "price", "aggressor"})
-    inst = _instrument(f, profile)
-    size = _size(f.get("size"), inst, profile, "size")
-    price = parse_decimal(f.get("price"), "price", positive=not inst.is_option, non_negative=True)
-    _bounded(price, profile.limits.price_max_usd, "price", " USD")
+    inst, size, price = parse_fill(f.get("instrument"), f.get("size"), f.get("price"), profile)
     aggressor = f.get("aggressor", None)
     if aggressor not in (None, "buyer", "seller"):
         raise InputError("aggressor", f"must be 'buyer' or 'seller' (the taker), got {aggressor!r}")

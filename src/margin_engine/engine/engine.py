@@ -256,6 +256,12 @@ def _fee(state: State, inst: Instrument, size: Decimal, price: Decimal, is_taker
 def _trade(state: State, cmd: Trade) -> list[Event]:
     for account in (cmd.buyer, cmd.seller):
         require_account(state, account)
+    return book_trade(state, cmd, (cmd.buyer, cmd.seller))
+
+
+def book_trade(state: State, cmd: Trade, booked: tuple[str, ...]) -> list[Event]:
+    """The events of a fill for the `booked` sides: both for a trade; for a what-if the account
+    alone, whose counterparty is then the outside market (premium to or from it, no fee, no checks)."""
     _check_tradable(state, cmd.instrument)
     _check_price_band(state, cmd.instrument, cmd.price)
     p = state.profile
@@ -263,14 +269,18 @@ def _trade(state: State, cmd: Trade) -> list[Event]:
     name = cmd.instrument.name
     notional = decimal_to_units_half_even(cmd.size * cmd.price, d)  # both sides book the same integer
     fees = {
-        side: _fee(state, cmd.instrument, cmd.size, cmd.price, cmd.aggressor == side) for side in ("buyer", "seller")
+        side: _fee(state, cmd.instrument, cmd.size, cmd.price, cmd.aggressor == side) if account in booked else 0
+        for side, account in (("buyer", cmd.buyer), ("seller", cmd.seller))
     }
     tx = Tx(state)
     tx.emit(TradeExecuted(cmd.buyer, cmd.seller, name, cmd.size, cmd.price, fees["buyer"], fees["seller"]))
     if isinstance(cmd.instrument, Option):
-        tx.transfer(user_key(cmd.buyer), user_key(cmd.seller), settle, notional, "premium")
+        key = {a: user_key(a) if a in booked else EXTERNAL for a in (cmd.buyer, cmd.seller)}
+        tx.transfer(key[cmd.buyer], key[cmd.seller], settle, notional, "premium")
     risky = []
     for account, side, sign in ((cmd.buyer, "buyer", 1), (cmd.seller, "seller", -1)):
+        if account not in booked:
+            continue
         acct = state.accounts[account]
         old = acct.positions.get(name)
         if old is None and len(acct.positions) >= p.max_positions_per_account:

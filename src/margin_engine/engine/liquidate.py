@@ -58,7 +58,6 @@ from margin_engine.liquidation import (
     window_closes_at_s,
 )
 from margin_engine.liquidation import Bid as SealedBid
-from margin_engine.margin.calculator import compute_margins
 from margin_engine.margin.result import AccountMargin, PositionMargin
 
 ONE = Decimal(1)
@@ -286,7 +285,7 @@ def _fixed_portfolio(tx: Tx, lid: str, account: str, liquidator: str) -> None:
     position at a time, until the account stands (1 + buffer) above maintenance; hedges last."""
     state = tx.scratch
     buffer = state.profile.liquidation.partial.buffer_ratio
-    (m,) = compute_margins([state.view(account)], state.markets, state.profile, state.now_s or 0, explain=True)
+    m = state.margin(account, explain=True)
     pnl = {c["instrument"]: c["pnl"] for u in m.portfolio["underlyings"] for c in u.get("contributions", [])}
     names = [p.instrument for p in m.positions]
     order = close_order(np.array([-pnl.get(n, 0.0) for n in names]))

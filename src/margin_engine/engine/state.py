@@ -51,7 +51,9 @@ from margin_engine.ledger.ledger import (
 )
 from margin_engine.ledger.overlay import Overlay
 from margin_engine.margin.book import AccountView, MarginMode, PositionView
+from margin_engine.margin.calculator import compute_margins
 from margin_engine.margin.profile import Profile
+from margin_engine.margin.result import AccountMargin
 from margin_engine.market.snapshot import MarketSnapshot, parse_market
 from margin_engine.oracle.aggregator import Mark, OracleState, OracleStatus, PriceUpdate, apply_update, mark_at
 from margin_engine.oracle.params import OracleParams
@@ -187,6 +189,11 @@ class State:
             for name, p in account.positions.items()
         )
         return AccountView(account_id, account.mode, balances, positions)
+
+    def margin(self, account_id: str, explain: bool = False) -> AccountMargin:
+        """The margin of one account at the engine's clock: the one query the engine's checks, the
+        service, the simulator and the tests read."""
+        return compute_margins([self.view(account_id)], self.markets, self.profile, self.now_s or 0, explain=explain)[0]
 
 
 def evolve(state: State, event: Event) -> None:

@@ -11,7 +11,6 @@ from margin_engine.engine.state import Position, State, evolve
 from margin_engine.instruments.names import Instrument
 from margin_engine.ledger.ledger import SETTLEMENT, allocation_key, user_key
 from margin_engine.ledger.units import decimal_to_units_half_even
-from margin_engine.margin.calculator import compute_margins
 from margin_engine.margin.result import AccountMargin
 
 
@@ -34,8 +33,7 @@ class Tx:
             self.emit(Transferred(debit, credit, asset, amount, reason))
 
     def margin(self, account: str) -> AccountMargin:
-        s = self.scratch
-        return compute_margins([s.view(account)], s.markets, s.profile, s.now_s or 0)[0]
+        return self.scratch.margin(account)
 
 
 class Reject(Exception):

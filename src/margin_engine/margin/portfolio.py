@@ -296,7 +296,9 @@ def _basis_loss(block, opt, v0, fwd_now, years, vol_now, t, snap, pm) -> np.ndar
 def _static_contingencies(block, opt, kind, t, spot, pm) -> dict[str, np.ndarray]:
     cols, matrix = block.cols, block.matrix
     out: dict[str, np.ndarray] = {}
-    if pm.short_option_min_spot_ratio and opt.any():
+    if pm.short_option_min_spot_ratio and not opt.any():
+        out["short_option"] = np.zeros(matrix.shape[0])  # the same keys whichever accounts share the batch
+    elif pm.short_option_min_spot_ratio:
         # net size per (expiry, strike): a call and a put at one strike offset each other when one
         # is long and the other short; two shorts add (Deribit's example, Lyra's nakedShorts)
         keys = np.stack([t.expiry_s[cols], t.strike[cols]])[:, opt]

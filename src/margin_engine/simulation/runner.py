@@ -33,7 +33,6 @@ from margin_engine.engine.events import (
 )
 from margin_engine.errors import InputError
 from margin_engine.ledger.ledger import FEES, INSURANCE
-from margin_engine.margin.calculator import compute_margins
 from margin_engine.margin.profile import OracleConfig, Profile, load_profile
 from margin_engine.oracle.aggregator import PriceUpdate
 from margin_engine.oracle.params import parse_oracle_params
@@ -645,8 +644,7 @@ class _Sim:
                 self._record_transfer(e, step)
 
     def _liquidatable(self, account: str) -> bool:
-        s = self.engine.state
-        return compute_margins([s.view(account)], s.markets, s.profile, s.now_s or 0)[0].liquidatable
+        return self.engine.state.margin(account).liquidatable
 
     def _record_transfer(self, e: Transferred, step: int) -> None:
         f, usd = self.flows, e.amount / USDC_UNITS
