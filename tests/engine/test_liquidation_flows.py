@@ -985,6 +985,27 @@ def test_batch_insolvent_lot_is_paid_for_by_the_fund():
     assert not e.state.withdrawals_gated
 
 
+def test_batch_insolvent_lot_nobody_takes_is_offered_again_and_keeps_withdrawals_gated():
+    # the same -10,000 account; no bid in the window: the lot is offered again at once (L2), so the
+    # deficit stays open and the makers cannot withdraw the cash the fund may need
+    e = batch_book(index=55000)
+    ok(e, start("trader"))
+    out = ok(e, at(10))
+    assert [(x.auction, x.reason) for x in of_type(out, "auction_ended")] == [("L1", "unsold")]
+    (again,) = of_type(out, "liquidation_started")
+    assert (again.auction, again.phase, again.reserve_price, again.closes_at) == (
+        "L2",
+        "insolvent",
+        -13_000 * U,
+        T0 + 20,
+    )
+    assert e.state.withdrawals_gated
+    rejected(e, withdraw("maker", 1_000), "withdrawals_gated")
+    ok(e, bid("L2", "k2", 1, max_price=-12_000))
+    ok(e, at(20))
+    assert not e.state.withdrawals_gated and user(e, "trader") == 0
+
+
 # oracle keys for the stale-feed case (the sweep skips auctions on a stale mark)
 SOURCES = ("binance", "coinbase", "kraken")
 KEYS = {s: Ed25519PrivateKey.from_private_bytes(hashlib.sha256(s.encode()).digest()) for s in SOURCES}

@@ -7,10 +7,12 @@ from hypothesis import strategies as st
 from margin_engine.liquidation import (
     AdlBook,
     AdlCandidate,
+    AdlFill,
     LiquidationInputError,
     WaterfallInputError,
     WaterfallParams,
     adl_ranking,
+    cover_deficit,
     largest_remainder,
     run_waterfall,
 )
@@ -156,3 +158,33 @@ def test_adl_parts_sum_to_the_deficit(deficit, fund, bankrupt, book):
     assert all(0 < f.closed_lots <= lots[f.account] for f in result.adl)
     assert sum(f.closed_lots for f in result.adl) <= bankrupt
     assert result.uncovered_units >= 0
+
+
+def test_cover_after_adl_is_the_engines_last_step():
+    # the engine trades ADL first (here 400 of a 675 deficit, the fund holding 200), then the
+    # waterfall covers what is still owed: the fund's 200, the uncovered 75 reported as such
+    adl = (AdlFill("a", 1 * LOT, 400 * USDC),)
+    result = cover_deficit(275 * USDC, 200 * USDC, ADL, adl)
+    assert (result.deficit_units, result.insurance_units, result.uncovered_units) == (675 * USDC, 200 * USDC, 75 * USDC)
+    # socialized: the 75 the fund lacks falls on depositors pro rata (largest remainder, exact)
+    shared = cover_deficit(275 * USDC, 200 * USDC, SOCIALIZED, balances={"x": 1, "y": 2})
+    assert [(c.account, c.units) for c in shared.socialized] == [("x", 1), ("y", 2)]
+    assert shared.uncovered_units == 75 * USDC - 3
+    with pytest.raises(WaterfallInputError):
+        cover_deficit(275 * USDC, 200 * USDC, SOCIALIZED)
+
+
+@given(
+    owed=st.integers(0, 10**15),
+    fund=st.integers(0, 10**15),
+    adl=st.lists(st.integers(0, 10**12), max_size=3),
+    balances=st.dictionaries(st.sampled_from("abcd"), st.integers(1, 10**13)),
+    mode=st.sampled_from([ADL, SOCIALIZED]),
+)
+def test_cover_parts_add_up_and_never_take_more_than_held(owed, fund, adl, balances, mode):
+    fills = tuple(AdlFill(f"k{i}", 1, loss) for i, loss in enumerate(adl))
+    r = cover_deficit(owed, fund, mode, fills, balances)
+    socialized = {c.account: c.units for c in r.socialized}
+    assert r.insurance_units + sum(adl) + sum(socialized.values()) + r.uncovered_units == r.deficit_units
+    assert r.deficit_units == owed + sum(adl) and 0 <= r.insurance_units <= fund
+    assert all(0 < units <= balances[a] for a, units in socialized.items())

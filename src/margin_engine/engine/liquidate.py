@@ -9,6 +9,7 @@ transfers beside it, so conservation and the clearing identity hold at every ste
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 from fractions import Fraction
 
@@ -36,6 +37,7 @@ from margin_engine.ledger.units import decimal_to_units_half_even, floor_units, 
 from margin_engine.liquidation import (
     AdlBook,
     AdlCandidate,
+    AdlFill,
     AuctionAccount,
     AuctionEndedError,
     apply_small_account_cutoff,
@@ -44,6 +46,7 @@ from margin_engine.liquidation import (
     close_fraction,
     close_order,
     close_size,
+    cover_deficit,
     deleverage,
     discount_at,
     dutch_bid,
@@ -369,7 +372,7 @@ def _bankrupt(tx: Tx, lid: str, account: str, liquidator: str, mechanism: str) -
     wf = state.profile.liquidation.waterfall
     deficit = -tx.margin(account).equity
     expected_insurance = insurance_draw_units(deficit, max(state.ledger.balance(INSURANCE, settle), 0), wf)
-    adl = 0
+    adl: list[AdlFill] = []
     if wf.mode == "adl" and deficit > expected_insurance:
         adl = _auto_deleverage(tx, account, deficit - expected_insurance)
     before = tx.margin(liquidator)
@@ -378,58 +381,72 @@ def _bankrupt(tx: Tx, lid: str, account: str, liquidator: str, mechanism: str) -
     owed = -tx.scratch.ledger.balance(user_key(account), settle)  # what closing everything left unpaid
     if adl and owed != expected_insurance:
         # each ADL piece rounds on its own: settle the difference (a few units) with the last counterparty
-        adl += _adl_rounding(tx, account, owed - expected_insurance)
+        moved = _adl_rounding(tx, account, adl[-1], owed - expected_insurance)
+        adl[-1] = replace(adl[-1], loss_units=adl[-1].loss_units + moved)
         owed = -tx.scratch.ledger.balance(user_key(account), settle)
-    insurance = insurance_draw_units(max(owed, 0), max(tx.scratch.ledger.balance(INSURANCE, settle), 0), wf)
-    tx.transfer(INSURANCE, user_key(account), settle, insurance, "insurance")
-    socialized = 0
-    if owed - insurance > 0 and wf.mode == "socialized":
-        socialized = _socialize(tx, owed - insurance, user_key(account), exclude=account)
-    uncovered = max(owed - insurance - socialized, 0)
+    resolved = _settle_waterfall(tx, account, max(owed, 0), tuple(adl))
     tx.emit(LiquidationFill(lid, account, liquidator, mechanism, ONE, 0, 0, 0))
-    tx.emit(
-        BankruptcyResolved(account, insurance + adl + socialized + uncovered, insurance, adl, socialized, uncovered)
+    tx.emit(resolved)
+
+
+def _settle_waterfall(tx: Tx, account: str, owed: int, adl: tuple[AdlFill, ...] = ()) -> BankruptcyResolved:
+    """Book what the waterfall (liquidation.cover_deficit, checked to add up) says the insurance
+    fund and depositors pay of what the emptied account still owes; the bankruptcy event to emit."""
+    state = tx.scratch
+    settle = _settle(state)
+    wf = state.profile.liquidation.waterfall
+    depositors = _depositors(state, exclude=account) if wf.mode == "socialized" else None
+    result = cover_deficit(owed, max(state.ledger.balance(INSURANCE, settle), 0), wf, adl, depositors)
+    tx.transfer(INSURANCE, user_key(account), settle, result.insurance_units, "insurance")
+    for charge in result.socialized:
+        tx.transfer(user_key(charge.account), user_key(account), settle, charge.units, "socialized_loss")
+    socialized = sum(c.units for c in result.socialized)
+    adl_units = sum(f.loss_units for f in adl)
+    return BankruptcyResolved(
+        account, result.deficit_units, result.insurance_units, adl_units, socialized, result.uncovered_units
     )
 
 
-def _adl_rounding(tx: Tx, account: str, amount: int) -> int:
+def _adl_rounding(tx: Tx, account: str, last: AdlFill, amount: int) -> int:
     """Charge (amount > 0) or refund (< 0) the last ADL counterparty the rounding difference
     between the deficit ADL was sized for and what closing in pieces actually left; returns
-    what moved (a charge never beyond what the counterparty holds)."""
-    last = next((e for e in reversed(tx.events) if isinstance(e, Deleveraged) and e.account == account), None)
-    if last is None:
-        return 0
+    what moved (a charge never beyond what the counterparty holds, a refund never beyond its loss)."""
     settle = _settle(tx.scratch)
     if amount > 0:
-        amount = min(amount, max(tx.scratch.ledger.balance(user_key(last.counterparty), settle), 0))
+        amount = min(amount, max(tx.scratch.ledger.balance(user_key(last.account), settle), 0))
     else:
-        amount = -min(-amount, last.loss)
-    tx.transfer(user_key(last.counterparty), user_key(account), settle, amount, "adl")
+        amount = -min(-amount, last.loss_units)
+    tx.transfer(user_key(last.account), user_key(account), settle, amount, "adl")
     return amount
+
+
+def _depositors(state: State, exclude: str | None = None) -> dict[str, int]:
+    """Free settlement balances above zero: who a socialized loss is spread over."""
+    settle = _settle(state)
+    balances = {a: state.ledger.balance(user_key(a), settle) for a in state.accounts if a != exclude}
+    return {a: b for a, b in balances.items() if b > 0}
 
 
 def _socialize(tx: Tx, amount: int, payee_key: str, exclude: str | None = None) -> int:
     """Spread `amount` over depositors' free settlement balances, pro rata and exact (Lyra, Drift)."""
-    state = tx.scratch
-    settle = _settle(state)
-    balances = {a: state.ledger.balance(user_key(a), settle) for a in state.accounts if a != exclude}
-    charges, _ = socialize(amount, {a: b for a, b in balances.items() if b > 0})
+    settle = _settle(tx.scratch)
+    charges, _ = socialize(amount, _depositors(tx.scratch, exclude))
     for charge in charges:
         tx.transfer(user_key(charge.account), payee_key, settle, charge.units, "socialized_loss")
     return sum(c.units for c in charges)
 
 
-def _auto_deleverage(tx: Tx, account: str, amount: int) -> int:
+def _auto_deleverage(tx: Tx, account: str, amount: int) -> list[AdlFill]:
     """dYdX / Hyperliquid ADL: the bankrupt perps are closed against opposite-side accounts ranked
     by profit x leverage, at the bankruptcy price: at mark plus a charge that pays the deficit."""
     state = tx.scratch
     p = state.profile
     perps = {n: pos for n, pos in state.accounts[account].positions.items() if not pos.instrument.is_option}
     if not perps:
-        return 0
+        return []
     notionals = {n: max(_gross_notional_units(tx, account, only=n), 1) for n in perps}
     shares = largest_remainder(amount, notionals)
-    charged = 0
+    done: list[AdlFill] = []
     for name, pos in perps.items():
         step = p.underlying(pos.instrument.underlying).size_decimals
         book = _adl_book(tx, account, name, pos.size, step)
@@ -442,8 +459,8 @@ def _auto_deleverage(tx: Tx, account: str, amount: int) -> int:
             _trade_at_mark(tx, account, f.account, pos.instrument, size, mark)
             tx.transfer(user_key(f.account), user_key(account), p.settlement_asset, f.loss_units, "adl")
             tx.emit(Deleveraged(account, f.account, name, size, f.loss_units))
-            charged += f.loss_units
-    return charged
+            done.append(f)
+    return done
 
 
 def _adl_book(tx: Tx, account: str, name: str, size: Decimal, step: int) -> AdlBook | None:
@@ -561,14 +578,7 @@ def _insurance_pays(tx: Tx, payee_key: str, amount: int) -> None:
 
 def _resolve_leftover(tx: Tx, account: str) -> None:
     """An account emptied by an auction but still below zero (rounding, a gap): the waterfall."""
-    state = tx.scratch
-    settle = _settle(state)
-    deficit = -tx.margin(account).equity
-    wf = state.profile.liquidation.waterfall
-    insurance = insurance_draw_units(deficit, max(state.ledger.balance(INSURANCE, settle), 0), wf)
-    tx.transfer(INSURANCE, user_key(account), settle, insurance, "insurance")
-    socialized = _socialize(tx, deficit - insurance, user_key(account), exclude=account) if deficit > insurance else 0
-    tx.emit(BankruptcyResolved(account, deficit, insurance, 0, socialized, deficit - insurance - socialized))
+    tx.emit(_settle_waterfall(tx, account, -tx.margin(account).equity))
 
 
 # --- batch auction ---------------------------------------------------------------------------
@@ -642,6 +652,10 @@ def _clear_batch(tx: Tx, auction: Auction) -> None:
             after = tx.margin(auction.account)
             if after.equity < 0 and not tx.scratch.accounts[auction.account].positions:
                 _resolve_leftover(tx, auction.account)
+            elif not clearing.allocations and auction.phase == "insolvent":
+                # nobody took an insolvent account: offer it again at once, so that its deficit
+                # stays open (withdrawals gated) until a taker or the waterfall resolves it
+                _start_batch(tx, _next_id(tx.scratch), auction.account, after)
             return
         bids = [b for b in bids if b.bidder != failed]
 

@@ -173,19 +173,34 @@ def run_waterfall(
     """Settle a deficit (minus the account's equity, >= 0) through the waterfall. The mode's input
     (`adl_book` for "adl", `balances` for "socialized") is needed only when the fund falls short."""
     insurance = insurance_draw_units(deficit_units, insurance_balance_units, params)
-    remaining = deficit_units - insurance
     adl: tuple[AdlFill, ...] = ()
-    socialized: tuple[Charge, ...] = ()
-    if remaining > 0 and params.mode == "adl":
+    if deficit_units > insurance and params.mode == "adl":
         if adl_book is None:
             raise WaterfallInputError("adl_book", "ADL needs the bankrupt position and the opposite side's accounts")
-        adl, remaining = deleverage(remaining, adl_book)
-    elif remaining > 0:
+        adl, _ = deleverage(deficit_units - insurance, adl_book)
+    return cover_deficit(deficit_units - sum(f.loss_units for f in adl), insurance_balance_units, params, adl, balances)
+
+
+def cover_deficit(
+    owed_units: int,
+    insurance_balance_units: int,
+    params: WaterfallParams,
+    adl: tuple[AdlFill, ...] = (),
+    balances: Mapping[str, int] | None = None,
+) -> WaterfallResult:
+    """The waterfall once ADL has paid its part (`adl`, fills the engine has traded): of the
+    `owed_units` left the insurance fund pays what it can, depositors (mode "socialized") the rest
+    they can; what is left is uncovered. The parts are checked to add up before anyone books them."""
+    insurance = insurance_draw_units(owed_units, insurance_balance_units, params)
+    remaining = owed_units - insurance
+    socialized: tuple[Charge, ...] = ()
+    if remaining > 0 and params.mode == "socialized":
         if balances is None:
             raise WaterfallInputError("balances", "a socialized loss needs the depositors' balances")
         socialized, remaining = socialize(remaining, balances)
-    result = WaterfallResult(deficit_units, insurance, adl, socialized, remaining)
-    paid = insurance + sum(f.loss_units for f in adl) + sum(c.units for c in socialized) + remaining
-    if paid != deficit_units or remaining < 0:
-        raise InvariantViolation(f"waterfall parts {paid} do not add up to the deficit {deficit_units}")
+    adl_units = sum(f.loss_units for f in adl)
+    result = WaterfallResult(owed_units + adl_units, insurance, adl, socialized, remaining)
+    paid = insurance + adl_units + sum(c.units for c in socialized) + remaining
+    if paid != result.deficit_units or remaining < 0 or insurance > insurance_balance_units:
+        raise InvariantViolation(f"waterfall parts {paid} do not add up to the deficit {result.deficit_units}")
     return result
