@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint fuzz bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ demo: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest
+
+# the engine fuzz at full size: 40,000 random commands on each of 5 profiles (200,000 in all)
+fuzz: $(STAMP)
+	MARGIN_ENGINE_FUZZ_COMMANDS=40000 $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/engine/test_engine_fuzz.py
 
 # static checks: style and errors (ruff), and the import layers of pyproject's [tool.importlinter]
 lint: $(STAMP)

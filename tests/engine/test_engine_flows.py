@@ -957,6 +957,28 @@ def test_a_deposit_may_not_lift_a_balance_past_the_limit():
     assert (r.needed, r.available) == (10**19 + 1, 10**19)
 
 
+def test_fills_and_positions_are_bounded_in_notional_and_huge_accounts_still_margin():
+    """The engine fuzz found a 1e9 ETH-PERP fill (5e13 USD) in portfolio mode ending in an int64
+    OverflowError: fills and the positions they enlarge are bounded at limits.notional_max_usd
+    (1e10 USD), and requirements past 2**62 units (a 100x index move) still margin."""
+    e = Engine(load_profile("derive-pmrm"))
+    ok(e, {"type": "advance_time", "time": "2026-11-25T08:00:00Z"})
+    ok(e, {"type": "set_market", "underlying": "ETH", "index": "3000", "vol": "0.6"})
+    for account, mode in (("p", "portfolio"), ("q", "cross")):
+        ok(e, {"type": "open_account", "account": account, "mode": mode})
+        for _ in range(5):
+            ok(e, {"type": "deposit", "account": account, "amount": "1000000000000"})
+    fill = {"type": "trade", "buyer": "p", "seller": "q", "instrument": "ETH-PERP", "price": "3000"}
+    r = rejected(e, {**fill, "size": "1000000000"}, "notional_limit")  # 3e12 USD
+    assert "3,000,000,000,000 USD" in r.message and "10,000,000,000" in r.message
+    ok(e, {**fill, "size": "3000000"})  # 9e9 USD
+    rejected(e, {**fill, "size": "500000"}, "notional_limit")  # the position would be 1.05e10 USD
+    ok(e, {"type": "set_market", "underlying": "ETH", "index": "9000000", "vol": "0.6"})
+    m = e.state.margin("p")  # long 3e6 ETH at 9e6: worth 2.7e13 USD; the risk matrix's loss ~4.9e12 USD
+    assert m.equity > 2**63 and m.maintenance_margin > 2**62 and not m.liquidatable
+    assert [x["account"] for x in e.liquidation_queue()] == ["q"]  # short the same: 2.7e13 USD under
+
+
 def test_a_fill_far_from_the_mark_is_refused():
     """Issue 12: a risk-reducing fill at 1e12 once left an account at -999,999,835,918 USDC."""
     e = Engine(load_profile("deribit"))

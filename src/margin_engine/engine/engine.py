@@ -238,6 +238,17 @@ def _check_price_band(state: State, inst: Instrument, price: Decimal) -> None:
         )
 
 
+def _check_notional(state: State, inst: Instrument, size: Decimal, what: str) -> None:
+    """At most limits.notional_max_usd at the index, per fill and per position a fill enlarges."""
+    limit = Decimal(repr(state.profile.limits.notional_max_usd))
+    notional = size * Decimal(repr(state.markets[inst.underlying].index))
+    if notional > limit:
+        raise reject(
+            "notional_limit",
+            f"{what} would be worth {notional:,.0f} USD at the index, above limits.notional_max_usd = {limit:,.0f}",
+        )
+
+
 def _fee(state: State, inst: Instrument, size: Decimal, price: Decimal, is_taker: bool) -> int:
     """Deribit-style fees: perps maker/taker share of notional; options a share of the underlying
     per contract, capped at a share of the premium. Rounded up: fees are owed to the venue."""
@@ -264,6 +275,7 @@ def book_trade(state: State, cmd: Trade, booked: tuple[str, ...]) -> list[Event]
     alone, whose counterparty is then the outside market (premium to or from it, no fee, no checks)."""
     _check_tradable(state, cmd.instrument)
     _check_price_band(state, cmd.instrument, cmd.price)
+    _check_notional(state, cmd.instrument, cmd.size, "the fill")
     p = state.profile
     d, settle = p.settlement_decimals, p.settlement_asset
     name = cmd.instrument.name
@@ -294,6 +306,7 @@ def book_trade(state: State, cmd: Trade, booked: tuple[str, ...]) -> list[Event]
         fill(tx, account, cmd.instrument, old, new_size, -sign * notional)
         tx.transfer(user_key(account), FEES, settle, fees[side], "fee")
         if adds_risk(old_size, new_size):
+            _check_notional(state, cmd.instrument, abs(new_size), f"{account}'s {name} position")
             risky.append(account)
     if risky:
         oracle_feed.require_fresh(state, [cmd.instrument.underlying], "a trade that adds risk")

@@ -6,7 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from margin_engine.ledger.units import format_units
+from margin_engine.oracle.aggregator import OracleStatus, RejectReason
 
+# Every code a command may be rejected with (docs/formats.md explains each; a test keeps the
+# three in step with the handlers' source).
 REASON_CODES = (
     "unknown_account",
     "account_exists",
@@ -14,6 +17,7 @@ REASON_CODES = (
     "no_market",
     "time_unset",
     "time_backwards",
+    "clock_step_too_large",
     "instrument_expired",
     "not_expired",
     "already_settled",
@@ -25,6 +29,25 @@ REASON_CODES = (
     "balance_limit",
     "duplicate_reference",
     "unknown_withdrawal",
+    "price_out_of_band",
+    "notional_limit",
+    "not_liquidatable",
+    "auction_active",
+    "unknown_auction",
+    "auction_ended",
+    "auction_closed",
+    "price_above_limit",
+    "liquidator_required",
+    "self_liquidation",
+    "duplicate_bid",
+    "too_many_bids",
+    "max_price_required",
+    "insurance_insufficient",
+    "unknown_source",
+    "unsigned",
+    "bad_signature",
+    *(f"oracle_{r}" for r in RejectReason),  # the guards refused the update
+    *(f"oracle_{s}" for s in (OracleStatus.stale, OracleStatus.halted)),  # the mark is blocked (fail closed)
 )
 
 

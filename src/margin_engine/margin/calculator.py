@@ -173,10 +173,14 @@ def _with_portfolio(book: FlatBook, priced: _Priced, markets, profile: Profile, 
     pm = portfolio_margin(pm_book, markets, profile, now_s)
     decimals = profile.settlement_decimals
     t = priced.totals
-    im, mm = t.initial_margin.copy(), t.maintenance_margin.copy()
-    im[rows] = ceil_units_array(pm.initial_margin, decimals)
-    mm[rows] = ceil_units_array(pm.maintenance_margin, decimals)
-    free = t.free_collateral.copy()
+    pm_im = ceil_units_array(pm.initial_margin, decimals)
+    pm_mm = ceil_units_array(pm.maintenance_margin, decimals)
+    # Python ints past 2**62 (object arrays) in any part widen the whole column
+    wide = object in (pm_im.dtype, pm_mm.dtype, t.initial_margin.dtype, t.equity.dtype)
+    im, mm, free = (
+        x.astype(object if wide else x.dtype) for x in (t.initial_margin, t.maintenance_margin, t.free_collateral)
+    )
+    im[rows], mm[rows] = pm_im, pm_mm
     free[rows] = t.equity[rows] - im[rows]
     liquidatable = t.liquidatable.copy()
     liquidatable[rows] = t.equity[rows] < mm[rows]

@@ -197,6 +197,10 @@ class LimitParams(_Frozen):
     # (a call is worth at most the underlying, S <= intrinsic + S; a put at most its strike,
     # K = (K - S) + S)
     option_price_index_max: float = Field(default=1.0, gt=0, le=10)
+    # a fill, and a position a fill makes bigger, worth at most 1e10 USD at the index: about the
+    # open interest of the largest venue's whole BTC perpetual; more is a unit error, and it keeps
+    # an account's sums of requirements (at most max_positions_per_account of them) inside int64
+    notional_max_usd: float = Field(default=1e10, gt=0, le=1e13)
 
 
 class Profile(_Frozen):
