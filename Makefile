@@ -24,10 +24,12 @@ test: lint
 fuzz: $(STAMP)
 	MARGIN_ENGINE_FUZZ_COMMANDS=40000 $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/engine/test_engine_fuzz.py
 
-# static checks: style and errors (ruff), and the import layers of pyproject's [tool.importlinter]
+# static checks: style and errors (ruff), types of the core packages (mypy, pyproject's
+# [tool.mypy]), and the import layers of pyproject's [tool.importlinter]
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks alembic docs/screenshot.py
 	$(BIN)/ruff format --check src tests benchmarks alembic docs/screenshot.py
+	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 bench: $(STAMP)

@@ -11,10 +11,12 @@ from __future__ import annotations
 class InputError(ValueError):
     """Bad input: names the field at fault and what would be accepted."""
 
+    MESSAGE_MAX = 300  # a line people read: a 5,000-character value quoted back helps nobody
+
     def __init__(self, field: str, message: str):
-        self.field = field
-        self.message = message
-        super().__init__(f"{field}: {message}")
+        self.field = field if len(field) <= 100 else f"{field[:97]}..."
+        self.message = message if len(message) <= self.MESSAGE_MAX else f"{message[: self.MESSAGE_MAX - 3]}..."
+        super().__init__(f"{self.field}: {self.message}")
 
 
 class MarketMissing(InputError):

@@ -8,6 +8,7 @@ the engine's decision, answered with a `Rejection`.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
@@ -179,6 +180,7 @@ Command = (
     | FundInsurance
     | StartLiquidation
     | Bid
+    | OracleUpdate
 )
 
 
@@ -400,20 +402,21 @@ def _oracle_update(obj, profile) -> OracleUpdate:
     underlying = f.get("underlying")
     profile.underlying(underlying)
 
-    def number(name: str, required: bool = False) -> float | None:
-        value = f.get(name) if required else f.get(name, None)
-        if value is None:
-            return None
+    def number(name: str, value: object) -> float:
         limit = profile.limits.amount_max if name == "volume" else profile.limits.price_max_usd
         return float(_bounded(parse_decimal(value, name), limit, name))
+
+    def optional(name: str) -> float | None:
+        value = f.get(name, None)
+        return None if value is None else number(name, value)
 
     update = PriceUpdate(
         underlying,
         f.get("source"),
-        number("price", True),
-        number("confidence"),
+        number("price", f.get("price")),
+        optional("confidence"),
         parse_time(f.get("timestamp"), "timestamp"),
-        number("volume"),
+        optional("volume"),
     )
     raw = f.get("signature", None)
     signature = None
@@ -427,7 +430,7 @@ def _oracle_update(obj, profile) -> OracleUpdate:
     return OracleUpdate(update, signature)
 
 
-_PARSERS = {
+_PARSERS: dict[str, Callable[[dict[str, Any], Profile], Command]] = {
     "open_account": _open_account,
     "deposit": _deposit,
     "withdraw": _withdraw,

@@ -8,7 +8,9 @@ randomness: the same commands give the same events, bit for bit.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
+from typing import Any, cast
 
 from margin_engine.engine import liquidate, oracle_feed
 from margin_engine.engine.commands import (
@@ -65,6 +67,7 @@ from margin_engine.ledger.units import (
     decimal_to_units_half_even,
     floor_units,
 )
+from margin_engine.margin.result import PositionMargin
 
 
 def apply(state: State, command: Command) -> list[Event] | Rejection:
@@ -321,9 +324,8 @@ def _check_after_risk(tx: Tx, account: str, name: str) -> None:
     state = tx.scratch
     d, settle = state.profile.settlement_decimals, state.profile.settlement_asset
     if state.accounts[account].mode == "isolated" and name in state.accounts[account].positions:
-        m = tx.margin(account)
-        pos = next(x for x in m.positions if x.instrument == name)
-        shortfall = ceil_units(pos.initial_margin - pos.value, d) - (pos.allocation_units or 0)
+        pos = next(x for x in tx.margin(account).positions if x.instrument == name)
+        shortfall = _isolated_need(pos, d) - (pos.allocation_units or 0)
         if shortfall > 0:
             free = state.ledger.balance(user_key(account), settle)
             if free < shortfall:
@@ -343,6 +345,13 @@ def _check_after_risk(tx: Tx, account: str, name: str) -> None:
             available = floor_units(sum(c.value for c in m.collateral), d)
             raise margin_reject(state, account, needed, available, "the free pool would be negative")
         raise margin_reject(state, account, m.initial_margin, m.equity, "trade would leave initial margin uncovered")
+
+
+def _isolated_need(pos: PositionMargin, decimals: int) -> int:
+    """The collateral an isolated position must hold: its initial margin less its value, rounded up."""
+    if pos.initial_margin is None:
+        raise InvariantViolation(f"isolated {pos.instrument} has no standalone initial margin")
+    return ceil_units(pos.initial_margin - pos.value, decimals)
 
 
 def _allocate(state: State, cmd: Allocate) -> list[Event]:
@@ -373,7 +382,7 @@ def _allocate(state: State, cmd: Allocate) -> list[Event]:
     tx.transfer(user_key(cmd.account), allocation_key(cmd.account, name), settle, cmd.amount, "allocation")
     if cmd.amount < 0:
         pos = next(x for x in tx.margin(cmd.account).positions if x.instrument == name)
-        equity = ceil_units(pos.initial_margin - pos.value, d)
+        equity = _isolated_need(pos, d)
         if (pos.allocation_units or 0) < equity:
             raise margin_reject(
                 state,
@@ -432,7 +441,7 @@ def _settle_expiry(state: State, cmd: SettleExpiry) -> list[Event]:
     for name, holders in expiring.items():
         for account in holders:
             pos = state.accounts[account].positions[name]
-            inst = pos.instrument
+            inst = cast(Option, pos.instrument)  # `expiring` holds options only
             intrinsic = (
                 max(cmd.price - inst.strike, Decimal(0)) if inst.is_call else max(inst.strike - cmd.price, Decimal(0))
             )
@@ -458,7 +467,7 @@ def _expires_with(inst: Instrument, cmd: SettleExpiry) -> bool:
     return isinstance(inst, Option) and inst.underlying == cmd.underlying and inst.expiry_s == cmd.expiry_s
 
 
-_HANDLERS = {
+_HANDLERS: dict[type, Callable[[State, Any], list[Event]]] = {
     OpenAccount: _open_account,
     Deposit: _deposit,
     Withdraw: _withdraw,

@@ -289,7 +289,8 @@ def _fixed_portfolio(tx: Tx, lid: str, account: str, liquidator: str) -> None:
     state = tx.scratch
     buffer = state.profile.liquidation.partial.buffer_ratio
     m = state.margin(account, explain=True)
-    pnl = {c["instrument"]: c["pnl"] for u in m.portfolio["underlyings"] for c in u.get("contributions", [])}
+    explained = (m.portfolio or {}).get("underlyings", [])
+    pnl = {c["instrument"]: c["pnl"] for u in explained for c in u.get("contributions", [])}
     names = [p.instrument for p in m.positions]
     order = close_order(np.array([-pnl.get(n, 0.0) for n in names]))
     before = tx.margin(liquidator)

@@ -8,6 +8,7 @@ gives the same state, to the unit.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from itertools import chain
@@ -107,19 +108,19 @@ class Account:
 class State:
     profile: Profile
     now_s: int | None = None
-    accounts: dict[str, Account] = field(default_factory=dict)
+    accounts: MutableMapping[str, Account] = field(default_factory=dict)
     ledger: Ledger = field(default_factory=Ledger)
-    markets: dict[str, MarketSnapshot] = field(default_factory=dict)
-    settled: dict[tuple[str, int], Decimal] = field(default_factory=dict)
-    holders: dict[str, dict[str, None]] = field(default_factory=dict)  # instrument -> accounts, ordered
-    deposits: dict[str, int] = field(default_factory=dict)
-    withdrawals: dict[str, int] = field(default_factory=dict)
-    auctions: dict[str, Auction] = field(default_factory=dict)
+    markets: MutableMapping[str, MarketSnapshot] = field(default_factory=dict)
+    settled: MutableMapping[tuple[str, int], Decimal] = field(default_factory=dict)
+    holders: MutableMapping[str, dict[str, None]] = field(default_factory=dict)  # instrument -> accounts, ordered
+    deposits: MutableMapping[str, int] = field(default_factory=dict)
+    withdrawals: MutableMapping[str, int] = field(default_factory=dict)
+    auctions: MutableMapping[str, Auction] = field(default_factory=dict)
     liquidations_started: int = 0  # numbers the auctions: L1, L2, ...
-    bankrupt: dict[str, int] = field(default_factory=dict)  # account -> uncovered deficit: withdrawals gated
-    oracles: dict[str, OracleState] = field(default_factory=dict)  # underlying -> its guards' state
-    references: dict[str, str] = field(default_factory=dict)  # custody reference spent -> the account
-    pending_withdrawals: dict[str, PendingWithdrawal] = field(default_factory=dict)  # W1, W2, ...
+    bankrupt: MutableMapping[str, int] = field(default_factory=dict)  # account -> uncovered deficit: withdrawals gated
+    oracles: MutableMapping[str, OracleState] = field(default_factory=dict)  # underlying -> its guards' state
+    references: MutableMapping[str, str] = field(default_factory=dict)  # custody reference spent -> the account
+    pending_withdrawals: MutableMapping[str, PendingWithdrawal] = field(default_factory=dict)  # W1, W2, ...
     withdrawals_requested: int = 0  # numbers the requests
 
     def __post_init__(self) -> None:

@@ -87,7 +87,7 @@ def parse_expiry(text: str, field: str = "expiry") -> datetime:
         raise InputError(field, f"expiry {text!r} is not a calendar date ({exc})") from None
 
 
-def parse_instrument(name: str, field: str = "instrument") -> Instrument:
+def parse_instrument(name: object, field: str = "instrument") -> Instrument:
     """Parse a Deribit-style name; a malformed one raises `InputError` showing the expected form."""
     if not isinstance(name, str):
         raise InputError(field, f"instrument name must be a string, got {type(name).__name__}")

@@ -65,7 +65,7 @@ class Ledger:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Ledger) and dict(self.balances) == dict(other.balances)
 
-    __hash__ = None  # mutable
+    __hash__ = None  # type: ignore[assignment]  # mutable: unhashable, as dict
 
     def balance(self, account: str, asset: str) -> int:
         return self.balances.get((account, asset), 0)

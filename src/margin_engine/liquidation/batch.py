@@ -120,6 +120,8 @@ def clear_batch(
             break
 
     allocations = tuple(
-        Allocation(bidder, fraction, math.ceil(fraction * price)) for bidder, fraction in sorted(filled.items())
+        Allocation(bidder, fraction, math.ceil(fraction * price))
+        for bidder, fraction in sorted(filled.items())
+        if price is not None  # always, once anyone filled
     )
     return BatchClearing(price, allocations, sold, offered)

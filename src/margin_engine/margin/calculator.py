@@ -236,10 +236,11 @@ def _position_requirements(book: FlatBook, spot, mark, value, profile: Profile):
     short = book.is_option & (book.size < 0)
     if short.any():
         opts = profile.options
-        fn, params = (
-            (deribit_short_option, opts.deribit) if opts.model == "deribit" else (derive_short_option, opts.derive)
-        )
-        im[short], mm[short] = fn(spot[short], book.strike[short], book.is_call[short], qty[short], mark[short], params)
+        args = (spot[short], book.strike[short], book.is_call[short], qty[short], mark[short])
+        if opts.model == "deribit":
+            im[short], mm[short] = deribit_short_option(*args, opts.deribit)
+        else:
+            im[short], mm[short] = derive_short_option(*args, opts.derive)
     long = book.is_option & (book.size > 0)
     im[long] = value[long] * (1.0 - profile.options.long_value_im_weight)
     mm[long] = value[long] * (1.0 - profile.options.long_value_mm_weight)
@@ -308,7 +309,8 @@ def _account_result(a: int, book: FlatBook, priced: _Priced, totals: MarginTotal
     positions = []
     by_underlying: dict[str, list[float]] = {}
     for i, pos in zip(range(start, end), view.positions, strict=True):
-        greeks = tuple(float(g) for g in priced.greeks[:, i])
+        delta, gamma, vega, theta = (float(g) for g in priced.greeks[:, i])
+        greeks = (delta, gamma, vega, theta)
         positions.append(
             PositionMargin(
                 pos.instrument.name,
@@ -346,5 +348,5 @@ def _account_result(a: int, book: FlatBook, priced: _Priced, totals: MarginTotal
         tuple(positions),
         tuple(collateral),
         tuple(priced.adjustments.get(a, ())),
-        {u: tuple(v) for u, v in sorted(by_underlying.items())},
+        {u: (v[0], v[1], v[2], v[3]) for u, v in sorted(by_underlying.items())},
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 
@@ -180,7 +181,7 @@ def _book(
         underlyings=underlyings,
         options=tuple(options),
         expiry_groups={},
-        **cols,
+        **cast("dict[str, Any]", cols),  # the position columns, by name
     )
     book.expiry_groups.update(_expiry_groups(book))
     return book
@@ -196,4 +197,6 @@ def _expiry_groups(book: FlatBook) -> dict[tuple[int, int, int], np.ndarray]:
     _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
     inverse = inverse.ravel()
     members = np.split(rows[np.argsort(inverse, kind="stable")], np.cumsum(np.bincount(inverse))[:-1])
-    return {tuple(int(x) for x in keys[first[g]]): members[g] for g in np.argsort(first)}
+    return {
+        (int(keys[first[g], 0]), int(keys[first[g], 1]), int(keys[first[g], 2])): members[g] for g in np.argsort(first)
+    }

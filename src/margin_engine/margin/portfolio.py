@@ -149,7 +149,9 @@ def book_from_views(accounts: Sequence[AccountView], profile: Profile) -> Portfo
                 cash[a] += units / scale
             elif units:
                 c = column(f"{asset} collateral", (u_index[asset], COLLATERAL, 0.0, 0, False))
-                rows.append(a), cols.append(c), vals.append(units / 10.0 ** profile.assets[asset].decimals)
+                rows.append(a)
+                cols.append(c)
+                vals.append(units / 10.0 ** profile.assets[asset].decimals)
         for pos in account.positions:
             inst = pos.instrument
             if isinstance(inst, Option):
@@ -158,7 +160,9 @@ def book_from_views(accounts: Sequence[AccountView], profile: Profile) -> Portfo
                 row = (u_index[inst.underlying], PERP, 0.0, 0, False)
                 cash[a] += pos.quote_units / scale
             cash[a] += pos.allocation_units / scale
-            rows.append(a), cols.append(column(inst.name, row)), vals.append(float(pos.size))
+            rows.append(a)
+            cols.append(column(inst.name, row))
+            vals.append(float(pos.size))
     m = list(zip(*meta, strict=True)) if meta else [()] * 5
     table = InstrumentTable(
         list(names),
@@ -195,7 +199,7 @@ def _values_now(t: InstrumentTable, cols: np.ndarray, snap: MarketSnapshot, now_
 
 def underlying_risk(book: PortfolioBook, u: int, snap: MarketSnapshot, profile: Profile, now_s: int) -> UnderlyingRisk:
     """Scenario P&L, worst case and contingencies of every account holding underlying u."""
-    pm = profile.portfolio
+    pm = profile.portfolio_params
     assert pm is not None
     params = pm.underlyings[book.instruments.underlyings[u]]
     scen = scenario_set(pm, params)
@@ -334,7 +338,7 @@ def portfolio_margin(
 
 def combine(book: PortfolioBook, risks: dict[int, UnderlyingRisk], profile: Profile) -> PortfolioResult:
     """Add up the underlyings: they do not offset each other."""
-    pm = profile.portfolio
+    pm = profile.portfolio_params
     n = len(book.account_ids)
     base, confidence, equity = np.zeros(n), np.zeros(n), book.cash.copy()
     haircut_im, haircut_mm = np.zeros(n), np.zeros(n)
@@ -379,7 +383,7 @@ def explain_account(
 ) -> dict:
     """Why the number is what it is: per underlying the worst scenario, the P&L in every scenario,
     each position's share of the worst case and each contingency (as Deribit's simulate_portfolio)."""
-    pm = profile.portfolio
+    pm = profile.portfolio_params
     out = []
     for u, risk in result.by_underlying.items():
         block = book.blocks[u]

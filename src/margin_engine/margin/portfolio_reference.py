@@ -25,7 +25,7 @@ def _price(snap: MarketSnapshot, opt: Option, years: float, forward: float, vol:
 
 
 def _underlying(u: str, legs: list, markets, profile: Profile, now_s: int) -> dict:
-    pm = profile.portfolio
+    pm = profile.portfolio_params
     snap = markets[u]
     params = pm.underlyings[u]
     scen = scenario_set(pm, params)
@@ -95,7 +95,7 @@ def _underlying(u: str, legs: list, markets, profile: Profile, now_s: int) -> di
 
 def reference_margin(account: AccountView, markets: Mapping[str, MarketSnapshot], profile: Profile, now_s: int) -> dict:
     """{"equity", "base", "initial_margin", "maintenance_margin", "underlyings": {u: {...}}}"""
-    pm = profile.portfolio
+    pm = profile.portfolio_params
     scale = 10.0**profile.settlement_decimals
     equity = account.balances.get(profile.settlement_asset, 0) / scale
     haircut_im = haircut_mm = 0.0

@@ -250,6 +250,13 @@ class Profile(_Frozen):
             known = ", ".join(sorted(self.underlyings))
             raise InputError(field, f"unknown underlying {symbol!r}; known: {known}") from None
 
+    @property
+    def portfolio_params(self) -> PortfolioParams:
+        """The [portfolio] section, for the risk matrix; an error naming the profile when it has none."""
+        if self.portfolio is None:
+            raise InputError("profile", f"profile {self.name!r} has no [portfolio] section for portfolio margin")
+        return self.portfolio
+
 
 def packaged_profiles() -> list[str]:
     return sorted(

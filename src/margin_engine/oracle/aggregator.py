@@ -247,7 +247,11 @@ def _mark(
         return Mark(None, None, None, vwap_now, status, reason, sources_used, now_s, jump_limited)
     history = with_point(state.marks, Point(now_s, price), now_s - params.twap_window_s)
     last = state.marks[-1] if state.marks else None
-    ema_now = price if last is None else ema(state.ema, last.price, now_s - last.time_s, params.ema_halflife_s)
+    ema_now = (
+        price
+        if last is None
+        else ema(last.price if state.ema is None else state.ema, last.price, now_s - last.time_s, params.ema_halflife_s)
+    )
     twap_now = twap(history, now_s, params.twap_window_s)
     return Mark(price, twap_now, ema_now, vwap_now, status, reason, sources_used, now_s, jump_limited)
 

@@ -24,6 +24,7 @@ Conventions (relied on by the margin code):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,7 +37,7 @@ _INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
 
 # One rule per numeric input (price is for the implied-vol solver):
 # (description used in messages, predicate on the array).
-_RULES = {
+_RULES: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
     "forward": ("finite and > 0", lambda a: np.isfinite(a) & (a > 0)),
     "strike": ("finite and > 0", lambda a: np.isfinite(a) & (a > 0)),
     "time_years": ("finite and >= 0", lambda a: np.isfinite(a) & (a >= 0)),
@@ -111,7 +112,7 @@ def _checked_flag(is_call) -> np.ndarray:
 def _broadcast(*arrays: np.ndarray) -> list[np.ndarray]:
     """np.broadcast_arrays, with shape mismatches reported as PricingInputError."""
     try:
-        return np.broadcast_arrays(*arrays)
+        return list(np.broadcast_arrays(*arrays))
     except ValueError as exc:
         raise PricingInputError(f"inputs do not broadcast together: {exc}") from None
 
@@ -139,7 +140,7 @@ def black76(forward, strike, time_years, vol, rate, is_call) -> Greeks:
     block_iter = np.nditer(
         inputs + [None] * 5,
         flags=["external_loop", "buffered", "zerosize_ok"],
-        op_flags=[["readonly"]] * 6 + [["writeonly", "allocate"]] * 5,
+        op_flags=[["readonly"]] * 6 + [["writeonly", "allocate"]] * 5,  # type: ignore[arg-type]  # numpy stubs: Literal
         op_dtypes=[np.float64] * 5 + [np.bool_] + [np.float64] * 5,
         buffersize=_BLOCK,
     )
