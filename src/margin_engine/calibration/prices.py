@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,8 +9,11 @@ import numpy as np
 
 from margin_engine.clock import parse_time
 from margin_engine.errors import InputError
+from margin_engine.ledger.units import parse_decimal
+from margin_engine.reading import csv_rows
 
 REQUIRED = ("time", "close")
+PRICE_MAX_USD = 1e9  # as the profiles' limits.price_max_usd
 
 
 @dataclass(frozen=True)
@@ -24,30 +26,18 @@ class PriceSeries:
 
 
 def read_prices(path: Path) -> PriceSeries:
-    try:
-        handle = path.open(newline="")
-    except OSError as exc:
-        raise InputError("file", f"cannot read {path}: {exc.strerror}") from None
-    with handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
-        if missing:
-            raise InputError(
-                "file", f"{path} lacks column(s) {missing}; expected header time,open,high,low,close,volume"
-            )
-        times, closes = [], []
-        for line, row in enumerate(reader, start=2):
-            t = parse_time(row["time"], f"line {line}: time")
-            try:
-                close = float(row["close"])
-            except (TypeError, ValueError):
-                raise InputError(f"line {line}: close", f"not a number: {row['close']!r}") from None
-            if not np.isfinite(close) or close <= 0:
-                raise InputError(f"line {line}: close", f"must be a finite price > 0, got {row['close']!r}")
-            if times and t <= times[-1]:
-                raise InputError(f"line {line}: time", "times must be strictly increasing")
-            times.append(t)
-            closes.append(close)
+    times: list[int] = []
+    closes: list[float] = []
+    _, rows = csv_rows(path, REQUIRED, "expected header time,open,high,low,close,volume")
+    for line, row in rows:
+        t = parse_time(row["time"], f"line {line}: time")
+        close = float(parse_decimal(row["close"], f"line {line}: close", positive=True))
+        if close > PRICE_MAX_USD:
+            raise InputError(f"line {line}: close", f"above {PRICE_MAX_USD:,.0f} USD: a unit error?")
+        if times and t <= times[-1]:
+            raise InputError(f"line {line}: time", "times must be strictly increasing")
+        times.append(t)
+        closes.append(close)
     if len(closes) < 30:
         raise InputError("file", f"{path} has {len(closes)} prices; calibration needs at least 30")
     return PriceSeries(np.asarray(times, dtype=np.int64), np.asarray(closes))

@@ -6,30 +6,23 @@ untouched and the error names the line and field.
 
 from __future__ import annotations
 
-import json
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from margin_engine.engine.commands import Command, parse_command
 from margin_engine.errors import InputError
 from margin_engine.margin.profile import Profile
+from margin_engine.reading import parse_json, read_text
 
 
 def load_commands(path: Path, profile: Profile) -> list[tuple[int, dict[str, Any], Command]]:
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise InputError("file", f"cannot read {path}: {exc.strerror}") from None
+    lines = read_text(path).splitlines()
     out = []
     for number, line in enumerate(lines, start=1):
         text = line.strip()
         if not text or text.startswith("#"):
             continue
-        try:
-            obj = json.loads(text, parse_float=Decimal)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"line {number}", f"not a JSON object: {exc.msg}") from None
+        obj = parse_json(text, f"line {number}", "a JSON object")
         try:
             out.append((number, obj, parse_command(obj, profile)))
         except InputError as exc:

@@ -11,8 +11,6 @@ no unrealized P&L); an isolated position's `collateral` is what it holds in the 
 
 from __future__ import annotations
 
-import json
-import tomllib
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -26,6 +24,7 @@ from margin_engine.ledger.units import decimal_to_units_half_even, parse_decimal
 from margin_engine.margin.book import MARGIN_MODES, AccountView, PositionView
 from margin_engine.margin.profile import Profile
 from margin_engine.market.snapshot import MarketSnapshot, parse_market
+from margin_engine.reading import parse_json, parse_toml, read_text
 
 
 @dataclass(frozen=True)
@@ -37,18 +36,10 @@ class Portfolio:
 
 def read_structured(path: Path) -> Any:
     """JSON or TOML by extension; errors name the file and what is wrong."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InputError("file", f"cannot read {path}: {exc.strerror}") from None
-    try:
-        if path.suffix.lower() == ".toml":
-            return tomllib.loads(text)
-        return json.loads(text, parse_float=Decimal)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise InputError(
-            "file", f"{path} is not valid {'TOML' if path.suffix.lower() == '.toml' else 'JSON'}: {exc}"
-        ) from None
+    text = read_text(path)
+    if path.suffix.lower() == ".toml":
+        return parse_toml(text, "file", f"TOML ({path})")
+    return parse_json(text, "file", f"JSON ({path})")
 
 
 def load_portfolio(path: Path, profile: Profile) -> Portfolio:

@@ -8,7 +8,6 @@ pass its path instead of a name. Units sit in the names (`_ratio`, `_rate`, `_we
 
 from __future__ import annotations
 
-import tomllib
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -19,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from margin_engine.errors import InputError
 from margin_engine.liquidation.params import LiquidationParams
 from margin_engine.oracle.params import OracleParams
+from margin_engine.reading import parse_toml, read_text
 
 SCHEMA_VERSION = 1
 
@@ -237,18 +237,16 @@ class Profile(_Frozen):
     def settlement_decimals(self) -> int:
         return self.assets[self.settlement_asset].decimals
 
-    def asset(self, symbol: str, field: str = "asset") -> AssetParams:
-        try:
-            return self.assets[symbol]
-        except KeyError:
-            raise InputError(field, f"unknown asset {symbol!r}; known: {', '.join(sorted(self.assets))}") from None
+    def asset(self, symbol: object, field: str = "asset") -> AssetParams:
+        if not isinstance(symbol, str) or symbol not in self.assets:
+            raise InputError(field, f"unknown asset {symbol!r}; known: {', '.join(sorted(self.assets))}")
+        return self.assets[symbol]
 
-    def underlying(self, symbol: str, field: str = "underlying") -> UnderlyingParams:
-        try:
-            return self.underlyings[symbol]
-        except KeyError:
+    def underlying(self, symbol: object, field: str = "underlying") -> UnderlyingParams:
+        if not isinstance(symbol, str) or symbol not in self.underlyings:
             known = ", ".join(sorted(self.underlyings))
-            raise InputError(field, f"unknown underlying {symbol!r}; known: {known}") from None
+            raise InputError(field, f"unknown underlying {symbol!r}; known: {known}")
+        return self.underlyings[symbol]
 
     @property
     def portfolio_params(self) -> PortfolioParams:
@@ -269,13 +267,14 @@ def packaged_profiles() -> list[str]:
 def profile_text(name_or_path: str) -> str:
     """The TOML text of a packaged profile (by name) or of a file (by path): what a journal keeps."""
     path = Path(name_or_path)
-    if path.suffix == ".toml" or path.exists():
-        if not path.is_file():
+    try:
+        is_path, is_file = path.suffix == ".toml" or path.exists(), path.is_file()
+    except OSError as exc:  # a name too long for the file system, say
+        raise InputError("profile", f"no profile {name_or_path!r}: {exc.strerror}") from None
+    if is_path:
+        if not is_file:
             raise InputError("profile", f"no profile file at {name_or_path!r}")
-        try:
-            return path.read_text()
-        except OSError as exc:
-            raise InputError("profile", f"cannot read {name_or_path}: {exc.strerror}") from None
+        return read_text(path, "profile")
     resource = resources.files("margin_engine.profiles") / f"{name_or_path}.toml"
     if not resource.is_file():
         raise InputError(
@@ -292,10 +291,7 @@ def load_profile(name_or_path: str = "deribit") -> Profile:
 
 
 def parse_profile(text: str, source: str = "<profile>") -> Profile:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError("profile", f"{source} is not valid TOML: {exc}") from None
+    data = parse_toml(text, "profile", f"TOML ({source})")
     try:
         return Profile.model_validate(data)
     except ValidationError as exc:

@@ -7,32 +7,26 @@ as `invalid` is the aggregator's job, as it would be for a live feed.
 
 from __future__ import annotations
 
-import csv
+import re
 from pathlib import Path
 
 from margin_engine.clock import parse_time
 from margin_engine.errors import InputError
 from margin_engine.oracle.aggregator import PriceUpdate
+from margin_engine.reading import csv_rows
 
 REQUIRED = ("timestamp", "underlying", "source", "price")
 OPTIONAL = ("confidence", "volume")
+_NUMBER = re.compile(r"[+-]?((\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?|nan|inf|infinity)", re.IGNORECASE)
 EXPECTED = "expected header timestamp,underlying,source,price[,confidence][,volume]"
 
 
 def read_updates(path: Path) -> tuple[PriceUpdate, ...]:
-    try:
-        handle = path.open(newline="")
-    except OSError as exc:
-        raise InputError("file", f"cannot read {path}: {exc.strerror}") from None
-    with handle:
-        reader = csv.DictReader(handle)
-        columns = reader.fieldnames or []
-        missing = [c for c in REQUIRED if c not in columns]
-        unknown = [c for c in columns if c not in REQUIRED + OPTIONAL]
-        if missing or unknown:
-            problem = f"lacks column(s) {missing}" if missing else f"has unknown column(s) {unknown}"
-            raise InputError("file", f"{path} {problem}; {EXPECTED}")
-        updates = tuple(_row(row, line, len(columns)) for line, row in enumerate(reader, start=2))
+    columns, rows = csv_rows(path, REQUIRED, EXPECTED)
+    unknown = [c for c in columns if c not in REQUIRED + OPTIONAL]
+    if unknown:
+        raise InputError("file", f"{path} has unknown column(s) {unknown}; {EXPECTED}")
+    updates = tuple(_row(row, line, len(columns)) for line, row in rows)
     if not updates:
         raise InputError("file", f"{path} has no updates")
     return updates
@@ -48,7 +42,7 @@ def _row(row: dict, line: int, width: int) -> PriceUpdate:
             source=row["source"].strip(),
             price=_number(row["price"], "price"),
             confidence=_optional_number(row.get("confidence"), "confidence"),
-            timestamp_s=parse_time(int(text) if text.isdigit() else text, "timestamp"),
+            timestamp_s=parse_time(int(text) if text.isascii() and text.isdigit() else text, "timestamp"),
             volume=_optional_number(row.get("volume"), "volume"),
         )
     except InputError as exc:
@@ -56,10 +50,12 @@ def _row(row: dict, line: int, width: int) -> PriceUpdate:
 
 
 def _number(text: str, column: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise InputError(column, f"not a number: {text!r}") from None
+    """A decimal in ASCII (nan and inf too: the guards reject them as a live feed's); never
+    underscores, hex or other scripts' digits, which float() would take."""
+    text = text.strip()
+    if len(text) > 64 or not _NUMBER.fullmatch(text):
+        raise InputError(column, f"not a number: {text[:40]!r}")
+    return float(text)
 
 
 def _optional_number(text: str | None, column: str) -> float | None:

@@ -8,13 +8,13 @@ on the same paths. See docs/simulation.md, "The stress simulator".
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from margin_engine.errors import InputError
+from margin_engine.reading import parse_toml, read_text
 
 MarginMode = Literal["isolated", "cross", "portfolio"]
 Mechanism = Literal["fixed", "dutch", "batch"]
@@ -212,12 +212,7 @@ def parse_scenario(data: dict, source: str = "<scenario>", base_dir: str = ".") 
 def load_scenario(path: Path | str) -> Scenario:
     """Read a scenario TOML file; relative paths in it resolve against its folder."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise InputError("scenario", f"cannot read {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError("scenario", f"{path} is not valid TOML: {exc}") from None
+    data = parse_toml(read_text(path, "scenario"), "scenario", f"TOML ({path})")
     if "base_dir" in data:
         raise InputError("scenario.base_dir", "is set by the loader, not in the file")
     return parse_scenario(data, str(path), str(path.parent))
