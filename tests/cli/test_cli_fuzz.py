@@ -248,7 +248,8 @@ def test_calibrate_and_backtest_refuse_hostile_cells(tmp_path, column):
 )
 def test_calibrate_refuses_hostile_options(tmp_path, option):
     source = EXAMPLES / "btc-usd-1d-2023-2025.csv"
-    for value in [*HOSTILE_TEXT, "1e308", "-1", "2"]:
+    above = {"--horizon-days": "366", "--model": "arch", "--tail": "normal"}.get(option, "2")  # past the range
+    for value in [*HOSTILE_TEXT, "1e308", "0", above]:
         if value.strip() and not value.startswith("-"):
             refused(["calibrate", source, "--model", "ewma", option, value])
 
@@ -260,14 +261,34 @@ def test_backtest_refuses_a_hostile_vol():
             refused(["backtest", source, "--vol", value])
 
 
-@pytest.mark.parametrize("column", ["timestamp", "underlying", "source", "price"])
+@pytest.mark.parametrize("column", ["timestamp", "underlying", "source", "price", "confidence"])
 def test_oracle_refuses_hostile_cells(tmp_path, column):
-    source = EXAMPLES / "oracle-crash.csv"
-    for i, value in enumerate([*HOSTILE_TEXT, str(10**12), "9" * 30, "x" * 131_072]):
-        if column in ("underlying", "source") and value in ("1e30", "-1e30", "1_000", "0x10", "NaN"):
-            continue  # text fields: these are a name like any other (an unknown one is tested below)
-        refused(["oracle", write(tmp_path, f"o{i}.csv", csv_with(source, column, value, rows=60))])
-    refused(["oracle", write(tmp_path, "u.csv", csv_with(source, "underlying", "DOGE", rows=60))])
+    """A price that parses but makes no sense (NaN, inf, 0, 1e30) is read as a live feed would send
+    it and refused by the guards (`accepted: false`); anything else that is no number is an error."""
+    text = "timestamp,underlying,source,price,confidence\n" + "".join(
+        f"{line},5\n" for line in (EXAMPLES / "oracle-crash.csv").read_text().splitlines()[1:60]
+    )
+    source = write(tmp_path, "feed.csv", text)
+    names = ["", " ", "\x00", "é", "a b", "x" * 100, "9" * 5000]
+    values = names if column in ("underlying", "source") else [*HOSTILE_TEXT, str(10**12), "9" * 30, "x" * 131_072]
+    for i, value in enumerate(values):
+        if column == "confidence" and value.strip() in ("", "1e-400", "1e-999999999"):
+            continue  # no confidence, or one of 0 (a tight band): fine
+        path = write(tmp_path, f"o{i}.csv", csv_with(source, column, value))
+        if column in ("price", "confidence") and len(value) <= 64 and READ_AS_GIVEN.fullmatch(value.strip()):
+            code, out, err = cli("oracle", path, "--format", "json")
+            assert code == 0 and not err, (value, err)
+            rows = json.loads(out)
+            before, row = rows[28], rows[29]
+            moved = row["mark"] is None or abs(row["mark"] / before["mark"] - 1) > 0.05
+            assert row["accepted"] is False or not moved, (value, row)
+            continue
+        refused(["oracle", path])
+    refused(["oracle", write(tmp_path, "u.csv", csv_with(source, "underlying", "DOGE"))])
+
+
+# what the oracle CSV reads as a number, for the guards to refuse or outvote
+READ_AS_GIVEN = re.compile(r"[+-]?(([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?|nan|inf|infinity)", re.IGNORECASE)
 
 
 # -------------------------------------------------------------------------------- simulate
@@ -346,10 +367,9 @@ def test_key_and_serve_commands_refuse_hostile_values(tmp_path):
         refused(args)
     code, _, _ = cli("journal", "init", tmp_path / "j.db")
     assert code == 0
-    for value in [*HOSTILE_TEXT[:14], "a b", "x" * 70]:
-        if value.strip():
-            refused(["create-key", "trader", "--db", tmp_path / "j.db", "--account", value])
-            refused(["revoke-key", value, "--db", tmp_path / "j.db"])
+    for value in [v for v in HOSTILE_NAMES if isinstance(v, str) and v.strip() and "\x00" not in v] + ["x" * 70]:
+        refused(["create-key", "trader", "--db", tmp_path / "j.db", "--account", value])
+        refused(["revoke-key", value, "--db", tmp_path / "j.db"])
 
 
 def test_journal_commands_refuse_broken_databases(tmp_path):

@@ -36,12 +36,12 @@ class RangeSettings:
     def check(self) -> None:
         if not 0.5 < self.confidence < 1:
             raise InputError("confidence", f"must be in (0.5, 1), got {self.confidence}")
-        if self.horizon_days <= 0:
-            raise InputError("horizon_days", "must be > 0")
+        if not 0 < self.horizon_days <= 365:  # NaN and inf fail too
+            raise InputError("horizon_days", f"must be in (0, 365] days, got {self.horizon_days}")
         if not 0 < self.floor <= self.cap < 1:
             raise InputError("floor", f"need 0 < floor <= cap < 1, got floor {self.floor}, cap {self.cap}")
-        if self.max_change_per_day <= 0:
-            raise InputError("max_change_per_day", "must be > 0")
+        if not 0 < self.max_change_per_day <= 1:
+            raise InputError("max_change_per_day", f"must be in (0, 1], got {self.max_change_per_day}")
         if not 0 < self.ewma_lambda < 1:
             raise InputError("ewma_lambda", "must be in (0, 1)")
 

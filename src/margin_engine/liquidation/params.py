@@ -19,7 +19,7 @@ USDC_UNITS = 10**6  # one USDC in smallest units, for the defaults below
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)  # no "1" for 1, no true for 1
 
 
 class FixedParams(_Frozen):

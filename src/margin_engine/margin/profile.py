@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from margin_engine.errors import InputError
 from margin_engine.liquidation.params import LiquidationParams
@@ -24,7 +24,7 @@ SCHEMA_VERSION = 1
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)  # no "1" for 1, no true for 1
 
 
 class AssetParams(_Frozen):
@@ -110,6 +110,12 @@ class PmUnderlyingParams(_Frozen):
     vol_range_up: float = Field(ge=0, le=10)
     vol_range_down: float = Field(ge=0, le=1)
 
+    @field_validator("scenarios", mode="before")
+    @classmethod
+    def _pairs(cls, value: object) -> object:
+        """TOML arrays of [multiplier, vol shock] pairs, as the tuples the strict model takes."""
+        return tuple(tuple(p) if isinstance(p, list) else p for p in value) if isinstance(value, list) else value
+
     @model_validator(mode="after")
     def _one_form(self) -> PmUnderlyingParams:
         grid = self.price_range is not None and self.price_step is not None
@@ -130,7 +136,9 @@ class PortfolioParams(_Frozen):
     vol_power_long: float = 0.13
     vol_power_switch_days: float = 30.0
     min_dte_days: float = Field(default=1.0, gt=0)
-    extended_moves: tuple[float, ...] = ()  # spot moves with vol up, counted at extended_weight
+    extended_moves: tuple[float, ...] = Field(
+        default=(), strict=False
+    )  # spot moves with vol up, counted at extended_weight
     extended_weight: float = Field(default=0.0, ge=0, le=1)
     short_option_min_spot_ratio: float = Field(default=0.0, ge=0)  # per net short option per strike
     perp_static_spot_ratio: float = Field(default=0.0, ge=0)  # per |perp size|

@@ -17,7 +17,7 @@ from margin_engine.reading import csv_rows
 
 REQUIRED = ("timestamp", "underlying", "source", "price")
 OPTIONAL = ("confidence", "volume")
-_NUMBER = re.compile(r"[+-]?((\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?|nan|inf|infinity)", re.IGNORECASE)
+_NUMBER = re.compile(r"[+-]?(([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?|nan|inf|infinity)", re.IGNORECASE)
 EXPECTED = "expected header timestamp,underlying,source,price[,confidence][,volume]"
 
 
@@ -42,7 +42,9 @@ def _row(row: dict, line: int, width: int) -> PriceUpdate:
             source=row["source"].strip(),
             price=_number(row["price"], "price"),
             confidence=_optional_number(row.get("confidence"), "confidence"),
-            timestamp_s=parse_time(int(text) if text.isascii() and text.isdigit() else text, "timestamp"),
+            timestamp_s=parse_time(
+                int(text) if text.isascii() and text.isdigit() and len(text) <= 20 else text, "timestamp"
+            ),
             volume=_optional_number(row.get("volume"), "volume"),
         )
     except InputError as exc:

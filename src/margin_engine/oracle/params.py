@@ -18,7 +18,7 @@ from margin_engine.errors import InputError
 class OracleParams(BaseModel):
     """One underlying's oracle guards. Ratios are fractions of price (0.02 = 2%), times whole seconds."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)  # no "1" for 1, no true for 1
 
     staleness_s_max: int = Field(default=60, gt=0)  # a source older than this is not fresh (Drift ~60 s)
     future_skew_s_max: int = Field(default=5, ge=0)  # a timestamp this far past the receiver's clock is allowed

@@ -21,8 +21,10 @@ Mechanism = Literal["fixed", "dutch", "batch"]
 ModelKind = Literal["gbm", "merton", "garch"]
 
 
+# Upper bounds below: far above any market a stress run models (1e9 USD BTC, 1e12 USD of capital,
+# a day of latency), far below where the path maths overflows.
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)  # no "1", true, inf
 
 
 class PriceModel(_Frozen):
@@ -35,19 +37,21 @@ class PriceModel(_Frozen):
     start: str | None = None  # historical window, ISO 8601 with zone or Unix seconds (inclusive)
     end: str | None = None
     fallback: ModelKind = "merton"  # used when the CSV is missing
-    spot0_usd: float | None = Field(default=60_000.0, gt=0)  # historical: rescale to start here (None: as is)
+    spot0_usd: float | None = Field(default=60_000.0, gt=0, le=1e9)  # historical: rescale to start here (None: as is)
     vol_annual: float = Field(default=0.8, ge=0, le=10)
     drift_annual: float = Field(default=0.0, ge=-10, le=10)
-    jump_intensity_annual: float = Field(default=20.0, ge=0)
+    jump_intensity_annual: float = Field(default=20.0, ge=0, le=10_000)
     jump_mean_log: float = Field(default=-0.03, ge=-1, le=1)
     jump_vol_log: float = Field(default=0.04, ge=0, le=1)
-    garch_omega_daily: float = Field(default=2e-5, gt=0)
+    garch_omega_daily: float = Field(default=2e-5, gt=0, le=0.01)
     garch_alpha: float = Field(default=0.084, ge=0, lt=1)
     garch_beta: float = Field(default=0.9, ge=0, lt=1)
-    garch_nu: float = Field(default=3.3, gt=2)
-    shock_step: int | None = Field(default=None, ge=1)
+    garch_nu: float = Field(default=3.3, gt=2, le=1_000)
+    shock_step: int | None = Field(default=None, ge=1, le=100_000)
     shock_pct: float = Field(default=0.0, gt=-90, le=100)
-    shock_steps: int | None = Field(default=None, ge=1)  # a wick: the shock lasts this many steps; unset: it stays
+    shock_steps: int | None = Field(
+        default=None, ge=1, le=100_000
+    )  # a wick: the shock lasts this many steps; unset: it stays
 
     @model_validator(mode="after")
     def _historical(self) -> PriceModel:
@@ -64,10 +68,10 @@ class VolModel(_Frozen):
 
     vol0_annual: float = Field(default=0.6, gt=0, le=10)
     spot_vol_beta: float = Field(default=2.5, ge=-10, le=10)
-    vol_floor_annual: float = Field(default=0.2, gt=0)
-    vol_cap_annual: float = Field(default=3.0, gt=0)
+    vol_floor_annual: float = Field(default=0.2, gt=0, le=10)
+    vol_cap_annual: float = Field(default=3.0, gt=0, le=10)
     realized_weight: float = Field(default=0.5, ge=0, le=1)
-    realized_half_life_s: float = Field(default=86_400.0, gt=0)
+    realized_half_life_s: float = Field(default=86_400.0, gt=0, le=366 * 86_400)
     follows: Literal["mid", "fundamental"] = "mid"
 
 
@@ -77,15 +81,15 @@ class Population(_Frozen):
 
     traders: int = Field(default=120, ge=0, le=10_000)
     long_fraction: float = Field(default=0.6, ge=0, le=1)
-    leverage_median: float = Field(default=8.0, ge=1)
+    leverage_median: float = Field(default=8.0, ge=1, le=1_000)
     leverage_sigma_log: float = Field(default=0.6, ge=0, le=3)
-    leverage_max: float = Field(default=40.0, ge=1)
-    notional_median_usd: float = Field(default=60_000.0, gt=0)
+    leverage_max: float = Field(default=40.0, ge=1, le=1_000)
+    notional_median_usd: float = Field(default=60_000.0, gt=0, le=1e9)
     notional_sigma_log: float = Field(default=1.0, ge=0, le=3)
     option_sellers: int = Field(default=8, ge=0, le=1_000)
     option_otm_pct: float = Field(default=20.0, gt=0, lt=90)
-    option_size_max: int = Field(default=5, ge=1)
-    option_collateral_ratio: float = Field(default=1.5, ge=1)  # of initial margin
+    option_size_max: int = Field(default=5, ge=1, le=10_000)
+    option_collateral_ratio: float = Field(default=1.5, ge=1, le=100)  # of initial margin
     option_expiry_days: int = Field(default=30, ge=1, le=365)  # after the run ends
     hedged_books: int = Field(default=6, ge=0, le=1_000)  # short OTM option + delta hedge in the perp
     hedged_otm_pct: float = Field(default=10.0, gt=0, lt=90)
@@ -93,7 +97,7 @@ class Population(_Frozen):
     vault_roll_days: int = Field(default=7, ge=1, le=365)
     vault_otm_pct: float = Field(default=10.0, gt=0, lt=90)
     margin_mode: MarginMode = "cross"
-    market_maker_collateral_usd: float = Field(default=1e9, gt=0)
+    market_maker_collateral_usd: float = Field(default=1e9, gt=0, le=1e12)
 
     @field_validator("vault_btc")
     @classmethod
@@ -107,13 +111,13 @@ class Keepers(_Frozen):
     """Liquidation bots: they act on the queue as it was `latency_s` ago, `round_s` apart within a step."""
 
     count: int = Field(default=3, ge=1, le=100)
-    latency_s: int = Field(default=0, ge=0)
-    capital_usd: float = Field(default=5e6, gt=0)
-    cost_per_action_usd: float = Field(default=5.0, ge=0)
+    latency_s: int = Field(default=0, ge=0, le=86_400)
+    capital_usd: float = Field(default=5e6, gt=0, le=1e12)
+    cost_per_action_usd: float = Field(default=5.0, ge=0, le=1e6)
     profit_ratio: float = Field(default=0.005, ge=0, lt=1)  # auctions: margin of notional a keeper wants
-    round_s: int = Field(default=10, ge=1)
+    round_s: int = Field(default=10, ge=1, le=86_400)
     rounds_max: int = Field(default=8, ge=1, le=100)  # cascade rounds per step
-    actions_per_round_max: int = Field(default=50, ge=1)
+    actions_per_round_max: int = Field(default=50, ge=1, le=100_000)
 
 
 class Mev(_Frozen):
@@ -122,19 +126,19 @@ class Mev(_Frozen):
     that would fail is dropped unpaid); `profit_ratio` is the margin of notional they want."""
 
     searchers: int = Field(default=1, ge=0, le=100)
-    latency_s: int = Field(default=0, ge=0)
-    capital_usd: float = Field(default=2e6, gt=0)
-    priority_fee_usd: float = Field(default=20.0, ge=0)
+    latency_s: int = Field(default=0, ge=0, le=86_400)
+    capital_usd: float = Field(default=2e6, gt=0, le=1e12)
+    priority_fee_usd: float = Field(default=20.0, ge=0, le=1e6)
     profit_ratio: float = Field(default=0.002, ge=0, lt=1)
 
 
 class Depth(_Frozen):
     """The book forced sales hit (impact.DepthBook) and how fast the mid heals (recover_mid)."""
 
-    depth_usd_per_pct: float = Field(default=20e6, gt=0)
+    depth_usd_per_pct: float = Field(default=20e6, gt=0, le=1e12)
     permanent_fraction: float = Field(default=0.3, ge=0, le=1)
-    depth_exponent: float = Field(default=1.0, gt=0)
-    resilience_half_life_s: float = Field(default=600.0, gt=0)
+    depth_exponent: float = Field(default=1.0, gt=0, le=10)
+    resilience_half_life_s: float = Field(default=600.0, gt=0, le=366 * 86_400)
 
 
 class Oracle(_Frozen):
@@ -154,7 +158,7 @@ class Variant(_Frozen):
     mechanism: Mechanism | None = None
     price_range: Literal["static", "vol"] | None = None
     oracle_guards: bool | None = None
-    depth_usd_per_pct: float | None = Field(default=None, gt=0)
+    depth_usd_per_pct: float | None = Field(default=None, gt=0, le=1e12)
     buffer_ratio: float | None = Field(default=None, ge=0, le=4)
     oracle_params: dict[str, float] | None = None  # overrides of the profile's oracle guards (OracleParams)
 
@@ -162,11 +166,13 @@ class Variant(_Frozen):
 class Scenario(_Frozen):
     name: str = Field(min_length=1, max_length=128)
     profile: str = "deribit"
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
     paths: int = Field(default=4, ge=1, le=100_000)
     dt_s: int = Field(default=3600, ge=1, le=86_400)
     steps: int = Field(default=48, ge=1, le=100_000)  # historical: at most this many steps of the window
-    start_time_s: int = Field(default=1_795_593_600, ge=0)  # engine clock at step 0 (2026-11-25T08:00Z)
+    start_time_s: int = Field(
+        default=1_795_593_600, ge=1_230_768_000, le=7_258_118_400
+    )  # engine clock at step 0 (2026-11-25T08:00Z)
     price: PriceModel = PriceModel()
     vol: VolModel = VolModel()
     population: Population = Population()
@@ -175,8 +181,8 @@ class Scenario(_Frozen):
     depth: Depth = Depth()
     oracle: Oracle = Oracle()
     price_range: Literal["static", "vol"] = "static"
-    insurance_fund_usd: float = Field(default=1e6, ge=0)
-    variants: tuple[Variant, ...] = ()
+    insurance_fund_usd: float = Field(default=1e6, ge=0, le=1e12)
+    variants: tuple[Variant, ...] = Field(default=(), strict=False)  # a TOML array of tables
     base_dir: str = "."  # where relative paths resolve; set by load_scenario
 
     @model_validator(mode="after")
