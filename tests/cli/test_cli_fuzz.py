@@ -15,6 +15,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from test_cli import BASE
 
 from margin_engine.cli.app import main
 
@@ -30,27 +31,13 @@ HOSTILE_JSON = [*HOSTILE_TEXT, True, [1], {"a": 1}, 1e308, 10**40, -(10**40)]
 # invalid wherever a name or id is expected (a number-like string is a fine name)
 HOSTILE_NAMES = ["", " ", "\x00", "é", "a b", "9" * 5000, "../x", True, [1], {"a": 1}, 1e308, 10**40]
 
-PORTFOLIO = {
-    "valuation_time": "2026-11-25T08:00:00Z",
-    "market": {"BTC": {"index": "60000", "vol": "0.6", "rate": "0.0"}},
-    "accounts": [
-        {
-            "id": "alice",
-            "mode": "cross",
-            "collateral": {"USDC": "100000"},
-            "positions": [
-                {"instrument": "BTC-PERP", "size": "-2", "entry_price": "61000"},
-                {"instrument": "BTC-25DEC26-60000-C", "size": "-1", "entry_price": "3000"},
-            ],
-        },
-        {
-            "id": "iso",
-            "mode": "isolated",
-            "collateral": {"USDC": "1000"},
-            "positions": [{"instrument": "BTC-PERP", "size": "1", "collateral": "2000"}],
-        },
-    ],
+ISOLATED = {
+    "id": "iso",
+    "mode": "isolated",
+    "collateral": {"USDC": "1000"},
+    "positions": [{"instrument": "BTC-PERP", "size": "1", "collateral": "2000"}],
 }
+PORTFOLIO = {**BASE, "accounts": [*BASE["accounts"], ISOLATED]}  # test_cli's book and an isolated account
 PORTFOLIO_FIELDS = [
     ("valuation_time",),
     ("market", "BTC", "index"),

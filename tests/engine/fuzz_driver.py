@@ -98,7 +98,7 @@ class Fuzzer:
         self.n += 1
         deep = self.n % 97 == 0
         before = copy.deepcopy(snapshot(e)) if deep else None
-        print_ = _fingerprint(e)
+        mark = _fingerprint(e)
         try:
             out = e.submit(cmd)
         except InputError:
@@ -107,7 +107,7 @@ class Fuzzer:
             raise AssertionError(f"command {self.n} {json.dumps(cmd, default=str)[:400]} raised {exc!r}") from exc
         self.stats.count(out)
         if out is None or isinstance(out, Rejection):
-            assert _fingerprint(e) == print_, f"refused {cmd} changed the state"
+            assert _fingerprint(e) == mark, f"refused {cmd} changed the state"
             if deep:
                 assert snapshot(e) == before, f"refused {cmd} changed the state"
             return out
