@@ -23,7 +23,7 @@ from margin_engine.margin.book import AccountView
 from margin_engine.margin.flat import FlatBook, flatten
 from margin_engine.margin.portfolio import PortfolioResult, explain_account, portfolio_margin
 from margin_engine.margin.profile import Profile
-from margin_engine.margin.result import AccountMargin, Adjustment, CollateralLine, PositionMargin
+from margin_engine.margin.result import AccountMargin, Adjustment, CollateralLine, Greeks, PositionMargin
 from margin_engine.margin.standard import (
     deribit_short_option,
     derive_max_loss,
@@ -310,7 +310,7 @@ def _account_result(a: int, book: FlatBook, priced: _Priced, totals: MarginTotal
     by_underlying: dict[str, list[float]] = {}
     for i, pos in zip(range(start, end), view.positions, strict=True):
         delta, gamma, vega, theta = (float(g) for g in priced.greeks[:, i])
-        greeks = (delta, gamma, vega, theta)
+        greeks = Greeks(delta, gamma, vega, theta)
         positions.append(
             PositionMargin(
                 pos.instrument.name,
@@ -348,5 +348,5 @@ def _account_result(a: int, book: FlatBook, priced: _Priced, totals: MarginTotal
         tuple(positions),
         tuple(collateral),
         tuple(priced.adjustments.get(a, ())),
-        {u: (v[0], v[1], v[2], v[3]) for u, v in sorted(by_underlying.items())},
+        {u: Greeks(v[0], v[1], v[2], v[3]) for u, v in sorted(by_underlying.items())},
     )

@@ -5,12 +5,22 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from margin_engine.ledger.units import format_units
 from margin_engine.margin.portfolio import CONTINGENCIES
 
 GREEK_NAMES = ("delta", "gamma", "vega", "theta")
+
+
+class Greeks(NamedTuple):
+    """First-order risk in USD (delta in units of the underlying, gamma per 1 USD of it, vega per
+    vol point, theta per calendar day): named, and still a tuple, so `d, g, v, t = greeks` works."""
+
+    delta: float
+    gamma: float
+    vega: float
+    theta: float
 
 
 def _num(x: float, places: int) -> str:
@@ -34,7 +44,7 @@ class PositionMargin:
     value: float  # mark-to-market, incl. a perp's unrealized P&L
     initial_margin: float | None  # standalone; None in portfolio margin (see the explain)
     maintenance_margin: float | None
-    greeks: tuple[float, float, float, float]
+    greeks: Greeks
     allocation_units: int | None = None  # isolated only
     liquidatable: bool | None = None  # isolated only
 
@@ -105,7 +115,7 @@ class AccountMargin:
     positions: tuple[PositionMargin, ...]
     collateral: tuple[CollateralLine, ...]
     adjustments: tuple[Adjustment, ...]
-    greeks_by_underlying: dict[str, tuple[float, float, float, float]]
+    greeks_by_underlying: dict[str, Greeks]
     portfolio: dict | None = None  # portfolio margin: worst scenarios, contributions, contingencies
 
     @property
