@@ -106,6 +106,11 @@ class Fuzzer:
         except Exception as exc:  # an InvariantViolation or a crash: the fuzz's finding
             raise AssertionError(f"command {self.n} {json.dumps(cmd, default=str)[:400]} raised {exc!r}") from exc
         self.stats.count(out)
+        if cmd.get("type") == "open_account" and cmd.get("mode") == "portfolio" and self.profile.portfolio is None:
+            # never a silent cross account: portfolio mode needs a profile with portfolio rules
+            assert out is None or isinstance(out, Rejection) and out.code in ("mode_unavailable", "account_exists"), (
+                f"{cmd} under {self.profile.name}: {out}"
+            )
         if out is None or isinstance(out, Rejection):
             assert _fingerprint(e) == mark, f"refused {cmd} changed the state"
             if deep:
@@ -141,6 +146,9 @@ class Fuzzer:
         for a in self.accounts:
             mode = "isolated" if a == ISO else "portfolio" if a == PM else "cross"
             self.submit({"type": "open_account", "account": a, "mode": mode})
+        if self.profile.portfolio is None:  # refused, not opened as a cross account
+            refused = self.submit({"type": "open_account", "account": PM, "mode": "portfolio"})
+            assert isinstance(refused, Rejection) and refused.code == "mode_unavailable", refused
         deposits = {MAKER: "50000000", KEEPER: "3000000"}
         for a in self.accounts:
             self.submit(
@@ -273,7 +281,8 @@ class Fuzzer:
         if kind == 2:
             return {"type": "fund_insurance", "amount": self.pick(["10", "5000"])}
         if kind == 3:
-            return {"type": "open_account", "account": self.pick(["a0", "x y", "", "n" * 70, "new"]), "mode": "cross"}
+            account = self.pick(["a0", "x y", "", "n" * 70, "new", PM])
+            return {"type": "open_account", "account": account, "mode": self.pick(["cross", "portfolio"])}
         return {"type": self.pick(["nonsense", "trade", "bid"]), "garbage": self.pick(HOSTILE_NUMBERS)}
 
     def step(self) -> None:

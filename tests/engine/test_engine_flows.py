@@ -725,7 +725,7 @@ SCENARIO = [
     {"type": "set_market", "underlying": "BTC", "index": "60000", "vol": 0.6},
     {"type": "set_market", "underlying": "ETH", "index": "3000.5", "vol": {"25DEC26": 0.7, "26MAR27": 0.65}},
     {"type": "open_account", "account": "alice"},
-    {"type": "open_account", "account": "bob", "mode": "portfolio"},
+    {"type": "open_account", "account": "bob", "mode": "cross"},  # deribit has no portfolio rules
     {"type": "open_account", "account": "iso", "mode": "isolated"},
     {"type": "deposit", "account": "alice", "asset": "USDC", "amount": "100000"},
     {"type": "deposit", "account": "bob", "asset": "USDC", "amount": "100000"},

@@ -129,6 +129,8 @@ class EngineMachine(RuleBasedStateMachine):
             if on:
                 self.submit({"type": "set_market", "underlying": u, "index": str(BASE_INDEX[u]), "vol": 0.6})
         for name, mode, usdc, sats in zip(OPENED, modes, deposits, btc_deposits, strict=True):
+            if mode == "portfolio" and self.profile.portfolio is None:
+                mode = "cross"  # refused under a profile without portfolio rules (the open_account rule checks it)
             self.submit({"type": "open_account", "account": name, "mode": mode})
             if usdc:
                 self.submit({"type": "deposit", "account": name, "asset": "USDC", "amount": str(usdc)})
@@ -138,7 +140,10 @@ class EngineMachine(RuleBasedStateMachine):
     @rule(name=st.sampled_from(NAMES[:5]), mode=st.sampled_from(MODES))
     def open_account(self, name, mode):
         out, before = self.submit({"type": "open_account", "account": name, "mode": mode})
-        assert isinstance(out, Rejection) == (name in before["modes"])
+        unavailable = mode == "portfolio" and self.profile.portfolio is None
+        assert isinstance(out, Rejection) == (name in before["modes"] or unavailable)
+        if unavailable and name not in before["modes"]:
+            assert out.code == "mode_unavailable", out
 
     @rule(account=accounts, asset=st.sampled_from(("USDC", "USDC", "BTC", "ETH")), data=st.data())
     def deposit(self, account, asset, data):

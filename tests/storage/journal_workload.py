@@ -58,7 +58,8 @@ def setup(rng: random.Random) -> list[dict]:
     for u, index in INDEX.items():
         cmds.append({"type": "set_market", "underlying": u, "index": str(index), "vol": "0.6"})
     for name in ACCOUNTS:
-        cmds.append({"type": "open_account", "account": name, "mode": rng.choice(("cross", "isolated", "portfolio"))})
+        # deribit has no portfolio rules (portfolio mode is refused): cross twice keeps the seeded draws as they were
+        cmds.append({"type": "open_account", "account": name, "mode": rng.choice(("cross", "isolated", "cross"))})
         cmds.append({"type": "deposit", "account": name, "amount": str(rng.choice((20_000, 60_000, 300_000)))})
     cmds += [
         {"type": "open_account", "account": KEEPER},

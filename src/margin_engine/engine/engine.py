@@ -100,6 +100,14 @@ def decide(state: State, command: Command) -> list[Event] | Rejection:
 def _open_account(state: State, cmd: OpenAccount) -> list[Event]:
     if cmd.account in state.accounts:
         raise reject("account_exists", f"account {cmd.account!r} already exists", account=cmd.account)
+    if cmd.mode == "portfolio" and state.profile.portfolio is None:
+        # never a silent cross account: the trader asked for a risk matrix this profile does not have
+        raise reject(
+            "mode_unavailable",
+            f"profile {state.profile.name!r} has no portfolio margin rules: open the account in cross or isolated "
+            "mode, or run under a portfolio profile (deribit-pm, derive-pmrm)",
+            account=cmd.account,
+        )
     return [AccountOpened(cmd.account, cmd.mode)]
 
 

@@ -14,6 +14,7 @@ REASON_CODES = (
     "unknown_account",
     "account_exists",
     "wrong_mode",
+    "mode_unavailable",
     "no_market",
     "time_unset",
     "time_backwards",
