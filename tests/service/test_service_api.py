@@ -106,6 +106,9 @@ ENDPOINTS = [
     ("POST", "/v1/expiries", {"underlying": "BTC", "expiry": "25DEC26", "price": "60000"}, {"admin"}),
     ("POST", "/v1/insurance", {"amount": "1"}, {"admin"}),
     ("POST", "/v1/oracle/updates", None, {"admin", "oracle"}),
+    ("POST", "/v1/oracle/sources", {"source": "feed-x", "public_key": "ab" * 32}, {"admin"}),
+    ("DELETE", "/v1/oracle/sources/feed-x", None, {"admin"}),
+    ("GET", "/v1/oracle/sources", None, {"admin", "oracle"}),
     ("GET", "/v1/liquidations/queue", None, {"admin", "keeper", "scout"}),
     ("POST", "/v1/liquidations", {"account": "alice", "liquidator": "keeper"}, {"admin", "keeper"}),
     ("GET", "/v1/auctions", None, {"admin", "keeper", "scout"}),
@@ -139,7 +142,13 @@ def test_the_matrix_covers_every_route(service):
         for method in route.methods
     } - {("GET", "/health")}
     shown = {
-        (m, p.replace("alice", "{account}").replace("W1", "{withdrawal}").replace("L1", "{auction}"))
+        (
+            m,
+            p.replace("alice", "{account}")
+            .replace("W1", "{withdrawal}")
+            .replace("L1", "{auction}")
+            .replace("feed-x", "{source}"),
+        )
         for m, p, _, _ in ENDPOINTS
     }
     assert routes - shown == set()

@@ -23,7 +23,7 @@ from margin_engine.cli.common import (
     fail,
     print_json,
 )
-from margin_engine.cli.oracle_cmd import oracle
+from margin_engine.cli.oracle_admin import oracle_app
 from margin_engine.cli.simulate_cmd import backtest, simulate
 from margin_engine.cli.storage_cmd import journal_app
 from margin_engine.engine import Engine, Rejection, State, audit
@@ -265,7 +265,7 @@ def demo(profile: ProfileOpt = "deribit") -> None:
         raise fail(exc) from None
 
 
-app.command("oracle")(oracle)
+app.add_typer(oracle_app, name="oracle")
 app.add_typer(journal_app, name="journal")
 app.command("simulate")(simulate)
 app.command("backtest")(backtest)

@@ -21,12 +21,13 @@ from margin_engine.ledger.units import parse_decimal, to_units
 from margin_engine.margin.book import MARGIN_MODES, MarginMode
 from margin_engine.margin.profile import Profile
 from margin_engine.market.snapshot import MarketSnapshot, parse_market
-from margin_engine.oracle.aggregator import PriceUpdate
+from margin_engine.oracle.aggregator import SOURCE_RE, PriceUpdate
 
 # a custody transfer's reference: "0x<tx hash>:<log index>", a bank reference; printable ASCII
 REFERENCE_RE = re.compile(r"^[\x21-\x7e]{1,128}$")
 WITHDRAWAL_ID_RE = re.compile(r"^W[1-9][0-9]{0,17}$")
 REASON_LENGTH_MAX = 200
+PUBLIC_KEY_RE = re.compile(r"^[0-9a-fA-F]{64}$")  # a raw 32-byte Ed25519 public key
 FUNDING_RATE_MAX = Decimal("0.1")  # per application; beyond it is surely a unit error
 
 
@@ -164,6 +165,23 @@ class OracleUpdate:
     signature: bytes | None
 
 
+@dataclass(frozen=True)
+class RegisterSource:
+    """A price source joins the oracle (an admin's command): its Ed25519 public key, lowercase hex,
+    and the underlyings it may quote (default: every underlying of the profile)."""
+
+    source: str
+    public_key: str
+    underlyings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RevokeSource:
+    """A source registered by `register_source` may push no more updates."""
+
+    source: str
+
+
 Command = (
     OpenAccount
     | Deposit
@@ -181,6 +199,8 @@ Command = (
     | StartLiquidation
     | Bid
     | OracleUpdate
+    | RegisterSource
+    | RevokeSource
 )
 
 
@@ -430,6 +450,39 @@ def _oracle_update(obj, profile) -> OracleUpdate:
     return OracleUpdate(update, signature)
 
 
+def _source(f: _Fields) -> str:
+    return _text(
+        f, "source", SOURCE_RE, "a source name of 1-64 characters [A-Za-z0-9_.:/-], starting with a letter or digit"
+    )
+
+
+def _register_source(obj, profile) -> RegisterSource:
+    f = _Fields(obj, {"source", "public_key", "underlyings"})
+    source = _source(f)
+    key = _text(f, "public_key", PUBLIC_KEY_RE, "an Ed25519 public key as 64 hex digits").lower()
+    raw = f.get("underlyings", None)
+    if raw is None:
+        underlyings = tuple(sorted(profile.underlyings))
+    else:
+        if not isinstance(raw, list) or not raw or len(raw) > len(profile.underlyings):
+            raise InputError(
+                "underlyings", f"expected a list of 1-{len(profile.underlyings)} of {', '.join(profile.underlyings)}"
+            )
+        for i, name in enumerate(raw):
+            if not isinstance(name, str) or name not in profile.underlyings:
+                raise InputError(
+                    f"underlyings[{i}]", f"expected one of {', '.join(profile.underlyings)}, got {name!r}"[:200]
+                )
+        if len(set(raw)) != len(raw):
+            raise InputError("underlyings", "names an underlying twice")
+        underlyings = tuple(sorted(raw))
+    return RegisterSource(source, key, underlyings)
+
+
+def _revoke_source(obj, profile) -> RevokeSource:
+    return RevokeSource(_source(_Fields(obj, {"source"})))
+
+
 _PARSERS: dict[str, Callable[[dict[str, Any], Profile], Command]] = {
     "open_account": _open_account,
     "deposit": _deposit,
@@ -447,6 +500,8 @@ _PARSERS: dict[str, Callable[[dict[str, Any], Profile], Command]] = {
     "start_liquidation": _start_liquidation,
     "bid": _bid,
     "oracle_update": _oracle_update,
+    "register_source": _register_source,
+    "revoke_source": _revoke_source,
 }
 
 __all__ = ["ACCOUNT_ID_RE", "Command", "parse_command", "parse_time", "format_time"] + [
@@ -467,5 +522,7 @@ __all__ = ["ACCOUNT_ID_RE", "Command", "parse_command", "parse_time", "format_ti
         FundInsurance,
         StartLiquidation,
         Bid,
+        RegisterSource,
+        RevokeSource,
     )
 ]

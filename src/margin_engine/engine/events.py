@@ -228,6 +228,26 @@ class OracleUpdated(Event):
     status: str
 
 
+@dataclass(frozen=True)
+class SourceRegistered(Event):
+    """A price source joined the oracle: its Ed25519 public key (64 hex digits) and the underlyings
+    it may quote."""
+
+    type: ClassVar[str] = "source_registered"
+    source: str
+    public_key: str
+    underlyings: list[str]
+
+
+@dataclass(frozen=True)
+class SourceRevoked(Event):
+    """A registered source may push no more updates (its quotes already taken age out)."""
+
+    type: ClassVar[str] = "source_revoked"
+    source: str
+    public_key: str
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
@@ -250,6 +270,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         Deleveraged,
         BankruptcyResolved,
         OracleUpdated,
+        SourceRegistered,
+        SourceRevoked,
     )
 }
 _DECIMAL_FIELDS = {"size", "price", "rate", "fraction"}

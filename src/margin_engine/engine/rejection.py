@@ -47,6 +47,11 @@ REASON_CODES = (
     "unknown_source",
     "unsigned",
     "bad_signature",
+    "underlying_not_allowed",
+    "source_exists",
+    "duplicate_key",
+    "sources_limit",
+    "source_in_profile",
     *(f"oracle_{r}" for r in RejectReason),  # the guards refused the update
     *(f"oracle_{s}" for s in (OracleStatus.stale, OracleStatus.halted)),  # the mark is blocked (fail closed)
 )

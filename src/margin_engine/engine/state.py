@@ -30,6 +30,8 @@ from margin_engine.engine.events import (
     MarketSet,
     OracleUpdated,
     PositionChanged,
+    SourceRegistered,
+    SourceRevoked,
     TimeAdvanced,
     TradeExecuted,
     Transferred,
@@ -96,6 +98,16 @@ class PendingWithdrawal:
 
 
 @dataclass(frozen=True)
+class PriceSource:
+    """A price source registered by `register_source`: its Ed25519 public key (64 hex digits) and the
+    underlyings it may quote. (The profile's `[oracle.sources]` register sources too.)"""
+
+    source: str
+    public_key: str
+    underlyings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Account:
     """Replaced, never mutated, when a position changes (so scratch copies stay cheap and safe)."""
 
@@ -122,6 +134,7 @@ class State:
     references: MutableMapping[str, str] = field(default_factory=dict)  # custody reference spent -> the account
     pending_withdrawals: MutableMapping[str, PendingWithdrawal] = field(default_factory=dict)  # W1, W2, ...
     withdrawals_requested: int = 0  # numbers the requests
+    sources: MutableMapping[str, PriceSource] = field(default_factory=dict)  # registered price sources
 
     def __post_init__(self) -> None:
         # Not fields (not in snapshots, equality or scratch copies): which accounts changed when,
@@ -172,6 +185,7 @@ class State:
             oracles=Overlay(self.oracles),
             references=Overlay(self.references),
             pending_withdrawals=Overlay(self.pending_withdrawals),
+            sources=Overlay(self.sources),
         )
 
     def view(self, account_id: str) -> AccountView:
@@ -267,6 +281,13 @@ def evolve(state: State, event: Event) -> None:
         case WithdrawalClosed():
             if state.pending_withdrawals.pop(event.withdrawal, None) is None:
                 raise InvariantViolation(f"withdrawal {event.withdrawal} closed but not pending")
+        case SourceRegistered():
+            if event.source in state.sources:
+                raise InvariantViolation(f"price source {event.source!r} registered twice")
+            state.sources[event.source] = PriceSource(event.source, event.public_key, tuple(event.underlyings))
+        case SourceRevoked():
+            if state.sources.pop(event.source, None) is None:
+                raise InvariantViolation(f"price source {event.source!r} revoked but not registered")
         case TradeExecuted() | FundingApplied() | Deleveraged():
             pass  # the transfers and position changes that follow carry the state change
         case _:

@@ -28,7 +28,7 @@ from decimal import Context, Decimal
 from enum import Enum
 from typing import Any
 
-from margin_engine.engine.state import Account, Auction, PendingWithdrawal, Position, State
+from margin_engine.engine.state import Account, Auction, PendingWithdrawal, Position, PriceSource, State
 from margin_engine.errors import InputError, InvariantViolation
 from margin_engine.instruments.names import Option, Perpetual
 from margin_engine.ledger.ledger import Ledger
@@ -46,6 +46,7 @@ DATACLASSES: dict[str, type] = {
         Position,
         Auction,
         PendingWithdrawal,
+        PriceSource,
         Perpetual,
         Option,
         MarketSnapshot,
@@ -59,6 +60,9 @@ DATACLASSES: dict[str, type] = {
     )
 }
 ENUMS: dict[str, type[Enum]] = {cls.__name__: cls for cls in (OracleStatus,)}
+# State fields added after format 1 was first written: left out while empty, so that a snapshot taken
+# before they existed still restores to its own text (the journal checks that, see Journal._restore)
+ADDED_FIELDS = ("sources",)
 
 
 class SnapshotFormatError(InputError):
@@ -70,7 +74,11 @@ def state_to_json(state: State) -> dict[str, Any]:
     return {
         "format": SNAPSHOT_FORMAT,
         "profile": state.profile.name,
-        "state": {f.name: _encode(getattr(state, f.name)) for f in fields(State) if f.name != "profile"},
+        "state": {
+            f.name: _encode(getattr(state, f.name))
+            for f in fields(State)
+            if f.name != "profile" and not (f.name in ADDED_FIELDS and not getattr(state, f.name))
+        },
     }
 
 

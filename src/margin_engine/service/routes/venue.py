@@ -1,13 +1,14 @@
 """What the venue's own systems send: fills from the matching engine, markets, the clock,
-funding, expiry settlement, insurance capital (admin keys) and oracle prices (oracle keys)."""
+funding, expiry settlement, insurance capital, price sources (admin keys) and oracle prices (oracle keys)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field
 
+from margin_engine.engine.oracle_feed import sources_json
 from margin_engine.service.answers import run
 from margin_engine.service.deps import AccountId, CurrentRuntime, IdempotencyKey, require
 
@@ -65,6 +66,12 @@ class PriceUpdateBody(_Body):
     signature: Annotated[str, Field(min_length=128, max_length=128)]
 
 
+class SourceBody(_Body):
+    source: Text
+    public_key: Annotated[str, Field(min_length=1, max_length=64)]
+    underlyings: Annotated[list[Text], Field(min_length=1, max_length=64)] | None = None
+
+
 def _command(kind: str, body: BaseModel) -> dict:
     return {"type": kind, **body.model_dump(exclude_none=True)}
 
@@ -105,3 +112,24 @@ async def insurance(body: Capital, runtime: CurrentRuntime, idempotency: Idempot
 @router.post("/oracle/updates", dependencies=[Depends(require("oracle"))], summary="A signed price update")
 async def oracle_update(body: PriceUpdateBody, runtime: CurrentRuntime, idempotency: IdempotencyKey = None) -> dict:
     return await run(runtime, _command("oracle_update", body), idempotency)
+
+
+@router.post("/oracle/sources", dependencies=ADMIN, summary="Register a price source (its Ed25519 public key)")
+async def register_source(body: SourceBody, runtime: CurrentRuntime, idempotency: IdempotencyKey = None) -> dict:
+    return await run(runtime, _command("register_source", body), idempotency)
+
+
+@router.delete("/oracle/sources/{source}", dependencies=ADMIN, summary="Revoke a price source registered here")
+async def revoke_source(
+    source: Annotated[str, Path(min_length=1, max_length=64)],
+    runtime: CurrentRuntime,
+    idempotency: IdempotencyKey = None,
+) -> dict:
+    return await run(runtime, {"type": "revoke_source", "source": source}, idempotency)
+
+
+@router.get(
+    "/oracle/sources", dependencies=[Depends(require("oracle"))], summary="Registered price sources and their keys"
+)
+async def list_sources(runtime: CurrentRuntime) -> dict:
+    return {"sources": sources_json(runtime.engine.state)}
