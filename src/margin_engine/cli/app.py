@@ -276,7 +276,15 @@ def serve(
     db: Annotated[str, typer.Option(help="Journal database: an SQLite path or a SQLAlchemy URL.")] = "margin-engine.db",
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8000,
-    profile: ProfileOpt = "deribit",
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile",
+            "-p",
+            help="A new journal's profile (packaged name or .toml; deribit if not given). For an existing journal, "
+            "leave it out: the journal keeps its own, and a different one is refused.",
+        ),
+    ] = None,
     init: Annotated[bool, typer.Option("--init", help="Create the journal if the database holds none.")] = False,
     log_commands: Annotated[bool, typer.Option(help="One JSON line per command on stderr.")] = True,
 ) -> None:
@@ -293,19 +301,25 @@ def serve(
         logging.basicConfig(level=logging.WARNING, format="%(message)s")
         logging.getLogger("margin_engine.commands").setLevel(logging.INFO)
     try:
-        settings = Settings(db_url=db, profile=profile, init=init)
+        settings = Settings(db_url=db, init=init, **({} if profile is None else {"profile": profile}))
         settings.profile_text()
         journal = open_journal(settings)
         engine = journal.load()
+        keys = _active_keys(db)
     except InputError as exc:
         raise fail(exc) from None
     except JournalCorrupt as exc:
         raise broken(exc) from None
+    url = f"http://{host}:{port}"
     typer.echo(
-        f"margin-engine serving {db} (profile {journal.profile.name}, {journal.last_seq} commands) "
-        f"at http://{host}:{port}/ ; API docs at /docs; make keys with `margin-engine create-key ROLE --db {db}`",
+        f"margin-engine serving {url}/ (API docs at {url}/docs) on database {db} with profile {journal.profile.name} "
+        f"({journal.last_seq} commands journaled)",
         err=True,
     )
+    if keys == 0:
+        typer.echo(f"no API keys yet: run `margin-engine create-key admin --db {db}`", err=True)
+    else:
+        typer.echo(f"{keys} API key(s); make more with `margin-engine create-key ROLE --db {db}`", err=True)
     uvicorn.run(
         create_app(settings, journal, engine),
         host=host,
@@ -314,6 +328,22 @@ def serve(
         access_log=False,
         timeout_graceful_shutdown=5,  # SIGTERM stops the server even with streams open
     )
+
+
+def _active_keys(db: str) -> int:
+    """How many keys the (existing) journal's database holds that are not revoked."""
+    import sqlalchemy as sa
+
+    from margin_engine.service.keys import KeyStore
+    from margin_engine.storage.journal import JournalCorrupt, database_url
+
+    engine = sa.create_engine(database_url(db))
+    try:
+        return sum(not k["revoked"] for k in KeyStore(engine).list())
+    except sa.exc.SQLAlchemyError as exc:
+        raise JournalCorrupt(f"cannot read the API keys in {db}: {type(exc).__name__}") from None
+    finally:
+        engine.dispose()
 
 
 def _key_store(db: str):

@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from margin_engine.errors import InputError
+from margin_engine.margin.profile import load_profile
 from margin_engine.service.keys import KeyStore, Sessions
 from margin_engine.service.limits import BodySizeLimit, TokenBucket
 from margin_engine.service.metrics import RequestTiming
@@ -28,17 +29,42 @@ from margin_engine.storage.journal import Journal, JournalMissing, database_url
 _TAG = re.compile(r"^(float|int|str|bool|none|constrained-\w+|function-\w+|\w+\[.*\])$")
 
 
+class ProfileMismatch(InputError):
+    """A profile asked for that is not the one the journal holds (a journal keeps its own)."""
+
+
 def open_journal(settings: Settings) -> Journal:
     """The journal at the settings' database; a new one only when asked (`init`), never because a path
-    was mistyped or a file emptied."""
+    was mistyped or a file emptied. A profile given for an existing journal must be the one it holds:
+    the journal's own is what its commands were applied with, so another one is refused, never ignored."""
     try:
-        return Journal.open(database_url(settings.db_url))
+        journal = Journal.open(database_url(settings.db_url))
     except JournalMissing as exc:
         if not settings.init:
             raise JournalMissing(
-                "db", f"{exc.message}; or start the service with --init to create it with profile {settings.profile}"
+                "db",
+                f"{exc.message}; or start the service with --init to create it with profile {settings.new_profile}",
             ) from None
         return Journal.create(database_url(settings.db_url), settings.profile_text())
+    if settings.profile is not None:
+        try:
+            _check_profile(journal, settings.profile)
+        except BaseException:
+            journal.close()
+            raise
+    return journal
+
+
+def _check_profile(journal: Journal, asked: str) -> None:
+    held = journal.profile
+    if load_profile(asked) == held:
+        return
+    other = " with other parameters" if held.name == load_profile(asked).name else ""
+    raise ProfileMismatch(
+        "profile",
+        f"the database holds a journal with profile {held.name!r}{other}, not {asked!r}: a journal keeps the profile "
+        "it was created with; leave out --profile to serve it with its own",
+    )
 
 
 def create_app(settings: Settings, journal: Journal | None = None, engine=None) -> FastAPI:
