@@ -1,6 +1,7 @@
 """The command line: outputs people and programs read, and bad input that exits 2 in one line."""
 
 import json
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from margin_engine.cli.app import app
+from margin_engine.ledger.units import format_units
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 runner = CliRunner()
@@ -94,17 +96,90 @@ def test_examples_run(tmp_path):
     assert out["margin"]["accounts"][0]["id"] == "alice"
 
 
-def test_run_table_prints_events_and_rejections():
+# Human output has no integer smallest units and no epoch seconds: a run of 9+ digits with no
+# separator is one of them (50,000.00 USDC and 2026-11-25 08:00:00 UTC never are).
+RAW_NUMBER = re.compile(r"(?<![\d.,])\d{9,}(?![\d.,])")
+MINUS_ZERO = re.compile(r"(?<![\d.,])-0\.0+(?![\d])")
+
+
+def test_run_table_prints_events_in_words_with_units():
     result = invoke("run", EXAMPLES / "scenario.jsonl")
     assert result.exit_code == 0, result.output
-    assert "rejected insufficient_margin" in result.stdout
-    assert "position_changed" in result.stdout and "Pools" in result.stdout
+    out = result.stdout
+    assert "rejected insufficient_margin: alice: withdrawal would leave initial margin uncovered (needs " in out
+    assert "50,000.00 USDC: external -> alice (deposit)" in out
+    assert "engine time 2026-11-25 08:00:00 UTC" in out
+    assert "bob bought 2 BTC-25DEC26-60000-C from alice at 4,100.00 USD" in out
+    assert "alice now holds 1 BTC-PERP, perp cash -60,000.00 USDC" in out
+    assert "State at 2026-12-25 08:00:00 UTC" in out and "Pools" in out and "equity (USDC)" in out
+    assert "1 of 15 commands rejected" in out
+    assert not RAW_NUMBER.search(out), RAW_NUMBER.search(out)
+    assert not MINUS_ZERO.search(out) and "amount=" not in out and "time=" not in out
 
 
-def test_demo_runs():
-    result = invoke("demo")
+@pytest.mark.parametrize(
+    ("name", "profile"),
+    [
+        ("liquidation-partial.jsonl", "deribit"),
+        ("liquidation-adl.jsonl", "deribit"),
+        ("liquidation-socialized.jsonl", "derive"),
+    ],
+)
+def test_run_liquidations_read_in_words(name, profile):
+    out = invoke("run", EXAMPLES / name, "--profile", profile).stdout
+    assert re.search(r"took \d+\.\d\d% of \w+'s book \((fixed penalty|Dutch auction|batch auction)\)", out), out
+    assert not RAW_NUMBER.search(out) and not MINUS_ZERO.search(out)
+
+
+def test_run_json_keeps_integers_under_units_names():
+    result = invoke("run", EXAMPLES / "liquidation-partial.jsonl", "--format", "json")
+    out = json.loads(result.stdout)
+    assert out["format_version"] == 2 and out["rejected"] == 1  # the not_liquidatable retry
+    events = [e for r in out["results"] for e in r.get("events", [])]
+    fill = next(e for e in events if e["type"] == "liquidation_fill")
+    assert fill["penalty_units"] == 723_874_198 and fill["penalty"] == "723.874198"
+    assert isinstance(fill["paid_units"], int) and "text" in fill
+    deposit = next(e for e in events if e["type"] == "transfer" and e["reason"] == "deposit")
+    assert isinstance(deposit["amount_units"], int) and deposit["amount"] == format_units(deposit["amount_units"], 6)
+    clock = next(e for e in events if e["type"] == "time_advanced")
+    assert isinstance(clock["time_s"], int) and clock["time"].endswith("Z")
+    for e in events:  # every integer amount or time is named for its unit
+        for key, value in e.items():
+            if isinstance(value, int) and not isinstance(value, bool):
+                assert key.endswith(("_units", "_s")), (e["type"], key)
+
+
+def test_run_strict_exits_1_on_a_rejection():
+    assert invoke("run", EXAMPLES / "scenario.jsonl").exit_code == 0
+    result = invoke("run", EXAMPLES / "scenario.jsonl", "--strict")
+    assert result.exit_code == 1 and "(--strict: exit 1)" in result.stdout
+    assert invoke("run", EXAMPLES / "liquidation-adl.jsonl", "--strict").exit_code == 0
+
+
+@pytest.mark.parametrize("profile", ["deribit", "derive", "deribit-pm", "derive-pmrm"])
+def test_demo_tells_what_happens_in_units(profile):
+    result = invoke("demo", "--profile", profile)
     assert result.exit_code == 0, result.output
-    assert "rejected" in result.stdout and "Conservation" in result.stdout
+    out = result.stdout
+    assert "rejected trade: insufficient_margin" in out and "Conservation" in out
+    assert "rejected start_liquidation" not in out and "rejected bid" not in out  # the liquidation it narrates happens
+    assert re.search(r"keeper took \d+\.\d\d% of alice's book", out)
+    conservation = " ".join(out.split("Conservation")[-1].split())  # the last lines, unwrapped
+    assert re.search(r"USDC: deposits - withdrawals = 714,000\.00 USDC = users [\d,]+\.\d\d USDC", conservation)
+    assert conservation.endswith("pending withdrawals 0.00 USDC"), conservation
+    assert not RAW_NUMBER.search(out) and not MINUS_ZERO.search(out)
+    pooled = "portfolio" if profile.endswith(("-pm", "-pmrm")) else "cross"
+    assert f"account alice opened ({pooled} margin)" in out
+
+
+def test_margin_table_has_units_and_json_integers():
+    out = invoke("margin", EXAMPLES / "pm-book.json", "--profile", "deribit-pm", "--explain").stdout
+    assert "equity (USDC)" in out and "mark (USD)" in out and "delta (coins)" in out and "loss (USD)" in out
+    assert not RAW_NUMBER.search(out) and not MINUS_ZERO.search(out)
+    data = json.loads(invoke("margin", EXAMPLES / "portfolio.json", "--format", "json").stdout)
+    for account in data["accounts"]:
+        assert isinstance(account["initial_margin_units"], int)
+        assert account["initial_margin"] == format_units(account["initial_margin_units"], 6)
 
 
 def _position(**over):

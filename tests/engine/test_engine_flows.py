@@ -82,7 +82,7 @@ def of_type(events, kind):
 
 
 def transfers(events, reason):
-    return [(ev.debit, ev.credit, ev.amount) for ev in events if ev.type == "transfer" and ev.reason == reason]
+    return [(ev.debit, ev.credit, ev.amount_units) for ev in events if ev.type == "transfer" and ev.reason == reason]
 
 
 # ------------------------------------------------------------------------------------------- perps
@@ -98,7 +98,7 @@ def test_perp_open_partial_close_full_close_and_flip():
     assert pos(e, "alice", "BTC-PERP") == (Decimal(-2), 122_000 * U)
     # taker fee 0.05% * 122000 = 61 USDC; maker 0
     (t,) = of_type(out, "trade")
-    assert (t.buyer_fee, t.seller_fee) == (61 * U, 0)
+    assert (t.buyer_fee_units, t.seller_fee_units) == (61 * U, 0)
     assert transfers(out, "fee") == [(user_key("bob"), FEES, 61 * U)]
     assert transfers(out, "realized_pnl") == []  # no cash moves at a perp trade
     assert user(e, "bob") == 100_000 * U - 61 * U
@@ -162,7 +162,7 @@ def test_perp_taker_fee_seller_aggressor_and_sub_unit_rounding():
     # taker fee 0.0005 * 0.00060001 USDC = 0.300005 units -> rounded up to 1 unit
     out = ok(e, trade("bob", "alice", "BTC-PERP", "0.00000001", "60001", "buyer"))
     (t,) = of_type(out, "trade")
-    assert (t.buyer_fee, t.seller_fee) == (1, 0)
+    assert (t.buyer_fee_units, t.seller_fee_units) == (1, 0)
     assert pos(e, "bob", "BTC-PERP") == (Decimal("1.50000001"), -90_000 * U - 600)
     assert pos(e, "alice", "BTC-PERP") == (Decimal("-1.50000001"), 90_000 * U + 600)
     # 0.00000001 * 60050 = 600.5 units -> half-even 600; 0.00000001 * 60150 = 601.5 units -> 602
@@ -181,11 +181,11 @@ def test_perp_maker_fee_when_the_profile_charges_one():
     # notional 0.3 * 60000.7 = 18000.21 USDC; taker 0.05% = 9.000105 -> 9_000_105 units;
     # maker 0.02% = 3.600042 -> 3_600_042 units
     (t,) = of_type(out, "trade")
-    assert (t.buyer_fee, t.seller_fee) == (9_000_105, 3_600_042)
+    assert (t.buyer_fee_units, t.seller_fee_units) == (9_000_105, 3_600_042)
     # 0.3 * 60000.71 = 18000.213: taker 9.0001065 USDC -> up 9_000_107; maker 3.6000426 -> up 3_600_043
     out = ok(e, trade("bob", "alice", "BTC-PERP", "0.3", "60000.71", "seller"))
     (t,) = of_type(out, "trade")
-    assert (t.buyer_fee, t.seller_fee) == (3_600_043, 9_000_107)
+    assert (t.buyer_fee_units, t.seller_fee_units) == (3_600_043, 9_000_107)
     assert bal(e, FEES) == 9_000_105 + 3_600_042 + 3_600_043 + 9_000_107
 
 
@@ -224,7 +224,7 @@ def test_option_premium_and_fee_cap_not_binding():
     assert transfers(out, "premium") == [(user_key("bob"), user_key("alice"), 3_000 * U)]
     # fee min(0.03% * 60000 * 1 = 18, 12.5% * 3000 * 1 = 375) = 18 USDC, both sides (aggressor irrelevant)
     (t,) = of_type(out, "trade")
-    assert (t.buyer_fee, t.seller_fee) == (18 * U, 18 * U)
+    assert (t.buyer_fee_units, t.seller_fee_units) == (18 * U, 18 * U)
     assert user(e, "bob") == 100_000 * U - 3_000 * U - 18 * U
     assert user(e, "alice") == 100_000 * U + 3_000 * U - 18 * U
     assert bal(e, FEES) == 36 * U
@@ -240,7 +240,7 @@ def test_option_fee_cap_binding():
     assert transfers(out, "premium") == [(user_key("bob"), user_key("alice"), 200 * U)]
     # fee min(0.03% * 60000 * 2 = 36, 12.5% * 100 * 2 = 25) = 25 USDC each
     (t,) = of_type(out, "trade")
-    assert (t.buyer_fee, t.seller_fee) == (25 * U, 25 * U)
+    assert (t.buyer_fee_units, t.seller_fee_units) == (25 * U, 25 * U)
     assert bal(e, FEES) == 50 * U
     assert user(e, "bob") == 100_000 * U - 200 * U - 25 * U
     assert user(e, "alice") == 100_000 * U + 200 * U - 25 * U
@@ -253,11 +253,11 @@ def test_option_fee_sub_unit_rounds_up_and_zero_price_has_zero_fee():
     assert transfers(out, "premium") == [(user_key("bob"), user_key("alice"), 30)]
     # fee min(0.0003 * 60000 * 1e-8 = 0.18 units, 0.125 * 3000 * 1e-8 = 3.75 units) = 0.18 -> 1 unit
     (t,) = of_type(out, "trade")
-    assert (t.buyer_fee, t.seller_fee) == (1, 1)
+    assert (t.buyer_fee_units, t.seller_fee_units) == (1, 1)
     # a zero premium: cap 12.5% * 0 = 0 -> no fee, no premium transfer
     out = ok(e, trade("bob", "alice", "BTC-25DEC26-200000-C", "1", "0"))
     (t,) = of_type(out, "trade")
-    assert (t.buyer_fee, t.seller_fee) == (0, 0)
+    assert (t.buyer_fee_units, t.seller_fee_units) == (0, 0)
     assert transfers(out, "premium") == [] and transfers(out, "fee") == []
 
 
@@ -368,7 +368,7 @@ def test_expiry_itm_call_otm_put_with_dust():
         assert e.state.accounts[a].positions == {}
     closes = [(ev.account, ev.instrument) for ev in of_type(out, "position_changed")]
     assert sorted(closes) == sorted([("bob", CALL), ("dan", CALL), ("alice", CALL), ("alice", PUT), ("carl", PUT)])
-    assert all(ev.size == 0 and ev.quote == 0 for ev in of_type(out, "position_changed"))
+    assert all(ev.size == 0 and ev.quote_units == 0 for ev in of_type(out, "position_changed"))
     # settle twice
     rejected(
         e, {"type": "settle_expiry", "underlying": "BTC", "expiry": "25DEC26", "price": "61000.0003"}, "already_settled"

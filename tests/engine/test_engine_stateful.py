@@ -264,7 +264,7 @@ class EngineMachine(RuleBasedStateMachine):
         (t,) = [e for e in events if e.type == "trade"]
         notional = int((qty * price).scaleb(6).to_integral_value())  # half-even, as both sides book it
         s = self.engine.state
-        for account, sign, fee in ((buyer, 1, t.buyer_fee), (seller, -1, t.seller_fee)):
+        for account, sign, fee in ((buyer, 1, t.buyer_fee_units), (seller, -1, t.seller_fee_units)):
             old_size, old_quote = before["positions"].get(account, {}).get(name, (Decimal(0), 0))
             got = s.accounts[account].positions.get(name)
             new_size, new_quote = (got.size, got.quote) if got else (Decimal(0), 0)
@@ -288,7 +288,7 @@ class EngineMachine(RuleBasedStateMachine):
     def _check_fees(self, events, inst, qty, price, aggressor):
         f = self.profile.fees
         (t,) = [e for e in events if e.type == "trade"]
-        for side, fee in (("buyer", t.buyer_fee), ("seller", t.seller_fee)):
+        for side, fee in (("buyer", t.buyer_fee_units), ("seller", t.seller_fee_units)):
             if inst.is_option:
                 raw = min(
                     Decimal(repr(f.option_rate)) * self.index(inst.underlying) * qty,

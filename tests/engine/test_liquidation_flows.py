@@ -84,7 +84,7 @@ def of_type(events, kind):
 
 
 def transfers(events, reason):
-    return [(ev.debit, ev.credit, ev.amount) for ev in events if ev.type == "transfer" and ev.reason == reason]
+    return [(ev.debit, ev.credit, ev.amount_units) for ev in events if ev.type == "transfer" and ev.reason == reason]
 
 
 def trade(buyer, seller, qty, price, instrument="BTC-PERP") -> dict:
@@ -208,7 +208,7 @@ def test_fixed_partial_steps_follow_the_closed_form():
     assert transfers(out, "realized_pnl") == [(user_key("trader"), "settlement", 1_139_318_579)]
     # penalty = ceil(0.0075 x 96,516,559,621 units) = ceil(723,874,197.16) = 723,874,198
     # keeper floor(723,874,198 / 2) = 361,937,099; insurance the other 361,937,099
-    assert (fill.penalty, fill.insurance_fee) == (723_874_198, 361_937_099)
+    assert (fill.penalty_units, fill.insurance_fee_units) == (723_874_198, 361_937_099)
     assert transfers(out, "liquidation_penalty") == [
         (user_key("trader"), user_key("keeper"), 361_937_099),
         (user_key("trader"), INSURANCE, 361_937_099),
@@ -249,10 +249,10 @@ def test_fixed_partial_steps_follow_the_closed_form():
         assert float(fill.fraction) == pytest.approx(fraction, rel=1e-12)
         moved = ceil8(held * fill.fraction)
         assert size(e, "trader") == held - moved == left
-        assert fill.penalty == penalty
+        assert fill.penalty_units == penalty
         notional = int((moved * Decimal(index) * U).to_integral_value())
         penalty, keeper, fund = penalty_split(notional)
-        assert (fill.penalty, fill.insurance_fee) == (penalty, fund)
+        assert (fill.penalty_units, fill.insurance_fee_units) == (penalty, fund)
         assert transfers(out, "liquidation_penalty") == [
             (user_key("trader"), user_key("keeper"), keeper),
             (user_key("trader"), INSURANCE, fund),
@@ -300,7 +300,7 @@ def test_whale_size_add_on_raises_the_ratio_and_the_fraction():
     assert size(e, "keeper") == moved == Decimal("18.15489226")
     notional = int((moved * 59200 * U).to_integral_value())
     penalty, keeper, fund = penalty_split(notional)
-    assert (fill.penalty, fill.insurance_fee) == (penalty, fund)
+    assert (fill.penalty_units, fill.insurance_fee_units) == (penalty, fund)
     after = margin(e, "whale")
     # what is left stands on the buffer, not above it: equity / MM = 1.02
     assert after.equity >= 1.02 * after.maintenance_margin
@@ -373,7 +373,7 @@ def test_isolated_position_liquidated_with_the_fixed_mechanism(profile, index):
     assert size(e, "keeper") == moved and size(e, "iso") == 1 - moved
     notional = int((moved * index * U).to_integral_value())
     penalty, keeper, fund = penalty_split(notional)
-    assert (fill.penalty, fill.insurance_fee) == (penalty, fund)
+    assert (fill.penalty_units, fill.insurance_fee_units) == (penalty, fund)
     # the loss realized and the penalty come out of the position's own collateral
     realized = int((moved * (60000 - index) * U).to_integral_value())
     assert e.state.ledger.balance(btc_key, "USDC") == btc_alloc - realized - penalty
@@ -451,11 +451,11 @@ def test_insolvent_account_drawn_on_the_insurance_fund_ends_at_zero():
     assert size(e, "keeper") == 10 and e.state.accounts["trader"].positions == {}
     assert transfers(out, "insurance") == [(INSURANCE, user_key("trader"), 7_000 * U)]
     (b,) = of_type(out, "bankruptcy")
-    assert (b.account, b.deficit, b.insurance) == ("trader", 7_000 * U, 7_000 * U)
-    assert (b.adl, b.socialized, b.uncovered) == (0, 0, 0)
+    assert (b.account, b.deficit_units, b.insurance_units) == ("trader", 7_000 * U, 7_000 * U)
+    assert (b.adl_units, b.socialized_units, b.uncovered_units) == (0, 0, 0)
     assert of_type(out, "deleveraged") == []
     (fill,) = of_type(out, "liquidation_fill")
-    assert (fill.fraction, fill.penalty) == (1, 0)  # no penalty from an account worth nothing
+    assert (fill.fraction, fill.penalty_units) == (1, 0)  # no penalty from an account worth nothing
     assert user(e, "trader") == 0  # 13,000 - 20,000 + 7,000
     assert insurance(e) == 3_000 * U
     assert user(e, "keeper") == 1_000_000 * U and margin(e, "keeper").equity == 1_000_000 * U
@@ -472,14 +472,14 @@ def test_insurance_too_small_then_adl_ranked_by_profit_times_leverage():
     #   short2: ( 8,000 / 240,000) x (232,000 / 108,000) = 0.0716
     # short1 first (6 lots), then short2 (4 lots); charges 6,000 x 6/10 = 3,600 and 6,000 x 4/10 = 2,400
     dl = of_type(out, "deleveraged")
-    assert [(d.counterparty, d.size, d.loss) for d in dl] == [("short1", 6, 3_600 * U), ("short2", 4, 2_400 * U)]
+    assert [(d.counterparty, d.size, d.loss_units) for d in dl] == [("short1", 6, 3_600 * U), ("short2", 4, 2_400 * U)]
     assert transfers(out, "adl") == [
         (user_key("short1"), user_key("trader"), 3_600 * U),
         (user_key("short2"), user_key("trader"), 2_400 * U),
     ]
     assert transfers(out, "insurance") == [(INSURANCE, user_key("trader"), 1_000 * U)]
     (b,) = of_type(out, "bankruptcy")
-    assert (b.deficit, b.insurance, b.adl, b.socialized, b.uncovered) == (7_000 * U, 1_000 * U, 6_000 * U, 0, 0)
+    assert (b.deficit_units, b.insurance_units, b.adl_units, b.socialized_units, b.uncovered_units) == (7_000 * U, 1_000 * U, 6_000 * U, 0, 0)
     # per account, to the unit: shorts realize their profit at mark and give up the charge
     assert user(e, "short1") == 20_000 * U + 12_000 * U - 3_600 * U  # 28,400
     assert user(e, "short2") == 100_000 * U + 8_000 * U - 2_400 * U  # 105,600
@@ -494,7 +494,7 @@ def test_adl_ranking_decides_who_is_deleveraged():
     e = adl_book(third_short=True)
     out = ok(e, start("trader", "keeper"))
     dl = of_type(out, "deleveraged")
-    assert [(d.counterparty, d.size, d.loss) for d in dl] == [("short1", 6, 3_600 * U), ("short3", 4, 2_400 * U)]
+    assert [(d.counterparty, d.size, d.loss_units) for d in dl] == [("short1", 6, 3_600 * U), ("short3", 4, 2_400 * U)]
     assert size(e, "short2") == -4 and size(e, "short3") == -1
     # short3 realizes 4 x 2,000 = 8,000 on the part closed and pays 2,400
     assert user(e, "short3") == 100_000 * U + 8_000 * U - 2_400 * U
@@ -516,7 +516,7 @@ def test_adl_in_pieces_leaves_the_bankrupt_account_at_exactly_zero():
     # 24.995001 x 185.70 = 4,641.5716857 -> 4,641.571686; total 20,113.477306, one unit more than
     # the deficit ADL was sized for (7,113.477305); the last counterparty charged settles that unit
     (b,) = of_type(out, "bankruptcy")
-    assert (b.deficit, b.adl, b.uncovered) == (7_113_477_306, 7_113_477_306, 0)
+    assert (b.deficit_units, b.adl_units, b.uncovered_units) == (7_113_477_306, 7_113_477_306, 0)
     assert [d.counterparty for d in of_type(out, "deleveraged")] == ["long1", "long2", "mm"]
     assert user(e, "trader") == 0
 
@@ -537,7 +537,7 @@ def test_socialized_loss_instead_of_adl():
         (user_key("short2"), user_key("trader"), 535_714_286),
     ]
     (b,) = of_type(out, "bankruptcy")
-    assert (b.deficit, b.insurance, b.adl, b.socialized, b.uncovered) == (7_000 * U, 1_000 * U, 0, 6_000 * U, 0)
+    assert (b.deficit_units, b.insurance_units, b.adl_units, b.socialized_units, b.uncovered_units) == (7_000 * U, 1_000 * U, 0, 6_000 * U, 0)
     assert user(e, "trader") == 0
     assert user(e, "short1") == 20_000 * U - 107_142_857
     assert user(e, "short2") == 100_000 * U - 535_714_286
@@ -554,7 +554,7 @@ def test_uncovered_deficit_gates_withdrawals_until_resolved_again():
     # loss 18,000 against 3,900 + 100: deficit 14,000; no fund; balances maker 4,000 + keeper 3,000
     out = ok(e, start("iso", "keeper"))
     (b,) = of_type(out, "bankruptcy")
-    assert (b.deficit, b.insurance, b.socialized, b.uncovered) == (14_000 * U, 0, 7_000 * U, 7_000 * U)
+    assert (b.deficit_units, b.insurance_units, b.socialized_units, b.uncovered_units) == (14_000 * U, 0, 7_000 * U, 7_000 * U)
     assert user(e, "iso") == -7_000 * U and user(e, "maker") == 0 and user(e, "keeper") == 0
     assert e.state.withdrawals_gated
     rejected(e, {"type": "deposit", "account": "ghost", "asset": "USDC", "amount": "1"}, "unknown_account")
@@ -564,7 +564,7 @@ def test_uncovered_deficit_gates_withdrawals_until_resolved_again():
     ok(e, {"type": "fund_insurance", "asset": "USDC", "amount": "20000"})
     out = ok(e, start("iso", "keeper"))
     (b,) = of_type(out, "bankruptcy")
-    assert (b.deficit, b.insurance, b.uncovered) == (7_000 * U, 7_000 * U, 0)
+    assert (b.deficit_units, b.insurance_units, b.uncovered_units) == (7_000 * U, 7_000 * U, 0)
     assert user(e, "iso") == 0 and not e.state.withdrawals_gated
     ok(e, withdraw("maker", 1))
 
@@ -586,7 +586,7 @@ def test_dutch_solvent_auction_at_five_minutes():
     # Lyra: MM = 5,000 - 28,250 = -23,250 < 0 and MtM > 0: a solvent auction
     out = ok(e, start("trader"))
     (s,) = of_type(out, "liquidation_started")
-    assert (s.auction, s.account, s.mechanism, s.phase, s.time) == ("L1", "trader", "dutch", "solvent", T0)
+    assert (s.auction, s.account, s.mechanism, s.phase, s.time_s) == ("L1", "trader", "dutch", "solvent", T0)
     assert e.state.auctions["L1"].phase == "solvent" and not e.state.withdrawals_gated
     ok(e, at(300))
     # d(300) = 0.95 - 0.25 x 300 / 900 = 0.866667
@@ -601,9 +601,9 @@ def test_dutch_solvent_auction_at_five_minutes():
     assert float(fill.fraction) == pytest.approx(f_max, rel=1e-12)
     assert float(fill.fraction) == pytest.approx(0.8638208720701847, rel=1e-12)
     # the bidder pays f x MtM x d = 0.863821 x 4,333.33 = 3,743.223779 (rounded up)
-    assert fill.paid == math.ceil(f_max * 5_000 * d * U) == 3_743_223_779
+    assert fill.paid_units == math.ceil(f_max * 5_000 * d * U) == 3_743_223_779
     # 10% of its discount f x MtM x (1 - d) = 575.88 goes to the insurance fund: 57.588059 (up)
-    assert fill.insurance_fee == math.ceil(0.10 * f_max * 5_000 * (1 - d) * U) == 57_588_059
+    assert fill.insurance_fee_units == math.ceil(0.10 * f_max * 5_000 * (1 - d) * U) == 57_588_059
     # the bidder gets f of the positions at mark (8.63820873 BTC, rounded up) and f x MtM in value
     # for what it pays: trader -> keeper floor(f x 5,000) - paid = 4,319.104360 - 3,743.223779
     assert size(e, "keeper") == ceil8(10 * fill.fraction) == Decimal("8.63820873")
@@ -656,7 +656,7 @@ def test_lyra_published_case_at_the_engine_level():
     assert float(fill.fraction) == pytest.approx(24.3375 / 48.3375, rel=1e-12)
     assert int(fill.fraction * 10_000) == 5034
     # pays f x 30 x 0.8 = 12.0838 (rounded up)
-    assert fill.paid == math.ceil(24.3375 / 48.3375 * 24 * U)
+    assert fill.paid_units == math.ceil(24.3375 / 48.3375 * 24 * U)
     assert of_type(out, "auction_ended")[0].reason == "restored"
 
 
@@ -665,7 +665,7 @@ def test_lyra_two_bids_reserve_the_first_bidders_cash():
     out = ok(e, bid("L1", "keeper", "0.1"))
     (first,) = of_type(out, "liquidation_fill")
     # 10% of the account for 10% of 30 x 0.8 = 2.4 USDC; the account keeps 2.4 as reserved cash
-    assert (first.fraction, first.paid) == (Decimal("0.1"), 2_400_000)
+    assert (first.fraction, first.paid_units) == (Decimal("0.1"), 2_400_000)
     assert e.state.auctions["L1"].reserved == 2_400_000
     assert size(e, "keeper") == Decimal("-0.001725")
     m = margin(e, "trader")
@@ -676,7 +676,7 @@ def test_lyra_two_bids_reserve_the_first_bidders_cash():
     # BM = -17.175 - 46.575 x 0.05 = -19.50375; f = 19.50375 / (19.50375 + 29.4 x 0.8 + 2.4 x 0.2)
     #   = 0.44832... (Lyra: 4483); pays f x (29.4 - 2.4) x 0.8 = 9.683786 (up)
     assert int(second.fraction * 10_000) == 4483
-    assert second.paid == 9_683_786
+    assert second.paid_units == 9_683_786
     assert of_type(out, "auction_ended")[0].reason == "restored"
     assert not margin(e, "trader").liquidatable
 
@@ -702,7 +702,7 @@ def test_dutch_insolvent_payment_grows_from_mtm_to_mm(minutes, payment):
     rejected(e, withdraw("maker", 1), "withdrawals_gated")
     out = ok(e, bid("L1", "keeper", 1))
     (fill,) = of_type(out, "liquidation_fill")
-    assert (fill.fraction, fill.paid, fill.insurance_fee) == (1, -payment, 0)
+    assert (fill.fraction, fill.paid_units, fill.insurance_fee_units) == (1, -payment, 0)
     # the keeper takes the 10 BTC at mark, covers the account's -10,000, and is paid by the fund
     assert transfers(out, "liquidation") == [(user_key("keeper"), user_key("trader"), 10_000 * U)]
     assert transfers(out, "insurance") == [(INSURANCE, user_key("keeper"), payment)]
@@ -723,14 +723,14 @@ def test_dutch_insolvent_partial_bid_keeps_the_gate_until_taken():
     out = ok(e, bid("L1", "keeper", "0.5"))
     (fill,) = of_type(out, "liquidation_fill")
     # half of 23,750 = 11,875 to the keeper, who covers half of the -10,000 and takes 5 BTC
-    assert fill.paid == -11_875 * U
+    assert fill.paid_units == -11_875 * U
     assert transfers(out, "liquidation") == [(user_key("keeper"), user_key("trader"), 5_000 * U)]
     assert size(e, "keeper") == 5 and of_type(out, "auction_ended") == []
     rejected(e, withdraw("maker", 1), "withdrawals_gated")
     # 30 minutes later (elapsed 60 min): MtM -5,000, requirement 13,750 -> |MM| = 18,750
     ok(e, at(3600))
     out = ok(e, bid("L1", "keeper", 1))
-    assert of_type(out, "liquidation_fill")[0].paid == -18_750 * U
+    assert of_type(out, "liquidation_fill")[0].paid_units == -18_750 * U
     assert user(e, "trader") == 0 and insurance(e) == 50_000 * U - 11_875 * U - 18_750 * U
     ok(e, withdraw("maker", 1))
 
@@ -768,13 +768,13 @@ def test_solvent_auction_left_alone_restarts():
     assert of_type(out, "auction_phase_changed") == []
     out = ok(e, at(44_100))
     (change,) = of_type(out, "auction_phase_changed")
-    assert (change.auction, change.phase, change.time) == ("L1", "solvent", T0 + 44_100)
+    assert (change.auction, change.phase, change.time_s) == ("L1", "solvent", T0 + 44_100)
     assert e.state.auctions["L1"].phase_started_s == T0 + 44_100
     # a bid now pays d = 0.95 again: f_max = 27,487.5 / (27,487.5 + 4,750)
     out = ok(e, bid("L1", "keeper", 1))
     (fill,) = of_type(out, "liquidation_fill")
     assert float(fill.fraction) == pytest.approx(27_487.5 / 32_237.5, rel=1e-12)
-    assert fill.paid == math.ceil(27_487.5 / 32_237.5 * 5_000 * 0.95 * U)
+    assert fill.paid_units == math.ceil(27_487.5 / 32_237.5 * 5_000 * 0.95 * U)
 
 
 def test_solvent_auction_turned_insolvent_by_a_gap_changes_phase():
@@ -784,10 +784,10 @@ def test_solvent_auction_turned_insolvent_by_a_gap_changes_phase():
     rejected(e, bid("L1", "keeper", 1), "auction_ended")  # the solvent price no longer applies
     out = ok(e, at(60))
     (change,) = of_type(out, "auction_phase_changed")
-    assert (change.phase, change.time) == ("insolvent", T0 + 60)
+    assert (change.phase, change.time_s) == ("insolvent", T0 + 60)
     assert e.state.withdrawals_gated
     out = ok(e, bid("L1", "keeper", 1))
-    assert of_type(out, "liquidation_fill")[0].paid == -10_000 * U  # |MtM| at the phase's start
+    assert of_type(out, "liquidation_fill")[0].paid_units == -10_000 * U  # |MtM| at the phase's start
 
 
 def test_dutch_rejections():
@@ -858,9 +858,9 @@ def test_batch_starts_with_a_lot_and_a_reserve():
     e = batch_book()
     out = ok(e, start("trader"))
     (s,) = of_type(out, "liquidation_started")
-    assert (s.mechanism, s.phase, s.closes_at) == ("batch", "solvent", T0 + 10)
+    assert (s.mechanism, s.phase, s.closes_at_s) == ("batch", "solvent", T0 + 10)
     assert float(s.fraction) == pytest.approx(LOT, rel=1e-12)
-    assert s.reserve_price == RESERVE
+    assert s.reserve_price_units == RESERVE
     rejected(e, bid("L1", "k1", 1), "max_price_required")
     ok(e, bid("L1", "k1", 1, max_price=3_100))
     rejected(e, bid("L1", "k1", 1, max_price=3_200), "duplicate_bid")
@@ -878,7 +878,7 @@ def test_batch_clears_at_one_uniform_price():
     # ranked by price: k1 (4,200) fills half, k2 (3,800) the other half; k3 is not reached.
     # everyone pays the marginal level's price, 3,800 for the whole lot: 0.5 x 3,800 = 1,900 each
     fills = of_type(out, "liquidation_fill")
-    assert [(f.liquidator, f.paid) for f in fills] == [("k1", 1_900 * U), ("k2", 1_900 * U)]
+    assert [(f.liquidator, f.paid_units) for f in fills] == [("k1", 1_900 * U), ("k2", 1_900 * U)]
     for f in fills:
         assert float(f.fraction) == pytest.approx(0.5 * LOT, rel=1e-12)  # half of the lot, of the account
     assert of_type(out, "auction_ended")[0].reason == "cleared"
@@ -913,7 +913,7 @@ def test_batch_sold_at_the_reserve_still_restores_the_buffer():
     ok(e, start("trader"))
     ok(e, bid("L1", "k1", 1, max_price=Decimal(RESERVE) / U))
     out = ok(e, at(10))
-    assert of_type(out, "liquidation_fill")[0].paid == RESERVE
+    assert of_type(out, "liquidation_fill")[0].paid_units == RESERVE
     # equity 5,000 - 4,359.326377 + 3,051.528464 = 3,692.202087 against MM (1 - f) x 28,250 = 3,619.4
     m = margin(e, "trader")
     assert m.equity == 5_000 * U - LOT_VALUE + RESERVE
@@ -930,7 +930,7 @@ def test_batch_bid_order_does_not_matter():
             ok(e, bid("L1", who, fraction, max_price=price))
         out = ok(e, at(10))
         # one level at 3,900 wants 1.2 of the lot: shared pro rata, 0.5 each, at 3,900; k3 not reached
-        assert sorted((f.liquidator, f.paid) for f in of_type(out, "liquidation_fill")) == [
+        assert sorted((f.liquidator, f.paid_units) for f in of_type(out, "liquidation_fill")) == [
             ("k1", 1_950 * U),
             ("k2", 1_950 * U),
         ]
@@ -961,7 +961,7 @@ def test_batch_winner_that_cannot_margin_is_dropped_and_the_rest_recleared():
     out = ok(e, at(10))
     # poor wins the whole lot at 4,000 but cannot margin 8.72 BTC (IM 6.5% x 492,604 = 32,019
     # against 20,000 + 359): dropped; rich clears alone at its own 3,500
-    assert [(f.liquidator, f.paid) for f in of_type(out, "liquidation_fill")] == [("rich", 3_500 * U)]
+    assert [(f.liquidator, f.paid_units) for f in of_type(out, "liquidation_fill")] == [("rich", 3_500 * U)]
     assert user(e, "poor") == 20_000 * U and size(e, "poor") == 0
     assert size(e, "rich") == ceil8(10 * Decimal(repr(LOT)))
     assert of_type(out, "auction_ended")[0].reason == "cleared"
@@ -972,13 +972,13 @@ def test_batch_insolvent_lot_is_paid_for_by_the_fund():
     out = ok(e, start("trader"))
     (s,) = of_type(out, "liquidation_started")
     # MtM -10,000: the whole account, reserve -10,000 - 0.3 x 10,000 = -13,000 (at most 13,000 paid)
-    assert (s.phase, s.fraction, s.reserve_price) == ("insolvent", 1, -13_000 * U)
+    assert (s.phase, s.fraction, s.reserve_price_units) == ("insolvent", 1, -13_000 * U)
     assert e.state.withdrawals_gated
     ok(e, bid("L1", "k1", 1, max_price=-14_000))  # asks too much: below the reserve
     ok(e, bid("L1", "k2", 1, max_price=-12_000))
     out = ok(e, at(10))
     (fill,) = of_type(out, "liquidation_fill")
-    assert (fill.liquidator, fill.paid) == ("k2", -12_000 * U)
+    assert (fill.liquidator, fill.paid_units) == ("k2", -12_000 * U)
     assert transfers(out, "liquidation") == [(user_key("k2"), user_key("trader"), 10_000 * U)]
     assert transfers(out, "insurance") == [(INSURANCE, user_key("k2"), 12_000 * U)]
     assert user(e, "trader") == 0 and insurance(e) == 38_000 * U
@@ -993,7 +993,7 @@ def test_batch_insolvent_lot_nobody_takes_is_offered_again_and_keeps_withdrawals
     out = ok(e, at(10))
     assert [(x.auction, x.reason) for x in of_type(out, "auction_ended")] == [("L1", "unsold")]
     (again,) = of_type(out, "liquidation_started")
-    assert (again.auction, again.phase, again.reserve_price, again.closes_at) == (
+    assert (again.auction, again.phase, again.reserve_price_units, again.closes_at_s) == (
         "L2",
         "insolvent",
         -13_000 * U,
@@ -1040,7 +1040,7 @@ def test_batch_bid_after_the_window_is_rejected():
     for s in SOURCES:
         ok(e, signed(s, 56500.0, T0 + 61))
     out = ok(e, at(62))
-    assert [(f.liquidator, f.paid) for f in of_type(out, "liquidation_fill")] == [("k1", 3_500 * U)]
+    assert [(f.liquidator, f.paid_units) for f in of_type(out, "liquidation_fill")] == [("k1", 3_500 * U)]
 
 
 # ======================================================================== the example scripts (CLI)
@@ -1096,25 +1096,25 @@ def test_example_runs_with_the_expected_events(name):
 
 def test_example_numbers():
     _, ev = run_example("liquidation-partial.jsonl")
-    assert [x["penalty"] for x in ev if x["type"] == "liquidation_fill"][0] == 723_874_198
+    assert [x["penalty_units"] for x in ev if x["type"] == "liquidation_fill"][0] == 723_874_198
     _, ev = run_example("liquidation-adl.jsonl")
-    assert [(x["counterparty"], x["loss"]) for x in ev if x["type"] == "deleveraged"] == [
+    assert [(x["counterparty"], x["loss_units"]) for x in ev if x["type"] == "deleveraged"] == [
         ("short1", 3_600 * U),
         ("short2", 2_400 * U),
     ]
     (b,) = [x for x in ev if x["type"] == "bankruptcy"]
-    assert (b["deficit"], b["insurance"], b["adl"], b["uncovered"]) == (7_000 * U, 1_000 * U, 6_000 * U, 0)
+    assert (b["deficit_units"], b["insurance_units"], b["adl_units"], b["uncovered_units"]) == (7_000 * U, 1_000 * U, 6_000 * U, 0)
     out, ev = run_example("liquidation-dutch-solvent.jsonl")
     (fill,) = [x for x in ev if x["type"] == "liquidation_fill"]
-    assert (fill["paid"], fill["insurance_fee"]) == (3_743_223_779, 57_588_059)
+    assert (fill["paid_units"], fill["insurance_fee_units"]) == (3_743_223_779, 57_588_059)
     assert [x["reason"] for x in ev if x["type"] == "auction_ended"] == ["restored"]
     out, ev = run_example("liquidation-dutch-insolvent.jsonl")
     (fill,) = [x for x in ev if x["type"] == "liquidation_fill"]
-    assert fill["paid"] == -23_750 * U
+    assert (fill["paid_units"], fill["paid"]) == (-23_750 * U, "-23750.000000")  # readers get both
     assert out["state"]["insurance_fund"] == {"USDC": "26250.000000"}
     assert out["results"][-1]["events"][0]["reason"] == "withdrawal"  # the gate opened
     out, ev = run_example("liquidation-socialized.jsonl")
-    assert sorted(x["amount"] for x in ev if x["type"] == "transfer" and x["reason"] == "socialized_loss") == [
+    assert sorted(x["amount_units"] for x in ev if x["type"] == "transfer" and x["reason"] == "socialized_loss") == [
         9_327_889_447,
         9_422_110_553,
     ]

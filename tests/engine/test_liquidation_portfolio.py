@@ -55,5 +55,5 @@ def test_short_call_closed_before_its_hedge():
     fill = next(ev for ev in events if ev.type == "liquidation_fill")
     # 0.75% of the underlying notional closed (10 BTC per position at 72,000 = 5,400 each), capped at
     # what the account has left; half to the keeper, half (the remainder) to the insurance fund
-    assert fill.penalty <= 5_400_000_000 * len(closed)
-    assert fill.insurance_fee == fill.penalty - fill.penalty // 2
+    assert fill.penalty_units <= 5_400_000_000 * len(closed)
+    assert fill.insurance_fee_units == fill.penalty_units - fill.penalty_units // 2

@@ -112,18 +112,18 @@ class LiquidationMachine(RuleBasedStateMachine):
         running: dict[str, int] = {}
         for i, ev in enumerate(events):
             if ev.type == "transfer" and ev.asset == "USDC":
-                running[ev.debit] = running.get(ev.debit, 0) - ev.amount
-                running[ev.credit] = running.get(ev.credit, 0) + ev.amount
+                running[ev.debit] = running.get(ev.debit, 0) - ev.amount_units
+                running[ev.credit] = running.get(ev.credit, 0) + ev.amount_units
             if ev.type == "bankruptcy":
-                parts = (ev.insurance, ev.adl, ev.socialized, ev.uncovered)
-                assert all(p >= 0 for p in parts) and sum(parts) == ev.deficit, ev
+                parts = (ev.insurance_units, ev.adl_units, ev.socialized_units, ev.uncovered_units)
+                assert all(p >= 0 for p in parts) and sum(parts) == ev.deficit_units, ev
                 key = user_key(ev.account)
                 balance = before["balances"].get((key, "USDC"), 0) + running.get(key, 0)
-                assert balance + ev.uncovered >= 0, (ev, balance)
+                assert balance + ev.uncovered_units >= 0, (ev, balance)
                 # and never more than rounding dust left in it (the deficit is rounded up)
-                assert balance + ev.uncovered <= 2, f"the bankrupt account keeps {balance + ev.uncovered} units"
+                assert balance + ev.uncovered_units <= 2, f"the bankrupt account keeps {balance + ev.uncovered_units} units"
             if ev.type == "deleveraged":
-                assert ev.loss >= 0
+                assert ev.loss_units >= 0
                 later = events[i + 1 :]
                 if not any(_touches(x, ev.counterparty) for x in later):
                     assert self.margin(ev.counterparty).equity >= 0, ev

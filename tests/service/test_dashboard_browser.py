@@ -1,7 +1,11 @@
-"""The risk desk page in a real browser (headless Debian Chromium via Selenium): it asks for a key,
-signs in with it once (a session cookie, the key never in a URL), a price move sent through the API
-shows up on the page live, and a screenshot is saved under the test's output."""
+"""The risk desk page in a real browser (headless Debian Chromium via Selenium): it asks for a key and
+says how to make one, signs in with it once (a session cookie, the key never in a URL), and after a
+scripted session shows engine time, the fund from the first engine time, a liquidation in words with
+USDC amounts, and a price move pushed live. `DESK_SCREENSHOT=path` keeps the screenshot
+(docs/screenshot.py writes docs/img/dashboard.png that way)."""
 
+import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -54,7 +58,33 @@ def wait_for(predicate, timeout_s=15.0):
     raise AssertionError("the page did not update in time")
 
 
-def test_price_move_shows_up_live(tmp_path, browser):
+def _session(api: httpx.Client) -> None:
+    """Deposits, trades, a price move and a liquidation. The fund gets capital before the clock is set:
+    the chart must still start at the first engine time, not at 1970."""
+    api.post("/v1/insurance", json={"amount": "50000"}).raise_for_status()
+    api.post("/v1/time", json={"time": "2026-11-25T08:00:00Z"}).raise_for_status()
+    api.post("/v1/markets", json={"underlying": "BTC", "index": "60000", "vol": 0.6}).raise_for_status()
+    for name, cash in (("maker", "5000000"), ("keeper", "2000000"), ("alice", "14000"), ("bob", "60000")):
+        api.post("/v1/accounts", json={"account": name}).raise_for_status()
+        api.post(
+            f"/v1/accounts/{name}/deposits", json={"amount": cash, "reference": f"0xdesk:{name}"}
+        ).raise_for_status()
+    for buyer, seller, instrument, size, price in (
+        ("alice", "maker", "BTC-PERP", "10", "60000"),
+        ("maker", "bob", "BTC-25DEC26-65000-C", "5", "2200"),
+    ):
+        fill = {"buyer": buyer, "seller": seller, "instrument": instrument, "size": size, "price": price}
+        api.post("/v1/fills", json=fill).raise_for_status()
+    api.post("/v1/time", json={"time": "2026-11-25T08:10:00Z"}).raise_for_status()
+    api.post("/v1/markets", json={"underlying": "BTC", "index": "59200", "vol": 0.65}).raise_for_status()
+    queue = api.get("/v1/liquidations/queue").json()["queue"]
+    assert [row["account"] for row in queue] == ["alice"]
+    api.post("/v1/liquidations", json={"account": "alice", "liquidator": "keeper"}).raise_for_status()
+
+
+def test_desk_reads_at_a_glance(tmp_path, browser):
+    """A wrong key gets a page that says so; the right one shows the engine time, the fund from the
+    first engine time, a price move pushed live, and the liquidation as a sentence in USDC."""
     from selenium.webdriver.common.by import By
 
     db = str(tmp_path / "desk.db")
@@ -63,33 +93,48 @@ def test_price_move_shows_up_live(tmp_path, browser):
     try:
         key = create_key(db, "admin")
         api = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": key}, timeout=5)
-        api.post("/v1/time", json={"time": "2026-11-25T08:00:00Z"}).raise_for_status()
-        api.post("/v1/markets", json={"underlying": "BTC", "index": "60000", "vol": 0.6}).raise_for_status()
+        _session(api)
         browser.get(f"http://127.0.0.1:{port}/")
-        form = browser.find_element(By.ID, "login")
-        assert wait_for(lambda: form.is_displayed())  # no session yet: the page asks for a key
+        signin = browser.find_element(By.ID, "signin")
+        assert wait_for(lambda: signin.is_displayed())  # no session yet: the page asks for a key, says how
+        assert "create-key admin" in signin.text
+        assert not browser.find_element(By.ID, "desk").is_displayed()
         browser.find_element(By.ID, "key").send_keys("me_0_wrong")
         browser.find_element(By.ID, "sign-in").click()
-        assert wait_for(lambda: "refused (401)" in browser.find_element(By.ID, "status").text)
+        assert wait_for(lambda: "That key was refused" in signin.text)
+        assert "401" in signin.text and not browser.find_element(By.ID, "desk").is_displayed()
         browser.find_element(By.ID, "key").send_keys(key)
         browser.find_element(By.ID, "sign-in").click()
 
-        def index_text():
-            cells = browser.find_elements(By.ID, "oracle-BTC-index")
+        def text(element_id):
+            cells = browser.find_elements(By.ID, element_id)
             return cells[0].text if cells else ""
 
-        assert wait_for(lambda: index_text() == "60,000")
+        assert wait_for(lambda: text("oracle-BTC-index") == "59,200.00")
+        assert text("engine-time") == "2026-11-25 08:10:00 UTC"
+        chart = browser.find_element(By.ID, "insurance-chart")
+        assert chart.get_attribute("data-start") == "1795593600"  # 2026-11-25 08:00:00 UTC, the first engine time
+        assert text("insurance-start") == "2026-11-25 08:00:00 UTC"
+        fills = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#events li.liquidation_fill")]
+        assert len(fills) == 1
+        assert re.fullmatch(
+            r"08:10:00 keeper took \d+\.\d\d% of alice's book \(fixed penalty\): paid [\d,]+\.\d\d USDC; "
+            r"penalty [\d,]+\.\d\d USDC, [\d,]+\.\d\d USDC to the insurance fund",
+            fills[0],
+        ), fills[0]
+        insurance = text("insurance")
+        assert re.fullmatch(r"50,\d{3}\.\d\d USDC", insurance), insurance  # capital plus the penalty's share
+        page = browser.find_element(By.TAG_NAME, "body").text
+        assert not re.search(r"\d{9,}", page), "smallest units or epoch seconds on the page"
         api.post("/v1/markets", json={"underlying": "BTC", "index": "54321", "vol": 0.8}).raise_for_status()
-        assert wait_for(lambda: index_text() == "54,321")  # pushed by the event stream, no reload
-        assert browser.find_element(By.ID, "status").text == "live"
-        assert key not in browser.current_url and not form.is_displayed()
+        assert wait_for(lambda: text("oracle-BTC-index") == "54,321.00")  # pushed by the event stream, no reload
+        assert text("status") == "live"
         cookie = browser.get_cookie("me_session")
-        assert cookie["httpOnly"] and cookie["value"] != key
-        out = Path(__file__).resolve().parents[2] / "out"
-        out.mkdir(exist_ok=True)
-        browser.save_screenshot(str(out / "dashboard.png"))
-        browser.save_screenshot(str(tmp_path / "dashboard.png"))
-        assert (tmp_path / "dashboard.png").stat().st_size > 10_000
+        assert cookie["httpOnly"] and cookie["value"] != key and key not in browser.current_url
+        shot = Path(os.environ.get("DESK_SCREENSHOT", tmp_path / "dashboard.png"))
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(shot))
+        assert shot.stat().st_size > 10_000
         api.close()
     finally:
         proc.kill()

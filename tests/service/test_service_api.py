@@ -89,6 +89,7 @@ ENDPOINTS = [
     ("GET", "/v1/accounts/alice", None, {"admin", "alice"}),
     ("POST", "/v1/accounts/alice/deposits", {"amount": "1", "reference": "0xfeed:7"}, {"admin", "custody"}),
     ("POST", "/v1/accounts/alice/withdrawals", {"amount": "1"}, {"admin", "alice"}),
+    ("POST", "/v1/accounts/alice/allocate", {"instrument": "BTC-PERP", "amount": "1"}, {"admin", "alice"}),
     ("GET", "/v1/accounts/alice/margin", None, {"admin", "alice"}),
     ("POST", "/v1/accounts/alice/what-if", {"trades": ["BTC-PERP:1"]}, {"admin", "alice"}),
     ("GET", "/v1/withdrawals", None, {"admin", "custody"}),

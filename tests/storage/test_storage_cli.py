@@ -92,14 +92,14 @@ def test_an_edited_event_amount_is_found_by_the_audit(journal_db):
         for i, e in enumerate(r.get("events", []))
         if e["type"] == "transfer" and e["reason"] == "fee"
     )
-    tampered = json.dumps({**event, "amount": event["amount"] + 1}, sort_keys=True, separators=(",", ":"))
+    tampered = json.dumps({**event, "amount_units": event["amount_units"] + 1}, sort_keys=True, separators=(",", ":"))
     edit(db_url, sa.update(events).where(events.c.command_seq == seq, events.c.idx == idx).values(event=tampered))
     assert "hash chain breaks" in invoke("audit", db_url).stderr
     rechain(db_url)
     result = invoke("audit", db_url)
     assert result.exit_code == 3
-    assert f"command {seq} (trade): event {idx} (transfer) has amount {event['amount'] + 1}" in result.stderr
-    assert f"the engine decides {event['amount']}" in result.stderr
+    assert f"command {seq} (trade): event {idx} (transfer) has amount_units {event['amount_units'] + 1}" in result.stderr
+    assert f"the engine decides {event['amount_units']}" in result.stderr
 
 
 def test_an_edited_quote_breaks_conservation(journal_db):
@@ -108,9 +108,9 @@ def test_an_edited_quote_breaks_conservation(journal_db):
         (r["seq"], i, e)
         for r in receipts
         for i, e in enumerate(r.get("events", []))
-        if e["type"] == "position_changed" and e["quote"]
+        if e["type"] == "position_changed" and e["quote_units"]
     )
-    tampered = json.dumps({**event, "quote": event["quote"] + 7}, sort_keys=True, separators=(",", ":"))
+    tampered = json.dumps({**event, "quote_units": event["quote_units"] + 7}, sort_keys=True, separators=(",", ":"))
     edit(db_url, sa.update(events).where(events.c.command_seq == seq, events.c.idx == idx).values(event=tampered))
     rechain(db_url)
     result = invoke("audit", db_url)

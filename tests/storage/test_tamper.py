@@ -99,7 +99,7 @@ def an_event(db: Path, after_snapshot: bool) -> tuple[int, int, dict]:
 @pytest.mark.parametrize("after_snapshot", [True, False], ids=["after-snapshot", "before-snapshot"])
 def test_an_edited_event_is_refused(journal_file, after_snapshot):
     seq, idx, event = an_event(journal_file, after_snapshot)
-    text = json.dumps({**event, "amount": event["amount"] * 2}, sort_keys=True, separators=(",", ":"))
+    text = json.dumps({**event, "amount_units": event["amount_units"] * 2}, sort_keys=True, separators=(",", ":"))
     row = events.c.command_seq == seq, events.c.idx == idx
     edit(url(journal_file), sa.update(events).where(*row).values(event=text))
     refused_everywhere(journal_file, f"command {seq}: the hash chain breaks")

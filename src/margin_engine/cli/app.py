@@ -30,7 +30,7 @@ from margin_engine.engine import Engine, Rejection, State, audit
 from margin_engine.errors import InputError, InvariantViolation
 from margin_engine.files.commands_file import load_commands
 from margin_engine.files.portfolio import load_portfolio
-from margin_engine.ledger.units import format_units
+from margin_engine.ledger.units import format_units, human_amount
 from margin_engine.margin.calculator import compute_margins
 from margin_engine.margin.profile import load_profile
 
@@ -161,9 +161,13 @@ def run(
     file: Annotated[Path, typer.Argument(help="Engine commands, one JSON object per line.")],
     profile: ProfileOpt = "deribit",
     format: FormatOpt = Format.table,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 1 when any command was rejected (after printing everything).")
+    ] = False,
 ) -> None:
     """Apply a script of engine commands; print every event or rejection, the final state and margins."""
     from margin_engine.cli.render import print_margins, state_tables
+    from margin_engine.engine.describe import FORMAT_VERSION, event_view
     from margin_engine.engine.views import state_json
 
     try:
@@ -173,6 +177,7 @@ def run(
         raise fail(exc) from None
     engine = Engine(prof)
     results = []
+    rejected = 0
     out = console()
     for line, raw, command in commands:
         try:
@@ -183,18 +188,21 @@ def run(
             raise typer.Exit(EXIT_BROKEN) from None
         entry = {"line": line, "command": _plain(raw)}
         if isinstance(outcome, Rejection):
+            rejected += 1
             entry["rejection"] = outcome.to_json()
         else:
-            entry["events"] = [e.to_json() for e in outcome]
+            entry["events"] = [event_view(e, prof) for e in outcome]
         results.append(entry)
         if format is Format.table:
-            _print_outcome(out, line, raw, outcome)
+            _print_outcome(out, line, raw, outcome, prof)
     margins = engine.margins()
     state_obj = state_json(engine.state)
     if format is Format.json:
         print_json(
             {
+                "format_version": FORMAT_VERSION,
                 "profile": prof.name,
+                "rejected": rejected,
                 "liquidation_queue": _queue_json(engine.liquidation_queue(), prof),
                 "results": results,
                 "state": state_obj,
@@ -202,16 +210,26 @@ def run(
                 "conservation": _conservation(engine.state),
             }
         )
-        return
-    for table in state_tables(state_obj):
-        out.print(table)
-    print_margins(out, margins, title="Margin")
-    queue = _queue_json(engine.liquidation_queue(), prof)
-    if queue:
-        out.print(
-            "Liquidation queue, worst first: "
-            + ", ".join(f"{q['account']} (equity {q['equity']}, maintenance {q['maintenance_margin']})" for q in queue)
-        )
+    else:
+        for table in state_tables(state_obj):
+            out.print(table)
+        print_margins(out, margins, title="Margin")
+        queue = engine.liquidation_queue()
+        if queue:
+            d, cash = prof.settlement_decimals, prof.settlement_asset
+            out.print(
+                "Liquidation queue, worst first: "
+                + ", ".join(
+                    f"{q['account']} (equity {human_amount(q['equity'], d, cash)}, "
+                    f"maintenance {human_amount(q['maintenance_margin'], d, cash)})"
+                    for q in queue
+                ),
+                highlight=False,
+            )
+        if rejected:
+            out.print(f"{rejected} of {len(commands)} commands rejected" + (" (--strict: exit 1)" if strict else ""))
+    if strict and rejected:
+        raise typer.Exit(1)
 
 
 def _queue_json(queue: list[dict], profile) -> list[dict]:
@@ -238,20 +256,19 @@ def _conservation(state: State) -> dict:
     }
 
 
-def _print_outcome(console: Console, line: int, raw: dict, outcome) -> None:
-    head = f"[dim]{line:>4}[/] [bold]{raw.get('type')}[/]"
+def _print_outcome(console: Console, line: int, raw: dict, outcome, profile) -> None:
+    """One line per command, then one sentence per event: amounts with their asset, times in UTC."""
+    from rich.markup import escape
+
+    from margin_engine.engine.describe import describe, rejection_text
+
+    head = f"[dim]{line:>4}[/] [bold]{escape(str(raw.get('type')))}[/]"
     if isinstance(outcome, Rejection):
-        numbers = (
-            f" (needed {outcome.to_json()['needed']}, available {outcome.to_json()['available']})"
-            if outcome.needed is not None
-            else ""
-        )
-        console.print(f"{head} [red]rejected {outcome.code}[/]: {outcome.message}{numbers}")
+        console.print(f"{head} [red]rejected[/] {escape(rejection_text(outcome))}", highlight=False)
         return
     console.print(head)
     for event in outcome:
-        fields = {k: v for k, v in event.to_json().items() if k != "type"}
-        console.print(f"       {event.type} " + " ".join(f"{k}={v}" for k, v in fields.items()), highlight=False)
+        console.print(f"       {escape(describe(event, profile))}", highlight=False)
 
 
 @app.command()

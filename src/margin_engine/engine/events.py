@@ -35,12 +35,12 @@ class Transferred(Event):
     debit: str
     credit: str
     asset: str
-    amount: int
+    amount_units: int
     reason: str
 
     @property
     def transfer(self) -> Transfer:
-        return Transfer(self.debit, self.credit, self.asset, self.amount, self.reason)
+        return Transfer(self.debit, self.credit, self.asset, self.amount_units, self.reason)
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,8 @@ class WithdrawalRequested(Event):
     withdrawal: str
     account: str
     asset: str
-    amount: int
-    time: int
+    amount_units: int
+    time_s: int
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ class PositionChanged(Event):
     account: str
     instrument: str
     size: Decimal
-    quote: int
+    quote_units: int
 
 
 @dataclass(frozen=True)
@@ -95,8 +95,8 @@ class TradeExecuted(Event):
     instrument: str
     size: Decimal
     price: Decimal
-    buyer_fee: int
-    seller_fee: int
+    buyer_fee_units: int
+    seller_fee_units: int
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ class MarketSet(Event):
 @dataclass(frozen=True)
 class TimeAdvanced(Event):
     type: ClassVar[str] = "time_advanced"
-    time: int  # Unix seconds
+    time_s: int  # Unix seconds
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ class FundingApplied(Event):
 class ExpirySettled(Event):
     type: ClassVar[str] = "expiry_settled"
     underlying: str
-    expiry: int  # Unix seconds
+    expiry_s: int  # Unix seconds
     price: Decimal
 
 
@@ -137,10 +137,10 @@ class LiquidationStarted(Event):
     account: str
     mechanism: str
     phase: str  # solvent | insolvent
-    time: int
+    time_s: int
     fraction: Decimal
-    reserve_price: int  # batch: the least the lot sells for (negative: the most paid to hand it over)
-    closes_at: int  # batch: when its bids are cleared; 0 otherwise
+    reserve_price_units: int  # batch: the least the lot sells for (negative: the most paid to hand it over)
+    closes_at_s: int  # batch: when its bids are cleared; 0 otherwise
 
 
 @dataclass(frozen=True)
@@ -151,13 +151,13 @@ class BidPlaced(Event):
     auction: str
     liquidator: str
     fraction: Decimal
-    max_price: int  # for the whole lot, settlement units
+    max_price_units: int  # for the whole lot, settlement units
 
 
 @dataclass(frozen=True)
 class LiquidationFill(Event):
     """`liquidator` took `fraction` of `account` (fixed: at mark less the penalty; dutch, batch: at
-    the auction's price); `paid` is what the liquidator paid for it (negative: was paid)."""
+    the auction's price); `paid_units` is what the liquidator paid for it (negative: was paid)."""
 
     type: ClassVar[str] = "liquidation_fill"
     auction: str
@@ -165,9 +165,9 @@ class LiquidationFill(Event):
     liquidator: str
     mechanism: str
     fraction: Decimal
-    paid: int
-    penalty: int
-    insurance_fee: int
+    paid_units: int
+    penalty_units: int
+    insurance_fee_units: int
 
 
 @dataclass(frozen=True)
@@ -175,7 +175,7 @@ class AuctionPhaseChanged(Event):
     type: ClassVar[str] = "auction_phase_changed"
     auction: str
     phase: str
-    time: int
+    time_s: int
 
 
 @dataclass(frozen=True)
@@ -188,28 +188,28 @@ class AuctionEnded(Event):
 @dataclass(frozen=True)
 class Deleveraged(Event):
     """ADL: `counterparty` closed `size` of its position against the bankrupt `account`, giving
-    up `loss` against mark (the bankruptcy price)."""
+    up `loss_units` against mark (the bankruptcy price)."""
 
     type: ClassVar[str] = "deleveraged"
     account: str
     counterparty: str
     instrument: str
     size: Decimal
-    loss: int
+    loss_units: int
 
 
 @dataclass(frozen=True)
 class BankruptcyResolved(Event):
-    """The loss waterfall of one bankrupt account: who paid its deficit; `uncovered` > 0 keeps
+    """The loss waterfall of one bankrupt account: who paid its deficit; `uncovered_units` > 0 keeps
     withdrawals gated until the insurance fund is refilled and the account resolved again."""
 
     type: ClassVar[str] = "bankruptcy"
     account: str
-    deficit: int
-    insurance: int
-    adl: int
-    socialized: int
-    uncovered: int
+    deficit_units: int
+    insurance_units: int
+    adl_units: int
+    socialized_units: int
+    uncovered_units: int
 
 
 @dataclass(frozen=True)
@@ -223,7 +223,7 @@ class OracleUpdated(Event):
     price: float
     confidence: float | None
     volume: float | None
-    timestamp: int
+    timestamp_s: int
     mark: float | None
     status: str
 
@@ -276,12 +276,39 @@ EVENT_TYPES: dict[str, type[Event]] = {
 }
 _DECIMAL_FIELDS = {"size", "price", "rate", "fraction"}
 _FLOAT_EVENTS = {"oracle_updated"}  # oracle prices are floats, as the sources send them
+# Journals written before event fields carried their unit (format 1) name them without the suffix;
+# they still load. The hash chain covers the stored text, so old rows are never rewritten.
+_FORMAT_1_NAMES = {
+    "amount_units": "amount",
+    "time_s": "time",
+    "quote_units": "quote",
+    "buyer_fee_units": "buyer_fee",
+    "seller_fee_units": "seller_fee",
+    "expiry_s": "expiry",
+    "reserve_price_units": "reserve_price",
+    "closes_at_s": "closes_at",
+    "max_price_units": "max_price",
+    "paid_units": "paid",
+    "penalty_units": "penalty",
+    "insurance_fee_units": "insurance_fee",
+    "loss_units": "loss",
+    "deficit_units": "deficit",
+    "insurance_units": "insurance",
+    "adl_units": "adl",
+    "socialized_units": "socialized",
+    "uncovered_units": "uncovered",
+    "timestamp_s": "timestamp",
+}
 
 
 def event_from_json(data: dict[str, Any]) -> Event:
+    """An event from its JSON: this format's field names, or format 1's (no unit suffixes)."""
     cls = EVENT_TYPES[data["type"]]
     decimals = set() if cls.type in _FLOAT_EVENTS else _DECIMAL_FIELDS
-    kwargs = {f.name: Decimal(data[f.name]) if f.name in decimals else data[f.name] for f in fields(cls)}
+    kwargs = {}
+    for f in fields(cls):
+        value = data[f.name] if f.name in data else data[_FORMAT_1_NAMES.get(f.name, f.name)]
+        kwargs[f.name] = Decimal(value) if f.name in decimals else value
     return cls(**kwargs)
 
 

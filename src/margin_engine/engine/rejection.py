@@ -75,4 +75,6 @@ class Rejection:
             out["needed"] = format_units(self.needed, self.decimals)
             out["available"] = format_units(self.available or 0, self.decimals)
             out["asset"] = self.asset
+            out["needed_units"] = self.needed
+            out["available_units"] = self.available or 0
         return out

@@ -219,9 +219,9 @@ def evolve(state: State, event: Event) -> None:
                 if key.startswith(USER_PREFIX):
                     state.touch(key[len(USER_PREFIX) :].split("/", 1)[0])
             if event.reason == "deposit":
-                state.deposits[event.asset] = state.deposits.get(event.asset, 0) + event.amount
+                state.deposits[event.asset] = state.deposits.get(event.asset, 0) + event.amount_units
             elif event.reason == "withdrawal":
-                state.withdrawals[event.asset] = state.withdrawals.get(event.asset, 0) + event.amount
+                state.withdrawals[event.asset] = state.withdrawals.get(event.asset, 0) + event.amount_units
         case PositionChanged():
             _set_position(state, event)
         case AccountOpened():
@@ -232,9 +232,9 @@ def evolve(state: State, event: Event) -> None:
         case MarketSet():
             state.markets[event.underlying] = parse_market(event.underlying, event.market, f"market.{event.underlying}")
         case TimeAdvanced():
-            state.now_s = event.time
+            state.now_s = event.time_s
         case ExpirySettled():
-            state.settled[(event.underlying, event.expiry)] = event.price
+            state.settled[(event.underlying, event.expiry_s)] = event.price
         case LiquidationStarted():
             state.liquidations_started += 1
             state.auctions[event.auction] = Auction(
@@ -242,29 +242,31 @@ def evolve(state: State, event: Event) -> None:
                 event.account,
                 event.mechanism,
                 event.phase,
-                event.time,
+                event.time_s,
                 event.fraction,
-                event.reserve_price,
-                event.closes_at,
+                event.reserve_price_units,
+                event.closes_at_s,
             )
         case BidPlaced():
             auction = state.auctions[event.auction]
-            bid = (event.liquidator, event.fraction, event.max_price)
+            bid = (event.liquidator, event.fraction, event.max_price_units)
             state.auctions[event.auction] = replace(auction, bids=(*auction.bids, bid))
         case LiquidationFill():
             if event.mechanism == "fixed":
                 state.liquidations_started += 1  # fixed liquidations are numbered too, but leave no auction
-            elif event.paid > 0:
+            elif event.paid_units > 0:
                 auction = state.auctions[event.auction]
-                state.auctions[event.auction] = replace(auction, reserved=auction.reserved + event.paid)
+                state.auctions[event.auction] = replace(auction, reserved=auction.reserved + event.paid_units)
         case AuctionPhaseChanged():
             auction = state.auctions[event.auction]
-            state.auctions[event.auction] = replace(auction, phase=event.phase, phase_started_s=event.time, reserved=0)
+            state.auctions[event.auction] = replace(
+                auction, phase=event.phase, phase_started_s=event.time_s, reserved=0
+            )
         case AuctionEnded():
             del state.auctions[event.auction]
         case BankruptcyResolved():
-            if event.uncovered:
-                state.bankrupt[event.account] = event.uncovered
+            if event.uncovered_units:
+                state.bankrupt[event.account] = event.uncovered_units
             else:
                 state.bankrupt.pop(event.account, None)
         case OracleUpdated():
@@ -276,7 +278,7 @@ def evolve(state: State, event: Event) -> None:
         case WithdrawalRequested():
             state.withdrawals_requested += 1
             state.pending_withdrawals[event.withdrawal] = PendingWithdrawal(
-                event.withdrawal, event.account, event.asset, event.amount, event.time
+                event.withdrawal, event.account, event.asset, event.amount_units, event.time_s
             )
         case WithdrawalClosed():
             if state.pending_withdrawals.pop(event.withdrawal, None) is None:
@@ -299,7 +301,7 @@ def _apply_oracle(state: State, event: OracleUpdated) -> None:
     index to the guarded mark, with a confidence score for the margin's confidence charges."""
     u = event.underlying
     params = state.profile.oracle.params_for(u)
-    update = PriceUpdate(u, event.source, event.price, event.confidence, event.timestamp, event.volume)
+    update = PriceUpdate(u, event.source, event.price, event.confidence, event.timestamp_s, event.volume)
     oracle, outcome = apply_update(state.oracles.get(u, OracleState(u)), update, params, state.now_s or 0)
     if not outcome.accepted:
         raise InvariantViolation(f"a journaled oracle update no longer passes the guards: {outcome.message}")
@@ -328,14 +330,14 @@ def _set_position(state: State, event: PositionChanged) -> None:
     positions = dict(account.positions)
     holders = dict(state.holders.get(name, {}))
     if event.size == 0:
-        if event.quote != 0:
-            raise InvariantViolation(f"closed position {name} of {event.account} keeps quote {event.quote}")
+        if event.quote_units != 0:
+            raise InvariantViolation(f"closed position {name} of {event.account} keeps quote {event.quote_units}")
         positions.pop(name, None)
         holders.pop(event.account, None)
     else:
         old = positions.get(name)
         instrument = old.instrument if old else parse_instrument(name)
-        positions[name] = Position(instrument, event.size, event.quote)
+        positions[name] = Position(instrument, event.size, event.quote_units)
         holders[event.account] = None
     state.accounts[event.account] = replace(account, positions=positions)
     state.holders[name] = holders

@@ -77,6 +77,32 @@ def format_units(units: int, decimals: int) -> str:
     return f"{sign}{whole}.{part:0{decimals}d}" if decimals else f"{sign}{whole}"
 
 
+CASH_ASSETS = frozenset({"USDC", "USDT", "USD", "DAI"})  # shown to the cent; crypto with every digit
+
+
+def human_amount(units: int, decimals: int, asset: str) -> str:
+    """An amount as a person reads it: `50,000.00 USDC`, `0.5 BTC`."""
+    return human_decimal(Decimal(units).scaleb(-decimals), asset)
+
+
+def human_decimal(value: Decimal, asset: str) -> str:
+    """A decimal amount with thousands separators and its asset: cash rounded to the cent for display
+    (half even; a value that rounds to zero shows without a minus sign), crypto with every digit."""
+    if asset in CASH_ASSETS:
+        text = f"{value.quantize(Decimal('0.01'), rounding=ROUND_HALF_EVEN):,.2f}"
+    else:
+        text = f"{value.normalize():,f}" if value else "0"
+    if text.startswith("-") and not any(c in "123456789" for c in text):
+        text = text[1:]
+    return f"{text} {asset}"
+
+
+def human_number(x: float, places: int = 2) -> str:
+    """A USD figure or price for people: thousands separators, `places` decimals, never `-0.00`."""
+    text = f"{x:,.{places}f}"
+    return text[1:] if text.startswith("-") and not any(c in "123456789" for c in text) else text
+
+
 def share_units(units: int, fraction: Decimal) -> int:
     """floor(units x fraction), exactly (a fraction of an account's value or collateral in liquidation:
     never through a float, never rounded by Decimal's 28-digit context)."""

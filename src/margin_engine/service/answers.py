@@ -1,8 +1,9 @@
 """Domain outcomes as HTTP answers: the domain never raises HTTP errors; this maps them.
 
-bad input -> 422 with the field; a rejection -> 409 with its reason code and numbers (404 for an
-unknown account, auction or withdrawal); a bug in handling the command -> 500 for that request;
-the writer stopped -> 503; an accepted command -> 200 with its events.
+bad input -> 422 with the field; a rejection -> 409 with its reason code and numbers, except that an
+unknown account, auction or withdrawal named in the URL path is a 404 (one named in the body, such as
+a fill's buyer, is the command's rejection: 409); a bug in handling the command -> 500 for that
+request; the writer stopped -> 503; an accepted command -> 200 with its events.
 """
 
 from __future__ import annotations
@@ -11,16 +12,17 @@ from fastapi import HTTPException
 
 from margin_engine.errors import InputError
 
-NOT_FOUND = {"unknown_account", "unknown_auction", "unknown_withdrawal"}
+IN_PATH = {"account": "unknown_account", "auction": "unknown_auction", "withdrawal": "unknown_withdrawal"}
 
 
 def input_error(exc: InputError) -> HTTPException:
     return HTTPException(422, {"code": "bad_input", "field": exc.field, "message": exc.message})
 
 
-def answer(outcome: dict, idempotency=None) -> dict:
+def answer(outcome: dict, idempotency=None, path: str | None = None) -> dict:
     """The runtime's outcome, or the HTTPException for a rejection, bad input or a failure; the
-    journal's scoped client id is shown as the caller's own Idempotency-Key."""
+    journal's scoped client id is shown as the caller's own Idempotency-Key. `path`: what the URL path
+    names (`account`, `auction`, `withdrawal`), whose absence is a 404."""
     if "internal_error" in outcome:
         raise HTTPException(
             500,
@@ -42,10 +44,13 @@ def answer(outcome: dict, idempotency=None) -> dict:
         outcome = {**outcome, "client_id": idempotency.key}
     if "rejection" in outcome:
         rejection = outcome["rejection"]
-        raise HTTPException(404 if rejection["code"] in NOT_FOUND else 409, rejection)
+        missing = path is not None and rejection["code"] == IN_PATH[path]
+        raise HTTPException(404 if missing else 409, rejection)
     return outcome
 
 
-async def run(runtime, command: dict, idempotency=None) -> dict:
-    """Submit one command and map its outcome: what every command route does."""
-    return answer(await runtime.submit(command, None if idempotency is None else idempotency.client_id), idempotency)
+async def run(runtime, command: dict, idempotency=None, path: str | None = None) -> dict:
+    """Submit one command and map its outcome: what every command route does. `path`: what the route's
+    URL path names (`account`, `auction`, `withdrawal`), so that its absence is a 404, not a 409."""
+    outcome = await runtime.submit(command, None if idempotency is None else idempotency.client_id)
+    return answer(outcome, idempotency, path)

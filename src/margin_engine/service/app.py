@@ -20,6 +20,7 @@ from margin_engine.margin.profile import load_profile
 from margin_engine.service.keys import KeyStore, Sessions
 from margin_engine.service.limits import BodySizeLimit, TokenBucket
 from margin_engine.service.metrics import RequestTiming
+from margin_engine.service.openapi import AUTHENTICATED, errors
 from margin_engine.service.routes import accounts, custody, desk, liquidation, session, venue
 from margin_engine.service.runtime import CommandError, Runtime, WriterStopped
 from margin_engine.service.settings import Settings
@@ -89,15 +90,18 @@ def create_app(settings: Settings, journal: Journal | None = None, engine=None) 
         title="margin-engine",
         version="0.1.0",
         lifespan=lifespan,
-        description="A deterministic margin engine for crypto options and perpetuals.",
+        description="A deterministic margin engine for crypto options and perpetuals. Authenticate with an API key "
+        "(`margin-engine create-key ROLE --db DB`) in `X-API-Key` or `Authorization: Bearer`; the desk's session "
+        "cookie reads only. Errors are `{code, message, field?}`; a rejected command is a 409 with its reason code.",
     )
     app.state.limiter = TokenBucket(settings.rate_limit_per_s, settings.rate_limit_burst)
     app.state.anonymous_limiter = TokenBucket(settings.anonymous_rate_limit_per_s, settings.anonymous_rate_limit_burst)
     app.state.sessions = Sessions()
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestTiming)
-    for router in (accounts.router, custody.router, venue.router, liquidation.router, session.router, desk.router):
-        app.include_router(router)
+    for router in (accounts.router, custody.router, venue.router, liquidation.router, desk.router):
+        app.include_router(router, responses=errors(*AUTHENTICATED))  # every route behind a key
+    app.include_router(session.router)  # its routes say their own
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:

@@ -8,11 +8,13 @@ import time
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Request
+from fastapi import Depends, Header, HTTPException, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import Field
 
 from margin_engine.ids import ACCOUNT_ID_RE
 from margin_engine.service.keys import SESSION_COOKIE, Principal, Role
+from margin_engine.service.openapi import API_KEY, BEARER, SESSION
 from margin_engine.service.runtime import Runtime
 
 
@@ -33,7 +35,13 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def get_principal(request: Request) -> Principal:
+def get_principal(
+    request: Request,
+    # declared for the OpenAPI document (the Authorize button in /docs); the request is read below
+    _key: Annotated[str | None, Security(API_KEY)] = None,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
+    _session: Annotated[str | None, Security(SESSION)] = None,
+) -> Principal:
     now = time.monotonic()
     state = request.app.state
     token = api_key(request)
@@ -43,9 +51,12 @@ def get_principal(request: Request) -> Principal:
         if session is not None and state.keys.active(session.key_id):
             principal = session
     if principal is None:
-        if not state.anonymous_limiter.allow(client_address(request), now):
+        address = client_address(request)
+        if not state.anonymous_limiter.allow(address, now):
             raise HTTPException(
-                429, {"code": "rate_limited", "message": "too many unauthenticated requests from this address"}
+                429,
+                {"code": "rate_limited", "message": "too many unauthenticated requests from this address"},
+                headers={"Retry-After": str(state.anonymous_limiter.retry_after_s(address, now))},
             )
         raise HTTPException(
             401,
@@ -55,7 +66,11 @@ def get_principal(request: Request) -> Principal:
             },
         )
     if not state.limiter.allow(principal.key_id, now):
-        raise HTTPException(429, {"code": "rate_limited", "message": "too many requests for this key; slow down"})
+        raise HTTPException(
+            429,
+            {"code": "rate_limited", "message": "too many requests for this key; slow down"},
+            headers={"Retry-After": str(state.limiter.retry_after_s(principal.key_id, now))},
+        )
     return principal
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -32,6 +33,12 @@ class TokenBucket:
             return False
         self.tokens[key] = tokens - 1
         return True
+
+    def retry_after_s(self, key: str, now_s: float) -> int:
+        """Whole seconds (at least 1) until `key` has a token again: the Retry-After of a 429."""
+        last = self.stamps.get(key, now_s)
+        tokens = min(self.burst, self.tokens.get(key, self.burst) + (now_s - last) * self.rate_per_s)
+        return max(1, math.ceil((1 - tokens) / self.rate_per_s))
 
 
 class BodySizeLimit:

@@ -18,7 +18,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from margin_engine.clock import format_time
 from margin_engine.engine import Engine
+from margin_engine.engine.describe import event_view
 from margin_engine.errors import InputError
 from margin_engine.service import metrics
 from margin_engine.storage.journal import CommandFailed, EngineDiverged, JournalCorrupt, JournalWriteFailed
@@ -55,6 +57,7 @@ class Runtime:
     stopped_reason: str | None = None
 
     def start(self) -> None:
+        self._record_insurance()
         self.writer = asyncio.get_running_loop().create_task(self._write_loop())
         self.writer.add_done_callback(self._writer_done)
 
@@ -144,7 +147,7 @@ class Runtime:
         metrics.observe_batch(len(batch), seconds)
         for pending, outcome in zip(batch, outcomes, strict=True):
             try:
-                answer = _answer(outcome)
+                answer = _answer(outcome, self.engine.state.profile)
             except Exception as exc:  # formatting one answer failed: that request alone
                 LOG.exception("cannot format the answer of %r", pending.obj)
                 answer = {"accepted": False, "internal_error": f"{type(exc).__name__}: {exc}"[:300]}
@@ -156,13 +159,18 @@ class Runtime:
         self._record_insurance()
 
     def _record_insurance(self) -> None:
+        """The fund over engine time: nothing is plotted before the clock is set (capital paid before
+        then shows at the first engine time), one point per change."""
         usd = metrics.observe_state(self.engine)
-        if not self.insurance_history or self.insurance_history[-1][1] != usd:
-            self.insurance_history.append((self.engine.state.now_s or 0, usd))
+        now_s = self.engine.state.now_s
+        if now_s is not None and (not self.insurance_history or self.insurance_history[-1][1] != usd):
+            self.insurance_history.append((now_s, usd))
 
     def _broadcast(self, events: list[dict]) -> None:
+        now_s = self.engine.state.now_s
+        at = None if now_s is None else format_time(now_s)
         for event in events:
-            self.recent.append(event)
+            self.recent.append({**event, "engine_time": at})
             for q in list(self.subscribers):
                 if q.qsize() < EVENT_BACKLOG:
                     q.put_nowait(event)
@@ -195,11 +203,14 @@ def _log(command: dict, answer: dict, batch: int, seconds: float) -> None:
         LOG.log(logging.ERROR if failed else logging.INFO, json.dumps(line, default=str)[:4000])
 
 
-def _answer(receipt) -> dict:
+def _answer(receipt, profile) -> dict:
     """A journal receipt (or the InputError of a command that did not parse, or the CommandFailed of
-    one that raised) as the JSON answer."""
+    one that raised) as the JSON answer; events as readers see them (describe.event_view)."""
     if isinstance(receipt, CommandFailed):
         return {"accepted": False, "internal_error": str(receipt)[:300]}
     if isinstance(receipt, InputError):
         return {"accepted": False, "input_error": {"field": receipt.field, "message": receipt.message}}
-    return {"accepted": receipt.accepted, **receipt.to_json()}
+    out = {"accepted": receipt.accepted, **receipt.to_json()}
+    if receipt.accepted:
+        out["events"] = [event_view(e, profile) for e in receipt.outcome]
+    return out

@@ -638,8 +638,8 @@ class _Sim:
                 else:
                     self.relist.discard(account)
             elif isinstance(e, BankruptcyResolved):
-                f["uncovered_usd"][step] += e.uncovered / USDC_UNITS
-                f["bad_debt_usd"][step] += e.uncovered / USDC_UNITS
+                f["uncovered_usd"][step] += e.uncovered_units / USDC_UNITS
+                f["bad_debt_usd"][step] += e.uncovered_units / USDC_UNITS
             elif isinstance(e, Transferred):
                 self._record_transfer(e, step)
 
@@ -647,7 +647,7 @@ class _Sim:
         return self.engine.state.margin(account).liquidatable
 
     def _record_transfer(self, e: Transferred, step: int) -> None:
-        f, usd = self.flows, e.amount / USDC_UNITS
+        f, usd = self.flows, e.amount_units / USDC_UNITS
         if e.reason == "insurance" and e.debit == INSURANCE:
             f["insurance_paid_usd"][step] += usd
             f["bad_debt_usd"][step] += usd

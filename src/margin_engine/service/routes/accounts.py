@@ -17,6 +17,7 @@ from margin_engine.service.deps import (
     check_account,
     require,
 )
+from margin_engine.service.openapi import COMMAND, Account, Accounts, Margin, Receipt, WhatIfAnswer, answers
 from margin_engine.service.views import account_json, margin_json, what_if_json_for
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
@@ -53,11 +54,28 @@ class WithdrawalRequest(_Body):
     amount: Amount
 
 
+class Allocation(_Body):
+    instrument: Annotated[str, Field(min_length=1, max_length=64, description="an isolated position, e.g. BTC-PERP")]
+    amount: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=64,
+            description='settlement asset, decimal string: into the position ("500"), or out of it ("-500")',
+        ),
+    ]
+
+
 class WhatIf(_Body):
     trades: Annotated[list[Annotated[str, Field(max_length=128)]], Field(min_length=1, max_length=32)]
 
 
-@router.post("", summary="Open an account (admins, or the trader whose key it is)")
+@router.post(
+    "",
+    summary="Open an account (admins, or the trader whose key it is)",
+    response_model=None,
+    responses=answers(Receipt, *COMMAND),
+)
 async def open_account(
     body: AccountCreate, principal: CurrentPrincipal, runtime: CurrentRuntime, idempotency: IdempotencyKey = None
 ) -> dict:
@@ -65,7 +83,13 @@ async def open_account(
     return await run(runtime, {"type": "open_account", **body.model_dump()}, idempotency)
 
 
-@router.get("", summary="List accounts", dependencies=[Depends(require("admin"))])
+@router.get(
+    "",
+    summary="List accounts",
+    dependencies=[Depends(require("admin"))],
+    response_model=None,
+    responses=answers(Accounts),
+)
 async def list_accounts(runtime: CurrentRuntime) -> dict:
     return {"accounts": [{"id": a.id, "mode": a.mode} for a in runtime.engine.state.accounts.values()]}
 
@@ -75,7 +99,12 @@ def _existing(runtime, account: str) -> None:
         raise HTTPException(404, {"code": "unknown_account", "message": f"no account {account!r}"})
 
 
-@router.get("/{account}", summary="Balances, positions and pending withdrawals")
+@router.get(
+    "/{account}",
+    summary="Balances, positions and pending withdrawals",
+    response_model=None,
+    responses=answers(Account, 404),
+)
 async def get_account(account: str, principal: CurrentPrincipal, runtime: CurrentRuntime) -> dict:
     check_account(principal, account)
     _existing(runtime, account)
@@ -86,14 +115,18 @@ async def get_account(account: str, principal: CurrentPrincipal, runtime: Curren
     "/{account}/deposits",
     dependencies=[Depends(require("custody"))],
     summary="Credit a deposit custody confirmed (custody or admin keys), once per transfer reference",
+    response_model=None,
+    responses=answers(Receipt, *COMMAND, 404),
 )
 async def deposit(account: str, body: Deposit, runtime: CurrentRuntime, idempotency: IdempotencyKey = None) -> dict:
-    return await run(runtime, {"type": "deposit", "account": account, **body.model_dump()}, idempotency)
+    return await run(runtime, {"type": "deposit", "account": account, **body.model_dump()}, idempotency, "account")
 
 
 @router.post(
     "/{account}/withdrawals",
     summary="Request a withdrawal: debited now (rejected if it leaves IM uncovered), paid out by custody",
+    response_model=None,
+    responses=answers(Receipt, *COMMAND, 404),
 )
 async def withdraw(
     account: str,
@@ -103,10 +136,33 @@ async def withdraw(
     idempotency: IdempotencyKey = None,
 ) -> dict:
     check_account(principal, account)
-    return await run(runtime, {"type": "request_withdrawal", "account": account, **body.model_dump()}, idempotency)
+    command = {"type": "request_withdrawal", "account": account, **body.model_dump()}
+    return await run(runtime, command, idempotency, "account")
 
 
-@router.get("/{account}/margin", summary="Margin, with the risk matrix explained on request")
+@router.post(
+    "/{account}/allocate",
+    summary="Isolated margin: move collateral into a position (amount > 0) or back out of it (< 0)",
+    response_model=None,
+    responses=answers(Receipt, *COMMAND, 404),
+)
+async def allocate(
+    account: str,
+    body: Allocation,
+    principal: CurrentPrincipal,
+    runtime: CurrentRuntime,
+    idempotency: IdempotencyKey = None,
+) -> dict:
+    check_account(principal, account)
+    return await run(runtime, {"type": "allocate", "account": account, **body.model_dump()}, idempotency, "account")
+
+
+@router.get(
+    "/{account}/margin",
+    summary="Margin, with the risk matrix explained on request",
+    response_model=None,
+    responses=answers(Margin, 404),
+)
 async def margin(account: str, principal: CurrentPrincipal, runtime: CurrentRuntime, explain: bool = False) -> dict:
     check_account(principal, account)
     _existing(runtime, account)
@@ -116,7 +172,12 @@ async def margin(account: str, principal: CurrentPrincipal, runtime: CurrentRunt
         raise input_error(exc) from None
 
 
-@router.post("/{account}/what-if", summary="Margin before and after hypothetical trades; changes nothing")
+@router.post(
+    "/{account}/what-if",
+    summary="Margin before and after hypothetical trades; changes nothing",
+    response_model=None,
+    responses=answers(WhatIfAnswer, 404),
+)
 async def what_if(account: str, body: WhatIf, principal: CurrentPrincipal, runtime: CurrentRuntime) -> dict:
     check_account(principal, account)
     _existing(runtime, account)

@@ -11,6 +11,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from prometheus_client import generate_latest
 
+from margin_engine.clock import format_time
+from margin_engine.engine.describe import FORMAT_VERSION
 from margin_engine.ledger.ledger import INSURANCE
 from margin_engine.ledger.units import format_units
 from margin_engine.service import metrics
@@ -89,12 +91,20 @@ async def dashboard_data(runtime: CurrentRuntime) -> dict:
     for m in margins:
         for p in m.positions:
             u = p.instrument.split("-")[0]
-            row = exposure.setdefault(u, {"open_interest": 0.0, "delta": 0.0, "gamma": 0.0, "vega": 0.0, "theta": 0.0})
-            row["open_interest"] += max(float(p.size), 0.0)
+            row = exposure.setdefault(
+                u,
+                {"open_interest": 0.0, "open_interest_usd": 0.0, "delta": 0.0, "gamma": 0.0, "vega": 0.0, "theta": 0.0},
+            )
+            row["open_interest"] += max(float(p.size), 0.0)  # contracts of one coin each, long side
+            row["open_interest_usd"] += max(float(p.size), 0.0) * state.markets[u].index
             for name, g in zip(("delta", "gamma", "vega", "theta"), p.greeks, strict=True):
                 row[name] += abs(g)
     return {
-        "time": state.now_s,
+        "format_version": FORMAT_VERSION,
+        "time": None if state.now_s is None else format_time(state.now_s),
+        "time_s": state.now_s,
+        "settlement_asset": state.profile.settlement_asset,
+        "profile": state.profile.name,
         "nearest_liquidation": [
             {
                 "account": m.id,
@@ -107,7 +117,7 @@ async def dashboard_data(runtime: CurrentRuntime) -> dict:
         "margin_usage": {"bucket_edges": [i / 10 for i in range(16)], "counts": [int(c) for c in counts]},
         "exposure": exposure,
         "insurance_fund": format_units(state.ledger.balance(INSURANCE, state.profile.settlement_asset), d),
-        "insurance_history": list(runtime.insurance_history),
+        "insurance_history": list(runtime.insurance_history),  # [engine time in Unix seconds, USD]
         "recent": [e for e in runtime.recent if e["type"] in _DESK_EVENTS][-20:],
         "oracle": _oracle_rows(state),
     }

@@ -11,6 +11,7 @@ from margin_engine.engine import liquidation_queue
 from margin_engine.ledger.units import format_units
 from margin_engine.service.answers import run
 from margin_engine.service.deps import AccountId, CurrentPrincipal, CurrentRuntime, IdempotencyKey, require
+from margin_engine.service.openapi import COMMAND, Auctions, Queue, Receipt, answers
 
 router = APIRouter(prefix="/v1", tags=["liquidation"], dependencies=[Depends(require("keeper"))])
 
@@ -48,7 +49,12 @@ def _as_liquidator(principal, liquidator: str | None) -> str | None:
     return principal.account
 
 
-@router.get("/liquidations/queue", summary="Liquidatable accounts, worst first (equity / maintenance)")
+@router.get(
+    "/liquidations/queue",
+    summary="Liquidatable accounts, worst first (equity / maintenance)",
+    response_model=None,
+    responses=answers(Queue),
+)
 async def queue(runtime: CurrentRuntime, limit: Annotated[int, Field(ge=1, le=10_000)] = 100) -> dict:
     d = runtime.engine.state.profile.settlement_decimals
     rows = liquidation_queue(runtime.engine.margin_totals(), limit)
@@ -64,7 +70,12 @@ async def queue(runtime: CurrentRuntime, limit: Annotated[int, Field(ge=1, le=10
     }
 
 
-@router.post("/liquidations", summary="Start liquidating an account below maintenance")
+@router.post(
+    "/liquidations",
+    summary="Start liquidating an account below maintenance (a bound keeper key as its own account by default)",
+    response_model=None,
+    responses=answers(Receipt, *COMMAND),
+)
 async def start(
     body: Start, principal: CurrentPrincipal, runtime: CurrentRuntime, idempotency: IdempotencyKey = None
 ) -> dict:
@@ -75,7 +86,7 @@ async def start(
     return await run(runtime, command, idempotency)
 
 
-@router.get("/auctions", summary="Auctions under way")
+@router.get("/auctions", summary="Auctions under way", response_model=None, responses=answers(Auctions))
 async def auctions(runtime: CurrentRuntime) -> dict:
     return {
         "auctions": [
@@ -93,7 +104,12 @@ async def auctions(runtime: CurrentRuntime) -> dict:
     }
 
 
-@router.post("/auctions/{auction}/bids", summary="Bid in an auction")
+@router.post(
+    "/auctions/{auction}/bids",
+    summary="Bid in an auction (a bound keeper key as its own account by default)",
+    response_model=None,
+    responses=answers(Receipt, *COMMAND, 404),
+)
 async def bid(
     auction: str,
     body: BidBody,
@@ -105,4 +121,4 @@ async def bid(
     if liquidator is None:
         raise HTTPException(422, {"code": "bad_input", "field": "liquidator", "message": "missing: who bids"})
     command = {"type": "bid", "auction": auction, **body.model_dump(exclude_none=True), "liquidator": liquidator}
-    return await run(runtime, command, idempotency)
+    return await run(runtime, command, idempotency, "auction")

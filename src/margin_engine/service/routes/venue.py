@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from margin_engine.engine.oracle_feed import sources_json
 from margin_engine.service.answers import run
 from margin_engine.service.deps import AccountId, CurrentRuntime, IdempotencyKey, require
+from margin_engine.service.openapi import COMMAND, Receipt, answers
 
 router = APIRouter(prefix="/v1", tags=["venue"])
 Text = Annotated[str, Field(min_length=1, max_length=64)]
@@ -77,49 +78,57 @@ def _command(kind: str, body: BaseModel) -> dict:
 
 
 ADMIN = [Depends(require("admin"))]
+# what a command route answers: the receipt, or an error (documented; the JSON is sent as built)
+RECEIPT: dict[str, Any] = {"response_model": None, "responses": answers(Receipt, *COMMAND)}
 
 
-@router.post("/fills", dependencies=ADMIN, summary="A fill from the matching engine (both sides margin-checked)")
+@router.post(
+    "/fills", dependencies=ADMIN, summary="A fill from the matching engine (both sides margin-checked)", **RECEIPT
+)
 async def fill(body: Fill, runtime: CurrentRuntime, idempotency: IdempotencyKey = None) -> dict:
     return await run(runtime, _command("trade", body), idempotency)
 
 
-@router.post("/markets", dependencies=ADMIN, summary="Set an underlying's index, rate and implied vol")
+@router.post("/markets", dependencies=ADMIN, summary="Set an underlying's index, rate and implied vol", **RECEIPT)
 async def market(body: Market, runtime: CurrentRuntime, idempotency: IdempotencyKey = None) -> dict:
     return await run(runtime, _command("set_market", body), idempotency)
 
 
-@router.post("/time", dependencies=ADMIN, summary="Advance the engine clock (sweeps auctions)")
+@router.post("/time", dependencies=ADMIN, summary="Advance the engine clock (sweeps auctions)", **RECEIPT)
 async def clock(body: Clock, runtime: CurrentRuntime, idempotency: IdempotencyKey = None) -> dict:
     return await run(runtime, _command("advance_time", body), idempotency)
 
 
-@router.post("/funding", dependencies=ADMIN, summary="Apply a perp funding rate")
+@router.post("/funding", dependencies=ADMIN, summary="Apply a perp funding rate", **RECEIPT)
 async def funding(body: Funding, runtime: CurrentRuntime, idempotency: IdempotencyKey = None) -> dict:
     return await run(runtime, _command("apply_funding", body), idempotency)
 
 
-@router.post("/expiries", dependencies=ADMIN, summary="Settle an expiry at its settlement price")
+@router.post("/expiries", dependencies=ADMIN, summary="Settle an expiry at its settlement price", **RECEIPT)
 async def expiry(body: Expiry, runtime: CurrentRuntime, idempotency: IdempotencyKey = None) -> dict:
     return await run(runtime, _command("settle_expiry", body), idempotency)
 
 
-@router.post("/insurance", dependencies=ADMIN, summary="Pay capital into the insurance fund")
+@router.post("/insurance", dependencies=ADMIN, summary="Pay capital into the insurance fund", **RECEIPT)
 async def insurance(body: Capital, runtime: CurrentRuntime, idempotency: IdempotencyKey = None) -> dict:
     return await run(runtime, _command("fund_insurance", body), idempotency)
 
 
-@router.post("/oracle/updates", dependencies=[Depends(require("oracle"))], summary="A signed price update")
+@router.post("/oracle/updates", dependencies=[Depends(require("oracle"))], summary="A signed price update", **RECEIPT)
 async def oracle_update(body: PriceUpdateBody, runtime: CurrentRuntime, idempotency: IdempotencyKey = None) -> dict:
     return await run(runtime, _command("oracle_update", body), idempotency)
 
 
-@router.post("/oracle/sources", dependencies=ADMIN, summary="Register a price source (its Ed25519 public key)")
+@router.post(
+    "/oracle/sources", dependencies=ADMIN, summary="Register a price source (its Ed25519 public key)", **RECEIPT
+)
 async def register_source(body: SourceBody, runtime: CurrentRuntime, idempotency: IdempotencyKey = None) -> dict:
     return await run(runtime, _command("register_source", body), idempotency)
 
 
-@router.delete("/oracle/sources/{source}", dependencies=ADMIN, summary="Revoke a price source registered here")
+@router.delete(
+    "/oracle/sources/{source}", dependencies=ADMIN, summary="Revoke a price source registered here", **RECEIPT
+)
 async def revoke_source(
     source: Annotated[str, Path(min_length=1, max_length=64)],
     runtime: CurrentRuntime,
