@@ -479,7 +479,13 @@ def test_insurance_too_small_then_adl_ranked_by_profit_times_leverage():
     ]
     assert transfers(out, "insurance") == [(INSURANCE, user_key("trader"), 1_000 * U)]
     (b,) = of_type(out, "bankruptcy")
-    assert (b.deficit_units, b.insurance_units, b.adl_units, b.socialized_units, b.uncovered_units) == (7_000 * U, 1_000 * U, 6_000 * U, 0, 0)
+    assert (b.deficit_units, b.insurance_units, b.adl_units, b.socialized_units, b.uncovered_units) == (
+        7_000 * U,
+        1_000 * U,
+        6_000 * U,
+        0,
+        0,
+    )
     # per account, to the unit: shorts realize their profit at mark and give up the charge
     assert user(e, "short1") == 20_000 * U + 12_000 * U - 3_600 * U  # 28,400
     assert user(e, "short2") == 100_000 * U + 8_000 * U - 2_400 * U  # 105,600
@@ -537,7 +543,13 @@ def test_socialized_loss_instead_of_adl():
         (user_key("short2"), user_key("trader"), 535_714_286),
     ]
     (b,) = of_type(out, "bankruptcy")
-    assert (b.deficit_units, b.insurance_units, b.adl_units, b.socialized_units, b.uncovered_units) == (7_000 * U, 1_000 * U, 0, 6_000 * U, 0)
+    assert (b.deficit_units, b.insurance_units, b.adl_units, b.socialized_units, b.uncovered_units) == (
+        7_000 * U,
+        1_000 * U,
+        0,
+        6_000 * U,
+        0,
+    )
     assert user(e, "trader") == 0
     assert user(e, "short1") == 20_000 * U - 107_142_857
     assert user(e, "short2") == 100_000 * U - 535_714_286
@@ -554,7 +566,12 @@ def test_uncovered_deficit_gates_withdrawals_until_resolved_again():
     # loss 18,000 against 3,900 + 100: deficit 14,000; no fund; balances maker 4,000 + keeper 3,000
     out = ok(e, start("iso", "keeper"))
     (b,) = of_type(out, "bankruptcy")
-    assert (b.deficit_units, b.insurance_units, b.socialized_units, b.uncovered_units) == (14_000 * U, 0, 7_000 * U, 7_000 * U)
+    assert (b.deficit_units, b.insurance_units, b.socialized_units, b.uncovered_units) == (
+        14_000 * U,
+        0,
+        7_000 * U,
+        7_000 * U,
+    )
     assert user(e, "iso") == -7_000 * U and user(e, "maker") == 0 and user(e, "keeper") == 0
     assert e.state.withdrawals_gated
     rejected(e, {"type": "deposit", "account": "ghost", "asset": "USDC", "amount": "1"}, "unknown_account")
@@ -1103,7 +1120,12 @@ def test_example_numbers():
         ("short2", 2_400 * U),
     ]
     (b,) = [x for x in ev if x["type"] == "bankruptcy"]
-    assert (b["deficit_units"], b["insurance_units"], b["adl_units"], b["uncovered_units"]) == (7_000 * U, 1_000 * U, 6_000 * U, 0)
+    assert (b["deficit_units"], b["insurance_units"], b["adl_units"], b["uncovered_units"]) == (
+        7_000 * U,
+        1_000 * U,
+        6_000 * U,
+        0,
+    )
     out, ev = run_example("liquidation-dutch-solvent.jsonl")
     (fill,) = [x for x in ev if x["type"] == "liquidation_fill"]
     assert (fill["paid_units"], fill["insurance_fee_units"]) == (3_743_223_779, 57_588_059)

@@ -121,7 +121,9 @@ class LiquidationMachine(RuleBasedStateMachine):
                 balance = before["balances"].get((key, "USDC"), 0) + running.get(key, 0)
                 assert balance + ev.uncovered_units >= 0, (ev, balance)
                 # and never more than rounding dust left in it (the deficit is rounded up)
-                assert balance + ev.uncovered_units <= 2, f"the bankrupt account keeps {balance + ev.uncovered_units} units"
+                assert balance + ev.uncovered_units <= 2, (
+                    f"the bankrupt account keeps {balance + ev.uncovered_units} units"
+                )
             if ev.type == "deleveraged":
                 assert ev.loss_units >= 0
                 later = events[i + 1 :]

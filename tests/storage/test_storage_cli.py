@@ -98,7 +98,9 @@ def test_an_edited_event_amount_is_found_by_the_audit(journal_db):
     rechain(db_url)
     result = invoke("audit", db_url)
     assert result.exit_code == 3
-    assert f"command {seq} (trade): event {idx} (transfer) has amount_units {event['amount_units'] + 1}" in result.stderr
+    assert (
+        f"command {seq} (trade): event {idx} (transfer) has amount_units {event['amount_units'] + 1}" in result.stderr
+    )
     assert f"the engine decides {event['amount_units']}" in result.stderr
 
 
