@@ -408,3 +408,21 @@ def test_usage_errors_are_one_line_and_exit_2(args, tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: "), proc.stderr
     assert "--help" in proc.stderr and proc.stdout == ""
+
+
+def test_help_texts_say_what_exists():
+    assert invoke("--version").stdout.strip().startswith("margin-engine 0.")
+    assert "[@PRICE]" in " ".join(invoke("what-if", "--help").stdout.split())
+    journal = invoke("journal", "--help").stdout
+    assert "init, submit, replay, audit" in " ".join(journal.split()) and "create," not in journal
+    helptext = " ".join(invoke("margin", "--help").stdout.split())
+    for name in ("deribit", "deribit-pm", "derive", "derive-pmrm"):
+        assert name in helptext
+
+
+def test_calibrate_needs_the_underlying_when_the_file_name_does_not_say_it(tmp_path):
+    prices = tmp_path / "daily.csv"
+    prices.write_text((EXAMPLES / "btc-usd-1d-2023-2025.csv").read_text())
+    result = invoke("calibrate", prices)
+    assert result.exit_code == 2 and "give --underlying (BTC, ETH)" in result.stderr
+    assert invoke("calibrate", prices, "--underlying", "BTC", "--model", "ewma").exit_code == 0

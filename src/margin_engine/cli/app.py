@@ -42,6 +42,23 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from margin_engine import __version__
+
+        typer.echo(f"margin-engine {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """A deterministic margin engine for crypto options and perpetuals."""
+
+
 @app.command()
 def margin(
     file: Annotated[Path, typer.Argument(help="Portfolio file, JSON or TOML.")],
@@ -70,7 +87,7 @@ def margin(
 def what_if(
     file: Annotated[Path, typer.Argument(help="Portfolio file, JSON or TOML.")],
     account: Annotated[str, typer.Option("--account", help="Account id in the file.")],
-    trade: Annotated[list[str], typer.Option("--trade", help="INSTRUMENT:SIZE[@PRICE]; repeat for several.")],
+    trade: Annotated[list[str], typer.Option("--trade", help="INSTRUMENT:SIZE\\[@PRICE]; repeat for several.")],
     profile: ProfileOpt = "deribit",
     format: FormatOpt = Format.table,
 ) -> None:
@@ -98,7 +115,9 @@ def what_if(
 @app.command()
 def calibrate(
     file: Annotated[Path, typer.Argument(help="Daily prices: CSV with time,open,high,low,close,volume.")],
-    underlying: Annotated[str | None, typer.Option(help="BTC, ETH...; default: from the file name.")] = None,
+    underlying: Annotated[
+        str | None, typer.Option(help="BTC, ETH...; needed unless the file name starts with it (btc-usd-...).")
+    ] = None,
     model: Annotated[str, typer.Option(help="garch (arch, Student-t) or ewma (RiskMetrics 0.94).")] = "garch",
     tail: Annotated[str, typer.Option(help="student-t or historical (filtered historical simulation).")] = "student-t",
     confidence: Annotated[float, typer.Option(help="One-sided probability the range must cover.")] = 0.999,
@@ -122,7 +141,14 @@ def calibrate(
         if tail not in ("student-t", "historical"):
             raise InputError("--tail", f"must be student-t or historical, got {tail!r}")
         prof = load_profile(profile)
-        u = underlying or file.name.split("-")[0].upper()
+        guess = file.name.split("-")[0].upper()
+        if underlying is None and guess not in prof.underlyings:
+            raise InputError(
+                "--underlying",
+                f"the file name {file.name!r} does not say the underlying; give --underlying "
+                f"({', '.join(sorted(prof.underlyings))})",
+            )
+        u = underlying or guess
         prof.underlying(u, "--underlying")
         prices = read_prices(file)
         settings = RangeSettings(model, tail, confidence, horizon_days, floor, cap, max_change_per_day)  # type: ignore[arg-type]

@@ -22,9 +22,10 @@ class Format(StrEnum):
     json = "json"
 
 
-ProfileOpt = Annotated[
-    str, typer.Option("--profile", "-p", help="Packaged profile name (deribit, derive) or a .toml path.")
-]
+PROFILE_HELP = (
+    "Packaged profile (deribit, deribit-pm, derive, derive-pmrm: docs/model.md cites each number) or a .toml path."
+)
+ProfileOpt = Annotated[str, typer.Option("--profile", "-p", help=PROFILE_HELP)]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table for people, json for programs.")]
 
 

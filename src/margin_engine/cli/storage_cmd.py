@@ -1,4 +1,5 @@
-"""`margin-engine journal ...`: create a durable journal, append a command script, replay and audit it.
+"""`margin-engine journal init|submit|replay|audit`: create a durable journal, append a command script,
+replay and audit it.
 
 DB is an SQLite file path or a database URL (`postgresql+psycopg://user:pass@host/db`). Bad input
 (no journal there, a malformed script, an unknown profile) exits 2 with one line and writes nothing; a
@@ -166,7 +167,7 @@ journal_app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    help="The durable journal: create, append, replay, audit.",
+    help="The durable journal: init, submit, replay, audit.",
 )
 journal_app.command()(init)
 journal_app.command()(submit)
