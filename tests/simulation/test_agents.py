@@ -114,7 +114,7 @@ def test_vault_rolls_weekly_and_every_expired_series_is_settled(monkeypatch):
     assert [float(e.size) for e in sold] == [10.0, 10.0]
     assert expiries == [sc.start_time_s + 7 * 86_400, sc.start_time_s + 14 * 86_400]
     settled = [e for e in journal if isinstance(e, ExpirySettled)]
-    assert [e.expiry for e in settled] == expiries[:1]  # the one that expired during the run
+    assert [e.expiry_s for e in settled] == expiries[:1]  # the one that expired during the run
     assert float(settled[0].price) == result.series["mark"][7 * 24]  # at the mark of the step it expired
     held = [n for n in sims[0].engine.state.accounts["vault"].positions]
     assert held == [sold[1].instrument]
@@ -160,12 +160,12 @@ def test_the_liquidation_split_is_who_gained_what_at_the_mark(monkeypatch, mecha
     journal = sims[0].engine.journal
     moves = [e for e in journal if isinstance(e, Transferred)]
     income = [e for e in moves if e.reason in ("liquidation_penalty", "liquidation_fee")]
-    to_fund = sum(e.amount for e in income if e.credit == "insurance")
-    paid = sum(e.amount for e in moves if e.debit == "insurance")
+    to_fund = sum(e.amount_units for e in income if e.credit == "insurance")
+    paid = sum(e.amount_units for e in moves if e.debit == "insurance")
     assert shares["insurance"] == (to_fund - paid) / 1e6 and paid / 1e6 == pytest.approx(m["insurance_paid_usd"])
     if mechanism == "fixed":  # taken over at the mark: the penalty is all that changes hands
-        assert cost == pytest.approx(sum(e.amount for e in income) / 1e6, abs=1e-5 * fills)
-        to_liquidators = sum(e.amount for e in income if e.credit != "insurance") / 1e6
+        assert cost == pytest.approx(sum(e.amount_units for e in income) / 1e6, abs=1e-5 * fills)
+        to_liquidators = sum(e.amount_units for e in income if e.credit != "insurance") / 1e6
         assert shares["keepers"] + shares["mev"] == pytest.approx(to_liquidators, abs=1e-5 * fills)
         assert closed == pytest.approx(paid / 1e6, abs=1e-5 * fills)  # the fund fills each hole, no more
     assert shares["others"] == 0 and shares["fees"] == 0  # no ADL or socialized loss, no fee on liquidations here
