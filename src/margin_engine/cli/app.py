@@ -44,9 +44,9 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from margin_engine import __version__
+        from importlib.metadata import version
 
-        typer.echo(f"margin-engine {__version__}")
+        typer.echo(f"margin-engine {version('margin-engine')}")
         raise typer.Exit()
 
 
