@@ -4,34 +4,16 @@ and every error one line (exit 2; 3 for a journal that is not one)."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import stat
-import sys
 from pathlib import Path
 
 import pytest
+from test_cli_fuzz import cli  # the console script in-process
 
-from margin_engine.cli.app import main
 from margin_engine.oracle.signing import dump_public_key, load_private_key
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-def cli(*args: object) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    argv = sys.argv
-    sys.argv = ["margin-engine", *map(str, args)]
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        sys.argv = argv
-    return code, out.getvalue(), err.getvalue()
 
 
 def one_error(args: list, code: int = 2, needle: str = "") -> str:

@@ -131,20 +131,21 @@ def run_demo(console: Console, profile: Profile) -> None:
                     console.print(f"     {escape(describe(event, profile))}", highlight=False)
         if number in TITLES:
             print_margins(console, engine.margins(), title=TITLES[number])
-    report = audit(engine.state)
     console.rule("Conservation")
-    for asset, row in report.items():
+    for asset, row in audit(engine.state).items():
         d = profile.asset(asset).decimals
+        held = " + ".join(f"{label} {human_amount(row[key], d, asset)}" for label, key in _HELD)
+        moved = human_amount(row["deposits"] - row["withdrawals"], d, asset)
+        console.print(f"{asset}: deposits - withdrawals = {moved} = {held}", highlight=False)
 
-        def amount(key: str, d: int = d, row: dict = row, asset: str = asset) -> str:
-            return human_amount(row[key], d, asset)
 
-        console.print(
-            f"{asset}: deposits - withdrawals = {human_amount(row['deposits'] - row['withdrawals'], d, asset)} "
-            f"= users {amount('users')} + insurance fund {amount('insurance')} + fees {amount('fees')} "
-            f"+ settlement {amount('settlement')} + pending withdrawals {amount('pending')}",
-            highlight=False,
-        )
+_HELD = (
+    ("users", "users"),
+    ("insurance fund", "insurance"),
+    ("fees", "fees"),
+    ("settlement", "settlement"),
+    ("pending withdrawals", "pending"),
+)
 
 
 # the events a reader of the demo follows; the ledger's transfers behind them are in `run`'s output

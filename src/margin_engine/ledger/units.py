@@ -92,14 +92,16 @@ def human_decimal(value: Decimal, asset: str) -> str:
         text = f"{value.quantize(Decimal('0.01'), rounding=ROUND_HALF_EVEN):,.2f}"
     else:
         text = f"{value.normalize():,f}" if value else "0"
-    if text.startswith("-") and not any(c in "123456789" for c in text):
-        text = text[1:]
-    return f"{text} {asset}"
+    return f"{_no_minus_zero(text)} {asset}"
 
 
 def human_number(x: float, places: int = 2) -> str:
     """A USD figure or price for people: thousands separators, `places` decimals, never `-0.00`."""
-    text = f"{x:,.{places}f}"
+    return _no_minus_zero(f"{x:,.{places}f}")
+
+
+def _no_minus_zero(text: str) -> str:
+    """`-0.00` (a small negative rounded for display) shows as `0.00`."""
     return text[1:] if text.startswith("-") and not any(c in "123456789" for c in text) else text
 
 

@@ -210,7 +210,4 @@ def _answer(receipt, profile) -> dict:
         return {"accepted": False, "internal_error": str(receipt)[:300]}
     if isinstance(receipt, InputError):
         return {"accepted": False, "input_error": {"field": receipt.field, "message": receipt.message}}
-    out = {"accepted": receipt.accepted, **receipt.to_json()}
-    if receipt.accepted:
-        out["events"] = [event_view(e, profile) for e in receipt.outcome]
-    return out
+    return {"accepted": receipt.accepted, **receipt.to_json(lambda event: event_view(event, profile))}

@@ -18,7 +18,7 @@ import copy
 import json
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -118,12 +118,13 @@ class Receipt:
     def accepted(self) -> bool:
         return not isinstance(self.outcome, Rejection)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, event_json: Callable[[Event], dict[str, Any]] = Event.to_json) -> dict[str, Any]:
+        """`event_json` renders each event (the service passes the readers' view)."""
         out: dict[str, Any] = {"seq": self.seq, "client_id": self.client_id}
         if isinstance(self.outcome, Rejection):
             out["rejection"] = self.outcome.to_json()
         else:
-            out["events"] = [e.to_json() for e in self.outcome]
+            out["events"] = [event_json(e) for e in self.outcome]
         return out
 
 
