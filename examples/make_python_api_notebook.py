@@ -129,12 +129,13 @@ me.margin(
         "md",
         """## A short stress simulation
 
-One path of one variant of the FTX-collapse scenario through the real engine (a few seconds);
-`paths=` and `variants=` keep it small.""",
+One path of one variant of the minute-step flash-wick scenario (generated Merton prices, so it
+needs no outside data) through the real engine, in a few seconds; `paths=` and `variants=` keep it
+small. The crash replays under `scenarios/` read recorded prices from `../shared` when it is there.""",
     ),
     (
         "code",
-        'sim = me.simulate("scenarios/crash-2022-11-09.toml", paths=1, variants=["deribit-fixed"])\nsim',
+        'sim = me.simulate("scenarios/flash-wick-1m.toml", paths=1, variants=["guards-on"])\nsim',
     ),
     ("code", "sim.to_pandas().T.head(15)"),
 ]
