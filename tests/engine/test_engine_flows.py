@@ -611,14 +611,15 @@ def test_option_close_by_trade_moves_premium_only():
 
 
 def test_derive_profile_perp_margin_numbers():
-    e = setup(("alice", "bob"), deposit="5000", profile=load_profile("derive"))
+    e = setup(("alice", "bob"), deposit="7000", profile=load_profile("derive"))
     ok(e, trade("alice", "bob", "BTC-PERP", "1", "60000", "buyer"))
-    # derive: IM 6.5% of 60000 = 3900; taker fee 0.05% * 60000 = 30 -> equity 4970
+    # derive mainnet: IM 10% of 60000 = 6000 (imPerpReq 0.1); taker fee 0.05% * 60000 = 30 -> equity 6970
     m = margin(e, "alice")
-    assert (m.equity, m.initial_margin, m.free_collateral) == (4_970 * U, 3_900 * U, 1_070 * U)
-    r = rejected(e, {"type": "withdraw", "account": "alice", "amount": "1070.000001"}, "insufficient_margin")
-    assert (r.needed, r.available) == (3_900 * U, 3_899_999_999)
-    ok(e, {"type": "withdraw", "account": "alice", "amount": "1070"})
+    assert (m.equity, m.initial_margin, m.free_collateral) == (6_970 * U, 6_000 * U, 970 * U)
+    assert m.maintenance_margin == 3_900 * U  # mmPerpReq 0.065
+    r = rejected(e, {"type": "withdraw", "account": "alice", "amount": "970.000001"}, "insufficient_margin")
+    assert (r.needed, r.available) == (6_000 * U, 5_999_999_999)
+    ok(e, {"type": "withdraw", "account": "alice", "amount": "970"})
 
 
 # --------------------------------------------------------------------------------------- isolated

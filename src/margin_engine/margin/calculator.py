@@ -60,14 +60,21 @@ def _market(markets: Mapping[str, MarketSnapshot], underlying: str, why: str) ->
         ) from None
 
 
-def _price_options(book: FlatBook, markets, now_s: int):
-    """Black-76 for each distinct option once: (forward, mark, greeks as 4 x n)."""
+def stable_price(markets: Mapping[str, MarketSnapshot], profile: Profile) -> float:
+    """USD per unit of the settlement stablecoin: its price-only market, else par."""
+    snap = markets.get(profile.settlement_asset)
+    return 1.0 if snap is None else snap.index
+
+
+def _price_options(book: FlatBook, markets, profile: Profile, now_s: int):
+    """Black-76 for each distinct option once, on each expiry's forward: (forward, mark, greeks as
+    4 x n, confidence of the feeds each reads)."""
     options = book.options
     n = len(options)
     if n == 0:
         empty = np.zeros(0)
-        return empty, empty, np.zeros((4, 0))
-    spot, rate, vol = np.empty(n), np.empty(n), np.empty(n)
+        return empty, empty, np.zeros((4, 0)), empty
+    forward, rate, vol, confidence = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
     expiry = np.fromiter((o.expiry_s for o in options), dtype=np.int64, count=n)
     strike = np.fromiter((float(o.strike) for o in options), dtype=float, count=n)
     is_call = np.fromiter((o.is_call for o in options), dtype=bool, count=n)
@@ -76,12 +83,17 @@ def _price_options(book: FlatBook, markets, now_s: int):
         by_underlying.setdefault(o.underlying, []).append(i)
     for underlying, idx in by_underlying.items():
         snap = _market(markets, underlying, f"to price {options[idx[0]].name}")
-        spot[idx], rate[idx] = snap.index, snap.rate
-        vol[idx] = snap.vol.vols(expiry[idx], strike[idx], now_s)
+        forward[idx] = snap.forwards_at(expiry[idx], now_s)[0]
+        rate[idx] = snap.rates_at(expiry[idx])
+        vol[idx] = snap.surface.vols(expiry[idx], strike[idx], now_s)
+        # Derive's standard manager reads spot, forward and vol confidence per expiry (not the rate)
+        confidence[idx] = np.minimum(
+            snap.confidence,
+            np.minimum(snap.forward_confidence.at(expiry[idx], ""), snap.vol_confidence.at(expiry[idx], "")),
+        )
     t = np.maximum(expiry - now_s, 0) / SECONDS_PER_YEAR
-    forward = spot * np.exp(rate * t)
-    g = black76(forward, strike, t, vol, rate, is_call)
-    return forward, g.price, np.stack([g.delta, g.gamma, g.vega, g.theta])
+    g = black76(forward, strike, t, vol, rate if profile.options.discount_by_rate else 0.0, is_call)
+    return forward, g.price, np.stack([g.delta, g.gamma, g.vega, g.theta]), confidence
 
 
 @dataclass(frozen=True)
@@ -101,19 +113,23 @@ class _Priced:
 
 def _price_book(book: FlatBook, markets, profile: Profile, now_s: int) -> _Priced:
     decimals = profile.settlement_decimals
-    opt_forward, opt_mark, opt_greeks = _price_options(book, markets, now_s)
-    index = np.array([_market(markets, u, f"to value {u} positions").index for u in book.underlyings])
+    opt_forward, opt_mark, opt_greeks, opt_confidence = _price_options(book, markets, profile, now_s)
+    snaps = [_market(markets, u, f"to value {u} positions") for u in book.underlyings]
+    index = np.array([m.index for m in snaps])
+    perp_mark = np.array([m.perp_mark for m in snaps])
     n, n_acc = len(book.size), len(book)
     spot = index[book.underlying] if n else np.zeros(0)
+    perp_price = perp_mark[book.underlying] if n else np.zeros(0)
     key = np.maximum(book.option_key, 0)
     is_opt = book.is_option
-    mark = np.where(is_opt, opt_mark[key], spot) if len(book.options) else spot
+    mark = np.where(is_opt, opt_mark[key], perp_price) if len(book.options) else perp_price
     value = book.size * mark + book.quote
     greeks = np.stack([book.size, np.zeros(n), np.zeros(n), np.zeros(n)])
     if len(book.options):
         greeks = np.where(is_opt, book.size * opt_greeks[:, key], greeks)
 
     im, mm = _position_requirements(book, spot, mark, value, profile)
+    stable = stable_price(markets, profile)
     adjustments = (
         _derive_spread_adjustments(book, im, mm, mark, opt_forward, profile)
         if profile.options.model == "derive"
@@ -124,12 +140,17 @@ def _price_book(book: FlatBook, markets, profile: Profile, now_s: int) -> _Price
         for x in adj:
             adj_im[a] += x.initial_margin
             adj_mm[a] += x.maintenance_margin
-    for u, charge, held in _confidence_charges(book, markets, profile):
+    row_confidence = opt_confidence[key] if len(book.options) else np.ones(n)
+    charges = [
+        *(("oracle_confidence", u, c) for u, c in _confidence_charges(book, markets, profile, row_confidence)),
+        *(("stable_depeg", u, c) for u, c in _depeg_charges(book, markets, profile, stable)),
+    ]
+    for kind, u, charge in charges:
         adj_im = adj_im + charge
-        for a in np.flatnonzero(held):
-            adjustments.setdefault(int(a), []).append(Adjustment("oracle_confidence", u, float(charge[a]), 0.0))
+        for a in np.flatnonzero(charge):
+            adjustments.setdefault(int(a), []).append(Adjustment(kind, u, float(charge[a]), 0.0))
 
-    collateral = _collateral(book, markets, profile)
+    collateral = _collateral(book, markets, profile, stable)
     coll_value, coll_im, coll_mm = np.zeros(n_acc), np.zeros(n_acc), np.zeros(n_acc)
     for v, h_im, h_mm in collateral:
         coll_value, coll_im, coll_mm = coll_value + v, coll_im + h_im, coll_mm + h_mm
@@ -160,7 +181,9 @@ def _price_book(book: FlatBook, markets, profile: Profile, now_s: int) -> _Price
         any_pos = np.bincount(book.account, weights=pos_liq, minlength=n_acc) > 0
         free = np.where(book.isolated, free_pool, free)
         liquidatable = np.where(book.isolated, any_pos | (free_pool < 0), liquidatable)
-    notional = np.bincount(book.account, weights=np.abs(book.size) * spot, minlength=n_acc)
+    notional = np.bincount(
+        book.account, weights=np.abs(book.size) * np.where(is_opt, spot, perp_price), minlength=n_acc
+    )
     totals = MarginTotals(book.ids, equity, total_im, total_mm, free, liquidatable, notional)
     return _Priced(mark, value, im, mm, greeks, pos_liq, collateral, adjustments, totals)
 
@@ -232,7 +255,8 @@ def _position_requirements(book: FlatBook, spot, mark, value, profile: Profile):
         rows = perp & (book.underlying == code)
         if rows.any():
             p = profile.underlying(u).perp
-            im[rows], mm[rows] = perp_requirements(qty[rows], spot[rows], p.im_ratio, p.mm_ratio, p.size_ratio_per_unit)
+            # on the perp's mark price (Derive: perp.getPerpPrice(); Deribit: the mark price)
+            im[rows], mm[rows] = perp_requirements(qty[rows], mark[rows], p.im_ratio, p.mm_ratio, p.size_ratio_per_unit)
     short = book.is_option & (book.size < 0)
     if short.any():
         opts = profile.options
@@ -266,25 +290,62 @@ def _derive_spread_adjustments(book: FlatBook, im, mm, mark, opt_forward, profil
     return out
 
 
-def _confidence_charges(book: FlatBook, markets, profile: Profile):
-    """Lyra's confidence contingency for standard margin: below the threshold, initial margin
-    rises by (1 - confidence) * factor * spot * |size| per underlying; maintenance does not.
-    Yields (underlying, charge per account, accounts holding it)."""
+def _confidence_charges(book: FlatBook, markets, profile: Profile, row_confidence: np.ndarray):
+    """Derive's oracle contingency for standard margin, on initial margin only: below the threshold
+    a feed's confidence c adds (1 - c) * factor * spot * size, for perps at min(perp, spot), for
+    each expiry's *short* options at min(spot, forward, vol) of that expiry, and for base-asset
+    collateral at the spot's (StandardManager._getNetPerpMargin, _getNetOptionMarginAndMtM,
+    _getBaseMarginAndMtM), also in accounts that hold nothing but the collateral.
+    Yields (underlying, charge per account) where any account is charged."""
     config = profile.oracle
+    threshold, factor = config.confidence_im_threshold, config.confidence_im_factor
     n_acc = len(book)
+    qty = np.abs(book.size)
+    collateral = [a for a in book.assets if a != profile.settlement_asset and book.held[:, book.assets.index(a)].any()]
+    for u in sorted(set(book.underlyings) | set(collateral)):
+        snap = _market(markets, u, f"to value {u}")
+        charge = np.zeros(n_acc)
+        if u in book.underlyings:
+            on_u = book.underlying == book.underlyings.index(u)
+            perp = on_u & ~book.is_option
+            c_perp = min(snap.perp_confidence, snap.confidence)
+            if perp.any() and c_perp < threshold:
+                charge += np.bincount(book.account[perp], weights=(1 - c_perp) * qty[perp], minlength=n_acc)
+            short = on_u & book.is_option & (book.size < 0) & (row_confidence < threshold)
+            if short.any():
+                weights = (1 - row_confidence[short]) * qty[short]
+                charge += np.bincount(book.account[short], weights=weights, minlength=n_acc)
+        if u in collateral and snap.confidence < threshold:
+            amount = np.maximum(book.amounts[:, book.assets.index(u)], 0.0)
+            charge += (1 - snap.confidence) * amount
+        charge *= factor * snap.index
+        if charge.any():
+            yield u, charge
+
+
+def _depeg_charges(book: FlatBook, markets, profile: Profile, stable: float):
+    """Derive's standard-manager depeg charge (see `DepegParams`): per underlying,
+    (threshold - stable) * factor * spot * (|perps| + |short options|), on initial margin only."""
+    depeg = profile.depeg
+    if depeg is None or stable >= depeg.threshold_usd or not len(book.size):
+        return
+    multiplier = (depeg.threshold_usd - stable) * depeg.im_factor
+    exposed = np.where(book.is_option, np.maximum(-book.size, 0.0), np.abs(book.size))
     for code, u in enumerate(book.underlyings):
-        snap = markets[u]
-        if snap.confidence >= config.confidence_im_threshold:
-            continue
         rows = book.underlying == code
-        size = np.bincount(book.account[rows], weights=np.abs(book.size[rows]), minlength=n_acc)
-        held = np.bincount(book.account[rows], minlength=n_acc) > 0
-        charge = np.where(held, (1 - snap.confidence) * config.confidence_im_factor * snap.index * size, 0.0)
-        yield u, charge, held
+        charge = np.bincount(book.account[rows], weights=exposed[rows], minlength=len(book))
+        charge *= multiplier * _market(markets, u, f"to value {u}").index
+        if charge.any():
+            yield u, charge
 
 
-def _collateral(book: FlatBook, markets, profile: Profile) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per asset: each account's collateral value and haircuts (zero where it holds none)."""
+def _collateral(
+    book: FlatBook, markets, profile: Profile, stable: float
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per asset: each account's collateral value in the settlement asset and its haircuts (zero
+    where it holds none). A crypto asset is worth amount * index / stablecoin price; what counts
+    as margin is amount * index * weight, in USD, as Derive's standard manager values base assets
+    (marginFactor on the USD notional, mark-to-market in the stablecoin)."""
     lines = []
     for j, asset in enumerate(book.assets):
         held = book.held[:, j]
@@ -292,12 +353,21 @@ def _collateral(book: FlatBook, markets, profile: Profile) -> list[tuple[np.ndar
             lines.append((np.zeros(len(book)),) * 3)
             continue
         params = profile.asset(asset)
-        price = (
-            1.0 if asset == profile.settlement_asset else _market(markets, asset, f"to value {asset} collateral").index
+        if asset == profile.settlement_asset:
+            value = np.where(held, book.amounts[:, j], 0.0)
+            usd = value
+        else:
+            price = _market(markets, asset, f"to value {asset} collateral").index
+            usd = np.where(held, book.amounts[:, j] * price, 0.0)
+            value = usd / stable
+        positive = usd > 0  # a debt counts in full
+        lines.append(
+            (
+                value,
+                np.where(positive, value - usd * params.im_weight, 0.0),
+                np.where(positive, value - usd * params.mm_weight, 0.0),
+            )
         )
-        value = np.where(held, book.amounts[:, j] * price, 0.0)
-        positive = np.maximum(value, 0.0)  # a debt counts in full
-        lines.append((value, positive * (1 - params.im_weight), positive * (1 - params.mm_weight)))
     return lines
 
 

@@ -184,21 +184,45 @@ def _snapshot(markets: Mapping[str, MarketSnapshot], underlying: str) -> MarketS
         raise MarketMissing(f"market.{underlying}", f"no market for {underlying}; portfolio margin needs it") from None
 
 
-def _values_now(t: InstrumentTable, cols: np.ndarray, snap: MarketSnapshot, now_s: int) -> np.ndarray:
-    out = np.full(len(cols), snap.index)
-    opt = t.kind[cols] == OPTION
-    if opt.any():
-        c = cols[opt]
-        years = np.maximum(t.expiry_s[c] - now_s, 0) / SECONDS_PER_YEAR
-        vol = snap.vol.vols(t.expiry_s[c], t.strike[c], now_s)
-        out[opt] = black76(
-            snap.index * np.exp(snap.rate * years), t.strike[c], years, vol, snap.rate, t.is_call[c]
-        ).price
-    return out
+def _option_values(t: InstrumentTable, cols: np.ndarray, snap: MarketSnapshot, profile: Profile, now_s: int):
+    """For option columns: years to expiry, vol now, the forward's shocked and fixed parts, the
+    expiry's rate, the rate Black-76 discounts at, and the value now."""
+    years = np.maximum(t.expiry_s[cols] - now_s, 0) / SECONDS_PER_YEAR
+    vol = snap.surface.vols(t.expiry_s[cols], t.strike[cols], now_s)
+    forward, fixed = snap.forwards_at(t.expiry_s[cols], now_s)
+    rate = snap.rates_at(t.expiry_s[cols])
+    r_price = rate if profile.options.discount_by_rate else np.zeros(len(cols))
+    value = black76(forward, t.strike[cols], years, vol, r_price, t.is_call[cols]).price
+    return years, vol, forward - fixed, fixed, rate, r_price, value
 
 
-def underlying_risk(book: PortfolioBook, u: int, snap: MarketSnapshot, profile: Profile, now_s: int) -> UnderlyingRisk:
-    """Scenario P&L, worst case and contingencies of every account holding underlying u."""
+def _shocked(t, cols, years, vols, variable, fixed, r_price, mult) -> np.ndarray:
+    """Option values with the forward's variable part times each multiplier (columns x mults)."""
+    mult = np.atleast_1d(mult)
+    return black76(
+        variable[:, None] * mult[None, :] + fixed[:, None],
+        t.strike[cols][:, None],
+        years[:, None],
+        vols,
+        r_price[:, None],
+        t.is_call[cols][:, None],
+    ).price
+
+
+def underlying_risk(
+    book: PortfolioBook,
+    u: int,
+    snap: MarketSnapshot,
+    profile: Profile,
+    now_s: int,
+    stable: MarketSnapshot | None = None,
+) -> UnderlyingRisk:
+    """Scenario P&L, worst case and contingencies of every account holding underlying u.
+
+    Valued as Derive's PMRMLib values a portfolio: options on each expiry's forward (its variable
+    part shocked, its fixed part not), perps at their mark, base collateral at spot over the
+    stablecoin's price; `stable` is the settlement stablecoin's price-only market (par if None).
+    """
     pm = profile.portfolio_params
     assert pm is not None
     params = pm.underlyings[book.instruments.underlyings[u]]
@@ -208,38 +232,34 @@ def underlying_risk(book: PortfolioBook, u: int, snap: MarketSnapshot, profile: 
     cols = block.cols
     kind = t.kind[cols]
     opt = kind == OPTION
-    spot = snap.index
-    years = np.maximum(t.expiry_s[cols] - now_s, 0) / SECONDS_PER_YEAR
-    vol_now = snap.vol.vols(t.expiry_s[cols], t.strike[cols], now_s)
-    fwd_now = spot * np.exp(snap.rate * years)
-    v0 = np.full(len(cols), spot)
+    spot, perp_price = snap.index, snap.perp_mark
+    stable_price = 1.0 if stable is None else stable.index
+    unit = np.where(kind == PERP, perp_price, spot / stable_price)  # value of one unit of a linear column
+    v0 = unit.copy()
+    values = unit[:, None] * scen.spot_mult[None, :]
+    years = np.zeros(len(cols))
     if opt.any():
-        v0[opt] = black76(
-            fwd_now[opt], t.strike[cols][opt], years[opt], vol_now[opt], snap.rate, t.is_call[cols][opt]
-        ).price
-
-    values = np.repeat((spot * scen.spot_mult)[None, :], len(cols), axis=0)
-    if opt.any():
-        vols = shocked_vols(vol_now[opt], years[opt] * 365.0, scen.vol_shock, pm, params)
-        values[opt] = black76(
-            fwd_now[opt][:, None] * scen.spot_mult[None, :],
-            t.strike[cols][opt][:, None],
-            years[opt][:, None],
-            vols,
-            snap.rate,
-            t.is_call[cols][opt][:, None],
-        ).price
+        c = cols[opt]
+        years[opt], vol, variable, fixed, rate, r_price, v0[opt] = _option_values(t, c, snap, profile, now_s)
+        vols = shocked_vols(vol, years[opt] * 365.0, scen.vol_shock, pm, params)
+        values[opt] = _shocked(t, c, years[opt], vols, variable, fixed, r_price, scen.spot_mult)
     pnl = (values - v0[:, None]) * scen.weight[None, :]
 
     matrix = block.matrix
     discounted = pm.option_value_discount_static < 1 or pm.option_value_discount_rate_add > 0
+    groups = block.expiry_groups(t.kind, t.expiry_s) if opt.any() else []
     if discounted:
         account_pnl = matrix @ np.where(opt[:, None], 0.0, pnl)
-        for group_cols, rows, sub in block.expiry_groups(t.kind, t.expiry_s):
-            # Lyra's static discount: a positive shocked value of an expiry's options counts at
-            # d * e^(-T (r + add)); the change is taken from the undiscounted value now
+        rate_of = dict(zip(np.flatnonzero(opt), rate, strict=True)) if opt.any() else {}
+        for group_cols, rows, sub in groups:
+            # Derive's static discount: a positive shocked value of an expiry's options counts at
+            # d * e^(-T (mult * r + add)) with the expiry's rate; the change is taken from the
+            # undiscounted value now (PMRMLib._addStaticDiscount, _applyMTMDiscount)
             tau = years[group_cols[0]]
-            disc = pm.option_value_discount_static * np.exp(-tau * (snap.rate + pm.option_value_discount_rate_add))
+            shock_rate = (
+                pm.option_value_discount_rate_mult * rate_of[int(group_cols[0])] + pm.option_value_discount_rate_add
+            )
+            disc = pm.option_value_discount_static * np.exp(-tau * shock_rate)
             shocked = sub @ values[group_cols]
             now = sub @ v0[group_cols]
             shocked = np.where(shocked > 0, shocked * disc, shocked)
@@ -247,17 +267,15 @@ def underlying_risk(book: PortfolioBook, u: int, snap: MarketSnapshot, profile: 
     else:
         account_pnl = matrix @ pnl
     worst = np.argmin(account_pnl, axis=1)
-    basis = _basis_loss(block, opt, v0, fwd_now, years, vol_now, t, snap, pm)
+    basis = _basis_loss(block, groups, opt, v0, years, t, snap, profile, now_s)
     loss = np.maximum(np.maximum(0.0, -account_pnl[np.arange(len(worst)), worst]), basis)
     static = _static_contingencies(block, opt, kind, t, spot, pm)
-    confidence = np.zeros(len(worst))
-    if pm.confidence_factor and snap.confidence < pm.confidence_threshold:
-        # Lyra: (1 - confidence) * factor * spot * size affected, on initial margin only
-        confidence = (1 - snap.confidence) * pm.confidence_factor * spot * (abs(matrix) @ np.ones(len(cols)))
+    confidence = _confidence(block, kind, t, snap, stable, pm)
     asset = profile.assets.get(book.instruments.underlyings[u])
     collateral_value = matrix @ np.where(kind == COLLATERAL, v0, 0.0)
     im_w, mm_w = (asset.im_weight, asset.mm_weight) if asset else (1.0, 1.0)
     share = pm.collateral_haircut_share
+    usd = collateral_value * stable_price
     return UnderlyingRisk(
         scen,
         account_pnl,
@@ -268,33 +286,46 @@ def underlying_risk(book: PortfolioBook, u: int, snap: MarketSnapshot, profile: 
         confidence,
         pnl,
         matrix @ v0,
-        collateral_value * (1 - im_w) * share,
-        collateral_value * (1 - mm_w) * share,
+        (collateral_value - usd * im_w) * share,
+        (collateral_value - usd * mm_w) * share,
     )
 
 
-def _basis_loss(block, opt, v0, fwd_now, years, vol_now, t, snap, pm) -> np.ndarray:
-    """Lyra's basis contingency: the options' forward moves +/- basis_shock_ratio, perps and
-    collateral do not; the worse of the two losses."""
-    worst = np.zeros(len(block.holders))
+def _basis_loss(block, groups, opt, v0, years, t, snap, profile, now_s) -> np.ndarray:
+    """Derive's basis contingency (PMRMLib._addBasisContingency): per expiry, the options' forward
+    moves up and down by basis_shock_ratio (perps and collateral do not), the expiry's loss is
+    -min(up, down, 0), times basis_factor + basis_factor_per_year * T; summed over expiries."""
+    pm = profile.portfolio_params
+    total = np.zeros(len(block.holders))
     if not (pm.basis_shock_ratio and opt.any()):
-        return worst
-    c = block.cols[opt]
-    for sign in (-1.0, 1.0):
-        moved = np.zeros(len(block.cols))
-        moved[opt] = (
-            black76(
-                fwd_now[opt] * (1 + sign * pm.basis_shock_ratio),
-                t.strike[c],
-                years[opt],
-                vol_now[opt],
-                snap.rate,
-                t.is_call[c],
-            ).price
-            - v0[opt]
-        )
-        worst = np.minimum(worst, block.matrix @ moved)
-    return -worst * pm.basis_factor
+        return total
+    b = pm.basis_shock_ratio
+    for group_cols, rows, sub in groups:
+        c = block.cols[group_cols]
+        yrs, vol, variable, fixed, _, r_price, value = _option_values(t, c, snap, profile, now_s)
+        moved = _shocked(t, c, yrs, vol[:, None], variable, fixed, r_price, np.array([1 - b, 1 + b]))
+        change = sub @ (moved - value[:, None])  # rows x (down, up)
+        factor = pm.basis_factor + pm.basis_factor_per_year * float(years[group_cols[0]])
+        total[rows] += -np.minimum(change.min(axis=1), 0.0) * factor
+    return total
+
+
+def _confidence(block, kind, t, snap: MarketSnapshot, stable: MarketSnapshot | None, pm) -> np.ndarray:
+    """Derive's confidence contingency, on initial margin only: (1 - c) * confMargin * spot * size
+    wherever the feeds' lowest confidence c is below the threshold; perps and base collateral at
+    the spot's and the stablecoin's (and the perp feed's), each expiry's options (long or short,
+    netOptions) also at that expiry's forward, rate and vol confidence (PMRM._arrangePortfolio,
+    PMRMLib._getConfidenceContingency)."""
+    if not pm.confidence_factor:
+        return np.zeros(len(block.holders))
+    cols = block.cols
+    linear = min(snap.confidence, 1.0 if stable is None else stable.confidence)
+    conf = np.where(kind == PERP, min(linear, snap.perp_confidence), linear)
+    opt = kind == OPTION
+    if opt.any():
+        conf[opt] = np.minimum(linear, snap.option_confidence(t.expiry_s[cols][opt]))
+    charge = np.where(conf < pm.confidence_threshold, 1 - conf, 0.0)
+    return pm.confidence_factor * snap.index * (abs(block.matrix) @ charge)
 
 
 def _static_contingencies(block, opt, kind, t, spot, pm) -> dict[str, np.ndarray]:
@@ -329,14 +360,25 @@ def portfolio_margin(
     book: PortfolioBook, markets: Mapping[str, MarketSnapshot], profile: Profile, now_s: int
 ) -> PortfolioResult:
     """Full recompute of every account."""
+    stable = markets.get(profile.settlement_asset)
     risks = {
-        u: underlying_risk(book, u, _snapshot(markets, book.instruments.underlyings[u]), profile, now_s)
+        u: underlying_risk(book, u, _snapshot(markets, book.instruments.underlyings[u]), profile, now_s, stable)
         for u in book.blocks
     }
-    return combine(book, risks, profile)
+    return combine(book, risks, profile, stable)
 
 
-def combine(book: PortfolioBook, risks: dict[int, UnderlyingRisk], profile: Profile) -> PortfolioResult:
+def im_factor(pm, stable: MarketSnapshot | None) -> float:
+    """The IM factor, raised by Derive's peg loss when the stablecoin trades below its threshold:
+    im_factor + (threshold - price) * peg_loss_factor (PMRMLib.getMarginAndMarkToMarket)."""
+    if stable is None or stable.index >= pm.peg_loss_threshold_usd:
+        return pm.im_factor
+    return pm.im_factor + (pm.peg_loss_threshold_usd - stable.index) * pm.peg_loss_factor
+
+
+def combine(
+    book: PortfolioBook, risks: dict[int, UnderlyingRisk], profile: Profile, stable: MarketSnapshot | None = None
+) -> PortfolioResult:
     """Add up the underlyings: they do not offset each other."""
     pm = profile.portfolio_params
     n = len(book.account_ids)
@@ -349,7 +391,7 @@ def combine(book: PortfolioBook, risks: dict[int, UnderlyingRisk], profile: Prof
         equity[rows] += risk.value
         haircut_im[rows] += risk.haircut_im
         haircut_mm[rows] += risk.haircut_mm
-    im = pm.im_factor * base + confidence + haircut_im
+    im = im_factor(pm, stable) * base + confidence + haircut_im
     return PortfolioResult(
         equity, base, confidence, im, pm.mm_factor * base + haircut_mm, haircut_im, haircut_mm, risks
     )
@@ -361,21 +403,34 @@ class IncrementalPortfolioMargin:
 
     def __init__(self, book: PortfolioBook, markets: Mapping[str, MarketSnapshot], profile: Profile, now_s: int):
         self.book, self.profile, self.now_s = book, profile, now_s
+        self.markets = dict(markets)
+        self.stable = markets.get(profile.settlement_asset)
         self.risks = {
-            u: underlying_risk(book, u, _snapshot(markets, book.instruments.underlyings[u]), profile, now_s)
+            u: underlying_risk(
+                book, u, _snapshot(markets, book.instruments.underlyings[u]), profile, now_s, self.stable
+            )
             for u in book.blocks
         }
 
     def update_market(self, snap: MarketSnapshot) -> np.ndarray:
-        """New snapshot for one underlying; returns the indices of the accounts re-margined."""
+        """New snapshot for one underlying (or for the settlement stablecoin, which values every
+        underlying's collateral); returns the indices of the accounts re-margined."""
+        self.markets[snap.underlying] = snap
+        if snap.underlying == self.profile.settlement_asset:
+            self.stable = snap
+            for u in self.risks:
+                self.risks[u] = underlying_risk(
+                    self.book, u, self.markets[self.book.instruments.underlyings[u]], self.profile, self.now_s, snap
+                )
+            return np.arange(len(self.book.account_ids))
         u = self.book.instruments.underlyings.index(snap.underlying)
         if u not in self.book.blocks:
             return np.zeros(0, dtype=np.int64)
-        self.risks[u] = underlying_risk(self.book, u, snap, self.profile, self.now_s)
+        self.risks[u] = underlying_risk(self.book, u, snap, self.profile, self.now_s, self.stable)
         return self.book.blocks[u].holders
 
     def result(self) -> PortfolioResult:
-        return combine(self.book, self.risks, self.profile)
+        return combine(self.book, self.risks, self.profile, self.stable)
 
 
 def explain_account(

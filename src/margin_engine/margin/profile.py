@@ -86,6 +86,9 @@ class OptionParams(_Frozen):
     model: Literal["deribit", "derive"]
     long_value_im_weight: float = Field(ge=0, le=1)
     long_value_mm_weight: float = Field(ge=0, le=1)
+    # Black-76 on the forward, discounted at the expiry's rate (e^(-rT)) or not: Derive prices with
+    # discount 1 (v2-core StandardManager._getMarkToMarket, PMRMLib._getExpiryShockedMTM)
+    discount_by_rate: bool = True
     deribit: DeribitOptionParams = DeribitOptionParams()
     derive: DeriveOptionParams = DeriveOptionParams()
 
@@ -126,6 +129,23 @@ class PmUnderlyingParams(_Frozen):
         return self
 
 
+class DepegParams(_Frozen):
+    """Derive's standard-manager depeg charge (StandardManager._getDepegMultiplier): when the
+    settlement stablecoin trades below `threshold_usd`, initial margin rises by
+    (threshold - price) * im_factor * spot * (|perps| + short options) per underlying."""
+
+    threshold_usd: float = Field(gt=0, le=1)
+    im_factor: float = Field(ge=0, le=3)
+
+
+class AboutParams(_Frozen):
+    """What a profile is: whose rules, which version, where every number comes from."""
+
+    venue: str
+    version: str
+    source: str
+
+
 class PortfolioParams(_Frozen):
     """Risk-matrix portfolio margin (Deribit PM, Lyra v2 PMRM, CME SPAN): requirement base =
     worst scenario loss + contingencies; IM = im_factor * base, MM = mm_factor * base."""
@@ -145,13 +165,21 @@ class PortfolioParams(_Frozen):
     base_static_spot_ratio: float = Field(default=0.0, ge=0)  # per unit of crypto collateral
     delta_shock_spot_ratio: float = Field(default=0.0, ge=0)  # per unit of |net linear delta| (perps, collateral)
     basis_shock_ratio: float = Field(default=0.0, ge=0, le=0.5)  # options' forward moved +/- this, perps not
-    basis_factor: float = Field(default=1.0, ge=0)  # the basis loss counts times this
+    # each expiry's basis loss counts times basis_factor + basis_factor_per_year * T (Derive's
+    # basisContAddFactor and basisContMultFactor, PMRMLib._addBasisContingency)
+    basis_factor: float = Field(default=1.0, ge=0, le=20)
+    basis_factor_per_year: float = Field(default=0.0, ge=0, le=20)
     confidence_threshold: float = Field(default=0.0, ge=0, le=1)  # below it, IM += (1 - c) * factor * S * size
     confidence_factor: float = Field(default=0.0, ge=0)
     option_value_discount_static: float = Field(
         default=1.0, gt=0, le=1
     )  # positive shocked expiry value * d e^(-T(r+add))
     option_value_discount_rate_add: float = Field(default=0.0, ge=0)
+    option_value_discount_rate_mult: float = Field(default=1.0, ge=0, le=5)  # d e^(-T(mult r + add))
+    # Derive's peg loss: below this USD price of the settlement stablecoin the IM factor rises by
+    # (threshold - price) * peg_loss_factor (PMRMLib.getMarginAndMarkToMarket's mFactor)
+    peg_loss_threshold_usd: float = Field(default=0.0, ge=0, le=1)
+    peg_loss_factor: float = Field(default=0.0, ge=0, le=20)
     collateral_haircut_share: float = Field(default=1.0, ge=0, le=1)  # of the assets' standard haircuts
     underlyings: dict[str, PmUnderlyingParams]
 
@@ -215,6 +243,7 @@ class Profile(_Frozen):
     name: str
     schema_version: int
     description: str = ""
+    about: AboutParams | None = None
     settlement_asset: str
     max_positions_per_account: int = Field(gt=0, le=10_000)
     assets: dict[str, AssetParams]
@@ -222,6 +251,7 @@ class Profile(_Frozen):
     options: OptionParams
     fees: FeeParams
     portfolio: PortfolioParams | None = None
+    depeg: DepegParams | None = None
     liquidation: LiquidationParams = LiquidationParams()
     oracle: OracleConfig = OracleConfig()
     limits: LimitParams = LimitParams()

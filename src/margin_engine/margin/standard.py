@@ -61,14 +61,16 @@ def derive_short_option(spot, strike, is_call, qty_abs, mark, p: DeriveOptionPar
 
 
 def derive_max_loss(strikes, is_call, sizes, forward, unpaired_scale):
-    """Worst settlement payoff of one expiry's options (Lyra's max-loss rule for spreads).
+    """Worst settlement payoff of one expiry's options, never above zero (Derive's max-loss rule
+    for spreads, StandardManager._calcMaxLoss: min(payoff, 0) at each point).
 
     Evaluated at settlement 0 and at every held strike, where a piecewise-linear payoff has its
-    kinks; net short calls are unbounded above, so each adds unpaired_scale * F, as Lyra does.
-    Returns a signed amount (<= 0 means a loss).
+    kinks; net short calls are unbounded above, so each adds unpaired_scale * F, as Derive does.
+    Returns a signed amount (<= 0 means a loss): a long box, worth its width at any settlement,
+    has max loss 0, not a negative requirement.
     """
     points = np.concatenate(([0.0], strikes))
     intrinsic = np.where(is_call[:, None], points[None, :] - strikes[:, None], strikes[:, None] - points[None, :])
     payoff = sizes @ np.maximum(intrinsic, 0.0)
     net_calls = float(np.sum(np.where(is_call, sizes, 0.0)))
-    return float(payoff.min()) + min(net_calls, 0.0) * unpaired_scale * forward
+    return min(float(payoff.min()), 0.0) + min(net_calls, 0.0) * unpaired_scale * forward

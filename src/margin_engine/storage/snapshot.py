@@ -33,7 +33,7 @@ from margin_engine.errors import InputError, InvariantViolation
 from margin_engine.instruments.names import Option, Perpetual
 from margin_engine.ledger.ledger import Ledger
 from margin_engine.margin.profile import Profile
-from margin_engine.market.snapshot import MarketSnapshot, Smile, VolSurface
+from margin_engine.market.snapshot import ByExpiry, MarketSnapshot, Smile, VolSurface
 from margin_engine.oracle.aggregator import Mark, OracleState, OracleStatus, PriceUpdate
 from margin_engine.oracle.averages import Point, VolumeReport
 
@@ -50,6 +50,7 @@ DATACLASSES: dict[str, type] = {
         Perpetual,
         Option,
         MarketSnapshot,
+        ByExpiry,
         VolSurface,
         Smile,
         OracleState,
