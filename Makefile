@@ -33,8 +33,8 @@ fuzz: $(STAMP)
 # static checks: style and errors (ruff), types of the core packages (mypy, pyproject's
 # [tool.mypy]), and the import layers of pyproject's [tool.importlinter]
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks alembic docs/screenshot.py
-	$(BIN)/ruff format --check src tests benchmarks alembic docs/screenshot.py
+	$(BIN)/ruff check src tests benchmarks alembic docs/screenshot.py docs/margin_table.py
+	$(BIN)/ruff format --check src tests benchmarks alembic docs/screenshot.py docs/margin_table.py
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

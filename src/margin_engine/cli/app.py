@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from margin_engine.cli.common import (
     EXIT_BAD_INPUT,
@@ -32,7 +33,7 @@ from margin_engine.files.commands_file import load_commands
 from margin_engine.files.portfolio import load_portfolio
 from margin_engine.ledger.units import format_units, human_amount
 from margin_engine.margin.calculator import compute_margins
-from margin_engine.margin.profile import load_profile
+from margin_engine.margin.profile import load_profile, packaged_profiles
 
 app = typer.Typer(
     add_completion=False,
@@ -306,6 +307,35 @@ def demo(profile: ProfileOpt = "deribit") -> None:
         run_demo(console(), load_profile(profile))
     except InputError as exc:
         raise fail(exc) from None
+
+
+@app.command()
+def profiles(fmt: FormatOpt = Format.table) -> None:
+    """The packaged profiles: whose rules each follows, which version of them, and where every number comes from."""
+    rows = []
+    for name in packaged_profiles():
+        p = load_profile(name)
+        about = p.about
+        rows.append(
+            {
+                "name": name,
+                "venue": about.venue if about else "",
+                "version": about.version if about else "",
+                "margin": "standard + portfolio" if p.portfolio else "standard",
+                "liquidation": p.liquidation.mechanism,
+                "source": about.source if about else "",
+                "description": p.description,
+            }
+        )
+    if fmt is Format.json:
+        print_json(rows)
+        return
+    table = Table(title="Packaged profiles (--profile NAME)", title_justify="left")
+    for column in ("name", "venue", "version", "margin", "liquidation", "source"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(row[c] for c in ("name", "venue", "version", "margin", "liquidation", "source")))
+    console().print(table)
 
 
 app.add_typer(oracle_app, name="oracle")

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from margin_engine.errors import InputError
+from margin_engine.margin.profile import packaged_profiles
 
 EXIT_BAD_INPUT = 2
 EXIT_BROKEN = 3  # a journal that contradicts itself (or cannot be read): investigate, do not retry
@@ -23,7 +24,8 @@ class Format(StrEnum):
 
 
 PROFILE_HELP = (
-    "Packaged profile (deribit, deribit-pm, derive, derive-pmrm: docs/model.md cites each number) or a .toml path."
+    f"Packaged profile ({', '.join(packaged_profiles())}; `margin-engine profiles` says whose rules and"
+    " where each comes from) or a .toml path."
 )
 ProfileOpt = Annotated[str, typer.Option("--profile", "-p", help=PROFILE_HELP)]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table for people, json for programs.")]

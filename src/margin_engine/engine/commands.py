@@ -20,7 +20,7 @@ from margin_engine.instruments.names import Instrument, Perpetual, parse_expiry,
 from margin_engine.ledger.units import parse_decimal, to_units
 from margin_engine.margin.book import MARGIN_MODES, MarginMode
 from margin_engine.margin.profile import Profile
-from margin_engine.market.snapshot import MarketSnapshot, parse_market
+from margin_engine.market.snapshot import MARKET_FIELDS, MarketSnapshot, parse_market
 from margin_engine.oracle.aggregator import SOURCE_RE, PriceUpdate
 
 # a custody transfer's reference: "0x<tx hash>:<log index>", a bank reference; printable ASCII
@@ -313,12 +313,25 @@ def _withdraw(obj, profile) -> Withdraw:
 
 
 def _set_market(obj, profile) -> SetMarket:
-    f = _Fields(obj, {"underlying", "index", "vol", "rate", "confidence"})
+    """An underlying's market, or the USD price of a collateral asset that is no underlying (the
+    settlement stablecoin: `{"underlying": "USDC", "index": 0.985}`)."""
+    f = _Fields(obj, {"underlying", *MARKET_FIELDS})
     underlying = f.get("underlying")
-    profile.underlying(underlying)
-    raw = {k: obj[k] for k in ("index", "vol", "rate", "confidence") if k in obj}
-    market = parse_market(underlying, raw, "market")
-    _bounded(Decimal(repr(market.index)), profile.limits.price_max_usd, "index", " USD")
+    price_only = isinstance(underlying, str) and underlying in profile.assets and underlying not in profile.underlyings
+    if not price_only:
+        profile.underlying(underlying)
+    raw = {k: obj[k] for k in MARKET_FIELDS if k in obj}
+    market = parse_market(underlying, raw, "market", price_only=price_only)
+    limit = profile.limits.price_max_usd
+    _bounded(Decimal(repr(market.index)), limit, "index", " USD")
+    # a perp mark or forward this far from the index is a unit error, not a basis
+    band = profile.limits.perp_price_band_ratio
+    given = [("perp", market.perp)] if market.perp is not None else []
+    given += [("forward", f) for _, f in (market.forwards.points if market.forwards else ())]
+    for name, price in given:
+        _bounded(Decimal(repr(price)), limit, name, " USD")
+        if abs(price / market.index - 1) > band:
+            raise InputError(name, f"{price:g} USD is more than {band:.0%} away from the index {market.index:g} USD")
     return SetMarket(market, raw)
 
 

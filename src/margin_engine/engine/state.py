@@ -230,7 +230,10 @@ def evolve(state: State, event: Event) -> None:
             state.accounts[event.account] = Account(event.account, event.mode)  # type: ignore[arg-type]
             state.touch(event.account)
         case MarketSet():
-            state.markets[event.underlying] = parse_market(event.underlying, event.market, f"market.{event.underlying}")
+            price_only = event.underlying not in state.profile.underlyings
+            state.markets[event.underlying] = parse_market(
+                event.underlying, event.market, f"market.{event.underlying}", price_only=price_only
+            )
         case TimeAdvanced():
             state.now_s = event.time_s
         case ExpirySettled():
@@ -298,7 +301,8 @@ def evolve(state: State, event: Event) -> None:
 
 def _apply_oracle(state: State, event: OracleUpdated) -> None:
     """Run the update through the guards again (they are deterministic) and move the market's
-    index to the guarded mark, with a confidence score for the margin's confidence charges."""
+    index to the guarded mark, with a confidence score for the margin's confidence charges; a
+    given perp mark and forwards move with it (`MarketSnapshot.moved_to`)."""
     u = event.underlying
     params = state.profile.oracle.params_for(u)
     update = PriceUpdate(u, event.source, event.price, event.confidence, event.timestamp_s, event.volume)
@@ -308,9 +312,7 @@ def _apply_oracle(state: State, event: OracleUpdated) -> None:
     state.oracles[u] = oracle
     market = state.markets.get(u)
     if market is not None and outcome.mark.price is not None:
-        state.markets[u] = replace(
-            market, index=outcome.mark.price, confidence=confidence_score(oracle, outcome.mark, params)
-        )
+        state.markets[u] = market.moved_to(outcome.mark.price, confidence_score(oracle, outcome.mark, params))
 
 
 def confidence_score(oracle: OracleState, mark: Mark, params: OracleParams) -> float:

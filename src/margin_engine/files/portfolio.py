@@ -59,8 +59,11 @@ def _obj(value: Any, field: str, allowed: set[str], required: set[str]) -> dict[
 def parse_portfolio(data: Any, profile: Profile) -> Portfolio:
     top = _obj(data, "portfolio", {"valuation_time", "market", "accounts"}, {"valuation_time", "market", "accounts"})
     now_s = parse_time(top["valuation_time"], "valuation_time")
-    market_obj = _obj(top["market"], "market", set(profile.underlyings), set())
-    markets = {u: parse_market(u, v, f"market.{u}") for u, v in market_obj.items()}
+    market_obj = _obj(top["market"], "market", set(profile.underlyings) | set(profile.assets), set())
+    # an asset that is no underlying (the settlement stablecoin) has a price and nothing else
+    markets = {
+        u: parse_market(u, v, f"market.{u}", price_only=u not in profile.underlyings) for u, v in market_obj.items()
+    }
     if not isinstance(top["accounts"], list):
         raise InputError("accounts", "expected a list of accounts")
     seen: set[str] = set()
@@ -128,7 +131,7 @@ def _position(raw: Any, field: str, profile: Profile, markets, now_s: int, isola
         entry_price = (
             parse_decimal(entry, f"{field}.entry_price", positive=True)
             if entry is not None
-            else Decimal(repr(markets[inst.underlying].index))
+            else Decimal(repr(markets[inst.underlying].perp_mark))
         )
         quote = -decimal_to_units_half_even(size * entry_price, profile.settlement_decimals)
     elif "entry_price" in obj:
