@@ -125,6 +125,7 @@ class PortfolioResult:
     haircut_im: np.ndarray
     haircut_mm: np.ndarray
     by_underlying: dict[int, UnderlyingRisk]
+    im_factor: float  # the profile's, raised by a peg loss
 
 
 def book_from_views(accounts: Sequence[AccountView], profile: Profile) -> PortfolioBook:
@@ -391,9 +392,10 @@ def combine(
         equity[rows] += risk.value
         haircut_im[rows] += risk.haircut_im
         haircut_mm[rows] += risk.haircut_mm
-    im = im_factor(pm, stable) * base + confidence + haircut_im
+    factor = im_factor(pm, stable)
+    im = factor * base + confidence + haircut_im
     return PortfolioResult(
-        equity, base, confidence, im, pm.mm_factor * base + haircut_mm, haircut_im, haircut_mm, risks
+        equity, base, confidence, im, pm.mm_factor * base + haircut_mm, haircut_im, haircut_mm, risks, factor
     )
 
 
@@ -448,6 +450,9 @@ def explain_account(
         j = int(risk.worst[r])
         noise = 1e-9 * max(1.0, abs(float(risk.value[r])))  # hedges that cancel leave float dust
         label = risk.scenarios.label(j) if risk.pnl[r, j] < -noise else "no scenario loses"
+        if risk.basis_loss[r] > max(-risk.pnl[r, j], 0.0) + noise:
+            # Derive's worstScenario == scenarios.length: the basis contingency is the worst case
+            label = f"basis: each expiry's forward +/-{pm.basis_shock_ratio:.0%} alone"
         entry = {
             "underlying": book.instruments.underlyings[u],
             "worst_scenario": {**risk.scenarios.describe(j), "label": label},
@@ -472,4 +477,4 @@ def explain_account(
                 {**risk.scenarios.describe(k), "pnl": float(risk.pnl[r, k])} for k in range(len(risk.scenarios))
             ]
         out.append(entry)
-    return {"im_factor": pm.im_factor, "mm_factor": pm.mm_factor, "underlyings": out}
+    return {"im_factor": result.im_factor, "mm_factor": pm.mm_factor, "underlyings": out}
