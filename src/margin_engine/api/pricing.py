@@ -43,7 +43,9 @@ def price_options(instruments: str | Sequence[str], market: Any, valuation_time:
 
     `market` is a portfolio file's market section (`{"BTC": {"index": 60000, "vol": 0.6}}`, vol flat,
     per expiry or per strike) or a whole portfolio (dict or path), whose valuation time is used when
-    `valuation_time` is not given. A perp is worth the index (delta 1, no other Greeks).
+    `valuation_time` is not given. Options are priced with Black-76 on each expiry's forward (the
+    market's `forward`, else index x e^(rT)), discounted at the expiry's rate; a perp is worth its
+    mark (`perp`, else the index; delta 1, no other Greeks).
     """
     names = [instruments] if isinstance(instruments, str) else list(instruments)
     section, when = _market_section(market)
@@ -66,15 +68,18 @@ def price_options(instruments: str | Sequence[str], market: Any, valuation_time:
                 raise InputError(field, f"{inst.name} expired before the valuation time")
             t = (inst.expiry_s - now_s) / SECONDS_PER_YEAR
             strike = float(inst.strike)
-            vol = float(snap.vol.vols(np.array([inst.expiry_s]), np.array([strike]), now_s)[0])
-            forward = snap.index * float(np.exp(snap.rate * t))
-            g = black76(forward, strike, t, vol, snap.rate, np.bool_(inst.is_call))
+            expiry_s = np.array([inst.expiry_s])
+            vol = float(snap.surface.vols(expiry_s, np.array([strike]), now_s)[0])
+            forward = float(snap.forwards_at(expiry_s, now_s)[0][0])
+            rate = float(snap.rates_at(expiry_s)[0])
+            g = black76(forward, strike, t, vol, rate, np.bool_(inst.is_call))
             greeks = [float(x) for x in (g.price, g.delta, g.gamma, g.vega, g.theta)]
             kind, expiry = ("call" if inst.is_call else "put"), _timestamp(inst.expiry_s)
         else:
-            t, strike, vol, forward, expiry, kind = None, None, None, snap.index, None, "perp"
-            greeks = [snap.index, 1.0, 0.0, 0.0, 0.0]
-        rows.append((inst.name, inst.underlying, kind, strike, expiry, t, snap.index, forward, vol, snap.rate, *greeks))
+            t, strike, vol, forward, expiry, kind = None, None, None, snap.perp_mark, None, "perp"
+            rate = snap.rate
+            greeks = [snap.perp_mark, 1.0, 0.0, 0.0, 0.0]
+        rows.append((inst.name, inst.underlying, kind, strike, expiry, t, snap.index, forward, vol, rate, *greeks))
     df = _tables.frame(INSTRUMENT_COLUMNS, rows, index="instrument")
     df["expiry"] = _tables.pandas().to_datetime(df["expiry"], utc=True)
     return df

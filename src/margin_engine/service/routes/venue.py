@@ -31,10 +31,16 @@ class Fill(_Body):
 
 
 class Market(_Body):
+    """An underlying's market (docs/formats.md, "The market model"), or the settlement
+    stablecoin's price: `{"underlying": "USDC", "index": "0.985"}`."""
+
     underlying: Text
     index: Text
-    vol: Annotated[float, Field(allow_inf_nan=False)] | Text | dict[str, Any]
-    rate: Text = "0"
+    vol: Annotated[float, Field(allow_inf_nan=False)] | Text | dict[str, Any] | None = None
+    rate: Text | dict[str, Any] | None = None
+    forward: dict[str, Any] | None = None
+    perp: Text | None = None
+    confidence: Annotated[float, Field(allow_inf_nan=False)] | Text | dict[str, Any] | None = None
 
 
 class Clock(_Body):
@@ -89,7 +95,12 @@ async def fill(body: Fill, runtime: CurrentRuntime, idempotency: IdempotencyKey 
     return await run(runtime, _command("trade", body), idempotency)
 
 
-@router.post("/markets", dependencies=ADMIN, summary="Set an underlying's index, rate and implied vol", **RECEIPT)
+@router.post(
+    "/markets",
+    dependencies=ADMIN,
+    summary="Set an underlying's market (index, vol, rates, forwards, perp mark, confidences) or a stablecoin's price",
+    **RECEIPT,
+)
 async def market(body: Market, runtime: CurrentRuntime, idempotency: IdempotencyKey = None) -> dict:
     return await run(runtime, _command("set_market", body), idempotency)
 
