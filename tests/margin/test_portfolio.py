@@ -26,6 +26,35 @@ MARKETS = {
     "ETH": parse_market("ETH", {"index": 3000, "vol": {"25DEC26": 0.7, "26MAR27": 0.65}}, "m"),
 }
 
+# the whole market model: forwards per expiry (one with a fixed part), perp marks apart from the
+# index, rates per expiry, confidences per feed below the thresholds, USDC below its peg
+RICH_MARKETS = {
+    "BTC": parse_market(
+        "BTC",
+        {
+            "index": 60000,
+            "vol": 0.6,
+            "rate": {"25DEC26": 0.04, "26MAR27": 0.05},
+            "forward": {"25DEC26": 60400, "26MAR27": {"price": 61500, "fixed": 700}},
+            "perp": 60150,
+            "confidence": {"spot": 0.9, "perp": 0.5, "vol": {"26MAR27": 0.4}},
+        },
+        "m",
+    ),
+    "ETH": parse_market(
+        "ETH",
+        {
+            "index": 3000,
+            "vol": {"25DEC26": 0.7, "26MAR27": 0.65},
+            "rate": 0.03,
+            "perp": 2990,
+            "confidence": {"spot": 0.5, "forward": {"25DEC26": 0.3}},
+        },
+        "m",
+    ),
+    "USDC": parse_market("USDC", {"index": 0.97, "confidence": 0.8}, "m", price_only=True),
+}
+
 
 def pm(positions, collateral=None, profile=DERIBIT_PM):
     doc = {
@@ -246,13 +275,17 @@ def _view(i, acct):
     return AccountView(f"a{i}", "portfolio", {"USDC": usdc, "BTC": btc}, views)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(account, min_size=1, max_size=6), st.sampled_from([DERIBIT_PM, DERIVE_PM]))
-def test_vectorized_agrees_with_reference(accounts, profile):
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(account, min_size=1, max_size=6),
+    st.sampled_from([DERIBIT_PM, DERIVE_PM, load_profile("derive-pmrm-test")]),
+    st.sampled_from([MARKETS, RICH_MARKETS]),
+)
+def test_vectorized_agrees_with_reference(accounts, profile, markets):
     views = [_view(i, a) for i, a in enumerate(accounts)]
-    result = portfolio_margin(book_from_views(views, profile), MARKETS, profile, NOW_S)
+    result = portfolio_margin(book_from_views(views, profile), markets, profile, NOW_S)
     for i, view in enumerate(views):
-        ref = reference_margin(view, MARKETS, profile, NOW_S)
+        ref = reference_margin(view, markets, profile, NOW_S)
         scale = max(1.0, abs(ref["equity"]), ref["initial_margin"])
         assert result.equity[i] == pytest.approx(ref["equity"], abs=1e-9 * scale)
         assert result.initial_margin[i] == pytest.approx(ref["initial_margin"], abs=1e-9 * scale)
@@ -297,6 +330,13 @@ def test_incremental_update_equals_full_recompute():
     touched = inc.update_market(moved)
     assert touched.tolist() == [1, 2]  # the ETH holders only
     full = portfolio_margin(book, {**MARKETS, "ETH": moved}, DERIBIT_PM, NOW_S)
+    # a stablecoin price values every underlying's collateral: all accounts are re-margined
+    usdc = parse_market("USDC", {"index": 0.95}, "m", price_only=True)
+    assert inc.update_market(usdc).tolist() == [0, 1, 2]
+    depegged = portfolio_margin(book, {**MARKETS, "ETH": moved, "USDC": usdc}, DERIBIT_PM, NOW_S)
+    np.testing.assert_allclose(inc.result().equity, depegged.equity, rtol=1e-12)
+    np.testing.assert_allclose(inc.result().initial_margin, depegged.initial_margin, rtol=1e-12)
+    inc.update_market(parse_market("USDC", {"index": 1}, "m", price_only=True))
     got = inc.result()
     np.testing.assert_allclose(got.initial_margin, full.initial_margin, rtol=1e-12)
     np.testing.assert_allclose(got.equity, full.equity, rtol=1e-12)

@@ -247,7 +247,11 @@ def underlying_risk(
     pnl = (values - v0[:, None]) * scen.weight[None, :]
 
     matrix = block.matrix
-    discounted = pm.option_value_discount_static < 1 or pm.option_value_discount_rate_add > 0
+    discounted = (
+        pm.option_value_discount_static < 1
+        or pm.option_value_discount_rate_add > 0
+        or pm.option_value_discount_rate_mult > 0
+    )
     groups = block.expiry_groups(t.kind, t.expiry_s) if opt.any() else []
     if discounted:
         account_pnl = matrix @ np.where(opt[:, None], 0.0, pnl)

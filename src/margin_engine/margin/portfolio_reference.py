@@ -85,7 +85,11 @@ def _underlying(u: str, legs: list, markets, profile: Profile, now_s: int) -> di
             if conf_e < pm.confidence_threshold:
                 affected += (1 - conf_e) * abs(size)
         value += now
-        if disc < 1:
+        if (
+            pm.option_value_discount_static < 1
+            or pm.option_value_discount_rate_add
+            or pm.option_value_discount_rate_mult
+        ):
             shocked = np.where(shocked > 0, shocked * disc, shocked)
         pnl += (shocked - now) * scen.weight
         if pm.basis_shock_ratio:

@@ -175,7 +175,7 @@ class PortfolioParams(_Frozen):
         default=1.0, gt=0, le=1
     )  # positive shocked expiry value * d e^(-T(r+add))
     option_value_discount_rate_add: float = Field(default=0.0, ge=0)
-    option_value_discount_rate_mult: float = Field(default=1.0, ge=0, le=5)  # d e^(-T(mult r + add))
+    option_value_discount_rate_mult: float = Field(default=0.0, ge=0, le=5)  # d e^(-T(mult r + add))
     # Derive's peg loss: below this USD price of the settlement stablecoin the IM factor rises by
     # (threshold - price) * peg_loss_factor (PMRMLib.getMarginAndMarkToMarket's mFactor)
     peg_loss_threshold_usd: float = Field(default=0.0, ge=0, le=1)
