@@ -43,5 +43,6 @@ def test_readers_get_decimal_amounts_iso_times_and_a_sentence():
     clock = next(v for v in views if v["type"] == "time_advanced")
     assert (clock["time_s"], clock["time"]) == (1795593600, "2026-11-25T08:00:00Z")
     fill = next(v for v in views if v["type"] == "liquidation_fill")
-    assert fill["paid"] == "-23750.000000"
-    assert fill["text"] == "keeper took 100.00% of trader's book (Dutch auction): was paid 23,750.00 USDC"
+    # the example's fund pays |MtM| + (|MM| - |MtM|) x 0.5 = 15,000 + 33,800 x 0.5 = 31,900 at 30 minutes
+    assert fill["paid"] == "-31900.000000"
+    assert fill["text"] == "keeper took 100.00% of trader's book (Dutch auction): was paid 31,900.00 USDC"

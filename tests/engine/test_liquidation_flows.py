@@ -360,10 +360,10 @@ def test_isolated_position_liquidated_with_the_fixed_mechanism(profile, index):
     # deribit: allocation 60,000 x 2.005% = 1,203, E = 1,203 - 700 = 503, M = 59,300 x 1.005% = 595.965
     #   of which the add-on Q = 0.005% x 1^2 x 59,300 = 2.965; C = 0.75% x 59,300 = 444.75; H = 2 units:
     #   s(g) = 503 - (1 - g) 444.75 - 1.02 (593 g + 2.965 g^2 + 0.000002) = 58.24999796 - 160.11 g - 3.0243 g^2
-    # derive: allocation 6.5% x 60,000 = 3,900, E = 3,900 - 3,000 = 900, M = 5% x 57,000 = 2,850, no add-on:
-    #   f = (1.02 x (2,850 + 0.000002) - 900) / (1.02 x 2,850 - 427.5) = 2,007.00000204 / 2,479.5 = 0.80944...
+    # derive: allocation 10% x 60,000 = 6,000, E = 6,000 - 3,000 = 3,000, M = 6.5% x 57,000 = 3,705, no add-on:
+    #   f = (1.02 x (3,705 + 0.000002) - 3,000) / (1.02 x 3,705 - 427.5) = 779.10000204 / 3,351.6 = 0.23245...
     deribit_g = (math.sqrt(160.11**2 + 4 * 3.0243 * 58.24999796) - 160.11) / (2 * 3.0243)
-    by_hand = {59300: 1 - deribit_g, 57000: 2_007.00000204 / 2_479.5}[index]
+    by_hand = {59300: 1 - deribit_g, 57000: 779.10000204 / 3_351.6}[index]
     equity = btc_alloc + (index - 60000) * U
     mm = round(index * (p.mm_ratio + p.size_ratio_per_unit * 1) * U)
     f = close_fraction(equity, mm, index * U, add_on=p.size_ratio_per_unit * index)
@@ -558,21 +558,23 @@ def test_socialized_loss_instead_of_adl():
 
 
 def test_uncovered_deficit_gates_withdrawals_until_resolved_again():
-    # derive's waterfall is socialized; an isolated long (fixed mechanism) gaps -30% and the
+    # derive's waterfall is socialized; an isolated long (fixed mechanism) gaps -40% and the
     # depositors' balances cannot pay it all
-    e = book(DERIVE, {"iso": 4_000, "maker": 4_000, "keeper": 3_000}, modes={"iso": "isolated"})
-    ok(e, trade("iso", "maker", 1, 60000))  # allocation 6.5% x 60,000 = 3,900; free pool 100
-    ok(e, market(42000))
-    # loss 18,000 against 3,900 + 100: deficit 14,000; no fund; balances maker 4,000 + keeper 3,000
+    e = book(DERIVE, {"iso": 7_000, "maker": 7_000, "keeper": 5_000}, modes={"iso": "isolated"})
+    # allocation 10% x 60,000 = 6,000; free pool 1,000 (the maker's IM is 6,000 of its 7,000)
+    ok(e, trade("iso", "maker", 1, 60000))
+    ok(e, market(36000))
+    # loss 24,000 against 6,000 + 1,000: deficit 17,000; no fund; balances maker 7,000 + keeper 5,000
+    # = 12,000 socialized, 5,000 uncovered (the keeper takes 1 BTC at 36,000: IM 3,600 <= 5,000)
     out = ok(e, start("iso", "keeper"))
     (b,) = of_type(out, "bankruptcy")
     assert (b.deficit_units, b.insurance_units, b.socialized_units, b.uncovered_units) == (
-        14_000 * U,
+        17_000 * U,
         0,
-        7_000 * U,
-        7_000 * U,
+        12_000 * U,
+        5_000 * U,
     )
-    assert user(e, "iso") == -7_000 * U and user(e, "maker") == 0 and user(e, "keeper") == 0
+    assert user(e, "iso") == -5_000 * U and user(e, "maker") == 0 and user(e, "keeper") == 0
     assert e.state.withdrawals_gated
     rejected(e, {"type": "deposit", "account": "ghost", "asset": "USDC", "amount": "1"}, "unknown_account")
     ok(e, {"type": "deposit", "account": "maker", "asset": "USDC", "amount": "10"})
@@ -581,7 +583,7 @@ def test_uncovered_deficit_gates_withdrawals_until_resolved_again():
     ok(e, {"type": "fund_insurance", "asset": "USDC", "amount": "20000"})
     out = ok(e, start("iso", "keeper"))
     (b,) = of_type(out, "bankruptcy")
-    assert (b.deficit_units, b.insurance_units, b.uncovered_units) == (7_000 * U, 7_000 * U, 0)
+    assert (b.deficit_units, b.insurance_units, b.uncovered_units) == (5_000 * U, 5_000 * U, 0)
     assert user(e, "iso") == 0 and not e.state.withdrawals_gated
     ok(e, withdraw("maker", 1))
 
@@ -590,17 +592,18 @@ def test_uncovered_deficit_gates_withdrawals_until_resolved_again():
 
 
 def dutch_book(index, profile=DERIVE, insurance_fund=50_000) -> Engine:
-    """examples/liquidation-dutch-*.jsonl: a 10 BTC long perp bought at 60,000 with 40,000 USDC."""
-    e = book(profile, {"trader": 40_000, "maker": 1_000_000, "keeper": 1_000_000}, insurance_fund=insurance_fund)
+    """examples/liquidation-dutch-*.jsonl: a 10 BTC long perp bought at 60,000 with 65,000 USDC
+    (IM 10% x 600,000 = 60,000); MtM = 65,000 + 10 x (index - 60,000), requirement 6.5% x 10 x index."""
+    e = book(profile, {"trader": 65_000, "maker": 1_000_000, "keeper": 1_000_000}, insurance_fund=insurance_fund)
     ok(e, trade("trader", "maker", 10, 60000))
     ok(e, market(index))
     return e
 
 
 def test_dutch_solvent_auction_at_five_minutes():
-    e = dutch_book(56500)
-    # MtM = 40,000 + 10 x (56,500 - 60,000) = 5,000; requirement 5% x 565,000 = 28,250
-    # Lyra: MM = 5,000 - 28,250 = -23,250 < 0 and MtM > 0: a solvent auction
+    e = dutch_book(54000)
+    # MtM = 65,000 + 10 x (54,000 - 60,000) = 5,000; requirement 6.5% x 540,000 = 35,100
+    # Lyra: MM = 5,000 - 35,100 = -30,100 < 0 and MtM > 0: a solvent auction
     out = ok(e, start("trader"))
     (s,) = of_type(out, "liquidation_started")
     assert (s.auction, s.account, s.mechanism, s.phase, s.time_s) == ("L1", "trader", "dutch", "solvent", T0)
@@ -608,39 +611,46 @@ def test_dutch_solvent_auction_at_five_minutes():
     ok(e, at(300))
     # d(300) = 0.95 - 0.25 x 300 / 900 = 0.866667
     d = 0.95 - 0.25 * 300 / 900
-    # BM = MM + (MM - MtM) x 0.15 = -23,250 - 28,250 x 0.15 = -27,487.5
-    bm = -23_250 + (-23_250 - 5_000) * 0.15
-    assert bm == -27_487.5
-    # f_max = BM / (BM - MtM d) = 27,487.5 / (27,487.5 + 4,333.33) = 0.863821
+    # BM = MM + (MM - MtM) x 0.15 = -30,100 - 35,100 x 0.15 = -35,365
+    bm = -30_100 + (-30_100 - 5_000) * 0.15
+    assert bm == -35_365
+    # f_max = BM / (BM - MtM d) = 35,365 / (35,365 + 4,333.33) = 0.890843
     f_max = bm / (bm - 5_000 * d)
     out = ok(e, bid("L1", "keeper", 1, max_price=10_000))
     (fill,) = of_type(out, "liquidation_fill")
     assert float(fill.fraction) == pytest.approx(f_max, rel=1e-12)
-    assert float(fill.fraction) == pytest.approx(0.8638208720701847, rel=1e-12)
-    # the bidder pays f x MtM x d = 0.863821 x 4,333.33 = 3,743.223779 (rounded up)
-    assert fill.paid_units == math.ceil(f_max * 5_000 * d * U) == 3_743_223_779
-    # 10% of its discount f x MtM x (1 - d) = 575.88 goes to the insurance fund: 57.588059 (up)
-    assert fill.insurance_fee_units == math.ceil(0.10 * f_max * 5_000 * (1 - d) * U) == 57_588_059
-    # the bidder gets f of the positions at mark (8.63820873 BTC, rounded up) and f x MtM in value
-    # for what it pays: trader -> keeper floor(f x 5,000) - paid = 4,319.104360 - 3,743.223779
-    assert size(e, "keeper") == ceil8(10 * fill.fraction) == Decimal("8.63820873")
-    assert transfers(out, "liquidation") == [(user_key("trader"), user_key("keeper"), 575_880_581)]
-    assert transfers(out, "liquidation_fee") == [(user_key("keeper"), INSURANCE, 57_588_059)]
-    assert insurance(e) == 50_000 * U + 57_588_059
-    # the auction ends: the account is restored (BM back to ~0, equity 4,424.119419)
+    assert float(fill.fraction) == pytest.approx(0.8908434443091648, rel=1e-12)
+    # the bidder pays f x MtM x d = 0.890843 x 4,333.33 = 3,860.321593 (rounded up)
+    assert fill.paid_units == math.ceil(f_max * 5_000 * d * U) == 3_860_321_593
+    # 10% of its discount f x MtM x (1 - d) = 593.90 goes to the insurance fund: 59.389563 (up)
+    assert fill.insurance_fee_units == math.ceil(0.10 * f_max * 5_000 * (1 - d) * U) == 59_389_563
+    # the bidder gets f of the positions at mark (8.90843445 BTC, rounded up) and f x MtM in value
+    # for what it pays: trader -> keeper floor(f x 5,000) - paid = 4,454.217221 - 3,860.321593
+    assert size(e, "keeper") == ceil8(10 * fill.fraction) == Decimal("8.90843445")
+    assert transfers(out, "liquidation") == [(user_key("trader"), user_key("keeper"), 593_895_628)]
+    assert transfers(out, "liquidation_fee") == [(user_key("keeper"), INSURANCE, 59_389_563)]
+    assert insurance(e) == 50_000 * U + 59_389_563
+    # the auction ends: the account is restored (BM back to ~0, equity 4,406.104372)
     (end,) = of_type(out, "auction_ended")
     assert (end.auction, end.reason) == ("L1", "restored") and e.state.auctions == {}
     m = margin(e, "trader")
-    assert m.equity == 5_000 * U - 575_880_581 and not m.liquidatable
+    assert m.equity == 5_000 * U - 593_895_628 and not m.liquidatable
     assert m.equity >= 1.15 * m.maintenance_margin - 1  # BM >= 0 within a unit
-    # net for the keeper: f x MtM - paid - fee = 4,319.104360 - 3,743.223779 - 57.588059
-    assert margin(e, "keeper").equity == 1_000_000 * U + 575_880_581 - 57_588_059
+    # net for the keeper: f x MtM - paid - fee = 4,454.217221 - 3,860.321593 - 59.389563
+    assert margin(e, "keeper").equity == 1_000_000 * U + 593_895_628 - 59_389_563
 
 
 def lyra_profile():
-    # Lyra's published case: bufferMarginPercentage 5%, starting at 80% of MtM, no fee, no cutoff
+    # Lyra's published case: bufferMarginPercentage 5%, starting at 80% of MtM, no fee, no cutoff.
+    # Its account has MtM 30 and a requirement of 51.75; mainnet's 6.5% perp maintenance ratio cannot
+    # make 51.75 exactly from any 8-decimal size (51.75 / 0.065 = 796.1538... USD of notional), so the
+    # case is replayed with a 5% maintenance ratio (0.01725 BTC x 60,000 x 5% = 51.75); IM stays 10%
+    perps = {
+        name: u.model_copy(update={"perp": u.perp.model_copy(update={"mm_ratio": 0.05})})
+        for name, u in DERIVE.underlyings.items()
+    }
     return with_liquidation(
-        DERIVE,
+        DERIVE.model_copy(update={"underlyings": perps}),
         dutch={
             "start_discount": 0.8,
             "buffer_margin_ratio": 0.05,
@@ -652,8 +662,8 @@ def lyra_profile():
 
 def lyra_book() -> Engine:
     """Lyra's case at the engine level: a short perp with MtM 30 and MM -21.75 (requirement 51.75).
-    0.01725 BTC short at 56,000 with 99 USDC; at 60,000: MtM = 99 - 0.01725 x 4,000 = 30 and
-    requirement 5% x 0.01725 x 60,000 = 51.75."""
+    0.01725 BTC short at 56,000 with 99 USDC (IM 10% x 966 = 96.60); at 60,000:
+    MtM = 99 - 0.01725 x 4,000 = 30 and requirement 5% x 0.01725 x 60,000 = 51.75."""
     e = book(lyra_profile(), {"trader": 99, "maker": 1_000_000, "keeper": 1_000_000})
     ok(e, market(56000))
     ok(e, trade("maker", "trader", "0.01725", 56000))
@@ -701,16 +711,16 @@ def test_lyra_two_bids_reserve_the_first_bidders_cash():
 @pytest.mark.parametrize(
     ("minutes", "payment"),
     [
-        (0, 10_000 * U),  # |MtM|
-        (15, 16_875 * U),  # 10,000 + 27,500 x 1/4
-        (30, 23_750 * U),  # 10,000 + 27,500 x 1/2 (the example)
-        (60, 37_500 * U),  # |MM|
-        (90, 37_500 * U),  # capped at |MM|
+        (0, 15_000 * U),  # |MtM|
+        (15, 23_450 * U),  # 15,000 + 33,800 x 1/4
+        (30, 31_900 * U),  # 15,000 + 33,800 x 1/2 (the example)
+        (60, 48_800 * U),  # |MM|
+        (90, 48_800 * U),  # capped at |MM|
     ],
 )
 def test_dutch_insolvent_payment_grows_from_mtm_to_mm(minutes, payment):
-    e = dutch_book(55000)
-    # MtM = 40,000 - 50,000 = -10,000; requirement 27,500; MM = -37,500: insolvent auction
+    e = dutch_book(52000)
+    # MtM = 65,000 - 80,000 = -15,000; requirement 6.5% x 520,000 = 33,800; MM = -48,800: insolvent auction
     out = ok(e, start("trader"))
     assert of_type(out, "liquidation_started")[0].phase == "insolvent"
     assert e.state.withdrawals_gated
@@ -720,13 +730,13 @@ def test_dutch_insolvent_payment_grows_from_mtm_to_mm(minutes, payment):
     out = ok(e, bid("L1", "keeper", 1))
     (fill,) = of_type(out, "liquidation_fill")
     assert (fill.fraction, fill.paid_units, fill.insurance_fee_units) == (1, -payment, 0)
-    # the keeper takes the 10 BTC at mark, covers the account's -10,000, and is paid by the fund
-    assert transfers(out, "liquidation") == [(user_key("keeper"), user_key("trader"), 10_000 * U)]
+    # the keeper takes the 10 BTC at mark, covers the account's -15,000, and is paid by the fund
+    assert transfers(out, "liquidation") == [(user_key("keeper"), user_key("trader"), 15_000 * U)]
     assert transfers(out, "insurance") == [(INSURANCE, user_key("keeper"), payment)]
     assert of_type(out, "auction_ended")[0].reason == "taken"
     assert user(e, "trader") == 0 and e.state.accounts["trader"].positions == {}
     assert size(e, "keeper") == 10
-    assert user(e, "keeper") == 1_000_000 * U - 10_000 * U + payment
+    assert user(e, "keeper") == 1_000_000 * U - 15_000 * U + payment
     assert insurance(e) == 50_000 * U - payment
     assert of_type(out, "bankruptcy") == []  # nothing left to resolve
     assert not e.state.withdrawals_gated
@@ -734,51 +744,52 @@ def test_dutch_insolvent_payment_grows_from_mtm_to_mm(minutes, payment):
 
 
 def test_dutch_insolvent_partial_bid_keeps_the_gate_until_taken():
-    e = dutch_book(55000)
+    e = dutch_book(52000)
     ok(e, start("trader"))
     ok(e, at(1800))
     out = ok(e, bid("L1", "keeper", "0.5"))
     (fill,) = of_type(out, "liquidation_fill")
-    # half of 23,750 = 11,875 to the keeper, who covers half of the -10,000 and takes 5 BTC
-    assert fill.paid_units == -11_875 * U
-    assert transfers(out, "liquidation") == [(user_key("keeper"), user_key("trader"), 5_000 * U)]
+    # half of 31,900 = 15,950 to the keeper, who covers half of the -15,000 and takes 5 BTC
+    assert fill.paid_units == -15_950 * U
+    assert transfers(out, "liquidation") == [(user_key("keeper"), user_key("trader"), 7_500 * U)]
     assert size(e, "keeper") == 5 and of_type(out, "auction_ended") == []
     rejected(e, withdraw("maker", 1), "withdrawals_gated")
-    # 30 minutes later (elapsed 60 min): MtM -5,000, requirement 13,750 -> |MM| = 18,750
+    # 30 minutes later (elapsed 60 min): MtM -7,500, requirement 6.5% x 260,000 = 16,900 -> |MM| = 24,400
     ok(e, at(3600))
     out = ok(e, bid("L1", "keeper", 1))
-    assert of_type(out, "liquidation_fill")[0].paid_units == -18_750 * U
-    assert user(e, "trader") == 0 and insurance(e) == 50_000 * U - 11_875 * U - 18_750 * U
+    assert of_type(out, "liquidation_fill")[0].paid_units == -24_400 * U
+    # the fund: 50,000 - 15,950 - 24,400 = 9,650
+    assert user(e, "trader") == 0 and insurance(e) == 50_000 * U - 15_950 * U - 24_400 * U == 9_650 * U
     ok(e, withdraw("maker", 1))
 
 
 def test_socialized_top_up_of_the_insurance_fund():
-    # examples/liquidation-socialized.jsonl: the fund holds 5,000 and must pay 23,750
-    e = dutch_book(55000, insurance_fund=5_000)
+    # examples/liquidation-socialized.jsonl: the fund holds 5,000 and must pay 31,900
+    e = dutch_book(52000, insurance_fund=5_000)
     ok(e, start("trader"))
     rejected(e, withdraw("maker", 1), "withdrawals_gated")
     ok(e, at(1800))
     out = ok(e, bid("L1", "keeper", 1))
-    # 18,750 short, spread over USDC balances at that moment: maker 1,000,000, keeper 990,000
-    # (after covering the account's 10,000); the trader holds 0. Total 1,990,000:
-    #   maker 18,750 x 100 / 199 = 9,422.110552|763 -> 9,422,110,552 (remainder .763)
-    #   keeper 18,750 x 99 / 199 = 9,327.889447|236 -> 9,327,889,447 (remainder .236)
-    # floors add to 18,749,999,999: the last unit to the maker
+    # 26,900 short, spread over USDC balances at that moment: maker 1,000,000, keeper 985,000
+    # (after covering the account's 15,000); the trader holds 0. Total 1,985,000:
+    #   maker 26,900 x 200 / 397 = 13,551.637279|597 -> 13,551,637,279 (remainder .597)
+    #   keeper 26,900 x 197 / 397 = 13,348.362720|403 -> 13,348,362,720 (remainder .403)
+    # floors add to 26,899,999,999: the last unit to the maker
     assert sorted(transfers(out, "socialized_loss")) == [
-        (user_key("keeper"), INSURANCE, 9_327_889_447),
-        (user_key("maker"), INSURANCE, 9_422_110_553),
+        (user_key("keeper"), INSURANCE, 13_348_362_720),
+        (user_key("maker"), INSURANCE, 13_551_637_280),
     ]
-    assert transfers(out, "insurance") == [(INSURANCE, user_key("keeper"), 23_750 * U)]
+    assert transfers(out, "insurance") == [(INSURANCE, user_key("keeper"), 31_900 * U)]
     assert insurance(e) == 0
-    assert user(e, "maker") == 1_000_000 * U - 9_422_110_553
-    assert user(e, "keeper") == 1_000_000 * U - 10_000 * U - 9_327_889_447 + 23_750 * U
+    assert user(e, "maker") == 1_000_000 * U - 13_551_637_280
+    assert user(e, "keeper") == 1_000_000 * U - 15_000 * U - 13_348_362_720 + 31_900 * U
     assert user(e, "trader") == 0
     ok(e, withdraw("maker", 1))
-    assert user(e, "maker") == 990_577_889_447 - U
+    assert user(e, "maker") == 986_448_362_720 - U
 
 
 def test_solvent_auction_left_alone_restarts():
-    e = dutch_book(56500)
+    e = dutch_book(54000)
     ok(e, start("trader"))
     # 15 min + 12 h = 44,100 s: the price reaches 0 and the auction restarts at the top
     out = ok(e, at(44_099))
@@ -787,28 +798,29 @@ def test_solvent_auction_left_alone_restarts():
     (change,) = of_type(out, "auction_phase_changed")
     assert (change.auction, change.phase, change.time_s) == ("L1", "solvent", T0 + 44_100)
     assert e.state.auctions["L1"].phase_started_s == T0 + 44_100
-    # a bid now pays d = 0.95 again: f_max = 27,487.5 / (27,487.5 + 4,750)
+    # a bid now pays d = 0.95 again: f_max = 35,365 / (35,365 + 5,000 x 0.95) = 35,365 / 40,115 = 0.881590
     out = ok(e, bid("L1", "keeper", 1))
     (fill,) = of_type(out, "liquidation_fill")
-    assert float(fill.fraction) == pytest.approx(27_487.5 / 32_237.5, rel=1e-12)
-    assert fill.paid_units == math.ceil(27_487.5 / 32_237.5 * 5_000 * 0.95 * U)
+    assert float(fill.fraction) == pytest.approx(35_365 / 40_115, rel=1e-12)
+    # pays f x 4,750 = 4,187.554531 (rounded up)
+    assert fill.paid_units == math.ceil(35_365 / 40_115 * 5_000 * 0.95 * U) == 4_187_554_531
 
 
 def test_solvent_auction_turned_insolvent_by_a_gap_changes_phase():
-    e = dutch_book(56500)
+    e = dutch_book(54000)
     ok(e, start("trader"))
-    ok(e, market(55000))  # MtM -10,000
+    ok(e, market(52000))  # MtM 65,000 - 80,000 = -15,000
     rejected(e, bid("L1", "keeper", 1), "auction_ended")  # the solvent price no longer applies
     out = ok(e, at(60))
     (change,) = of_type(out, "auction_phase_changed")
     assert (change.phase, change.time_s) == ("insolvent", T0 + 60)
     assert e.state.withdrawals_gated
     out = ok(e, bid("L1", "keeper", 1))
-    assert of_type(out, "liquidation_fill")[0].paid_units == -10_000 * U  # |MtM| at the phase's start
+    assert of_type(out, "liquidation_fill")[0].paid_units == -15_000 * U  # |MtM| at the phase's start
 
 
 def test_dutch_rejections():
-    e = dutch_book(56500)
+    e = dutch_book(54000)
     ok(e, start("trader"))
     rejected(e, start("trader"), "auction_active")
     rejected(e, bid("L7", "keeper", 1), "unknown_auction")
@@ -822,20 +834,21 @@ def test_dutch_rejections():
 
 
 def test_dutch_bidder_is_margin_checked():
-    e = dutch_book(56500)
+    e = dutch_book(54000)
     ok(e, {"type": "open_account", "account": "poor"})
     ok(e, {"type": "deposit", "account": "poor", "asset": "USDC", "amount": "1000"})
     ok(e, start("trader"))
-    # taking 8.64 BTC needs 6.5% x 488,058 = 31,724 of initial margin
+    # at t = 0, f_max = 35,365 / (35,365 + 4,750) = 0.881590: taking 8.8159043 BTC needs
+    # 10% x 8.8159043 x 54,000 = 47,606 of initial margin, against 1,000 + what the fill hands it
     r = rejected(e, bid("L1", "poor", 1), "insufficient_margin")
     assert r.account == "poor"
 
 
 def test_auction_ended_when_the_account_recovered():
-    e = dutch_book(56500)
+    e = dutch_book(54000)
     ok(e, start("trader"))
-    # at 59,500: MtM = 35,000, requirement 29,750, BM = 5,250 - 29,750 x 0.15 = 787.5 >= 0
-    ok(e, market(59500))
+    # at 58,000: MtM = 45,000, requirement 37,700, BM = 7,300 - 37,700 x 0.15 = 1,645 >= 0
+    ok(e, market(58000))
     rejected(e, bid("L1", "keeper", 1), "auction_ended")
     out = ok(e, at(1))
     assert [(x.auction, x.reason) for x in of_type(out, "auction_ended")] == [("L1", "restored")]
@@ -843,10 +856,10 @@ def test_auction_ended_when_the_account_recovered():
 
 
 def test_no_dutch_fill_on_an_account_back_above_maintenance():
-    e = dutch_book(56500)
+    e = dutch_book(54000)
     ok(e, start("trader"))
-    # at 59,200: MtM = 32,000 >= requirement 29,600 (not liquidatable), BM = 2,400 - 4,440 < 0
-    ok(e, market(59200))
+    # at 57,500: MtM = 40,000 >= requirement 37,375 (not liquidatable), BM = 2,625 - 5,606.25 < 0
+    ok(e, market(57500))
     assert not margin(e, "trader").liquidatable
     rejected(e, bid("L1", "keeper", 1), "auction_ended")
 
@@ -854,21 +867,22 @@ def test_no_dutch_fill_on_an_account_back_above_maintenance():
 # ================================================================================= batch (derive)
 
 
-def batch_book(index=56500, bidders=("k1", "k2", "k3"), insurance_fund=50_000) -> Engine:
-    deposits = {"trader": 40_000, "maker": 1_000_000} | {b: 1_000_000 for b in bidders}
+def batch_book(index=54000, bidders=("k1", "k2", "k3"), insurance_fund=50_000) -> Engine:
+    """dutch_book's account under the batch mechanism: at 54,000 MtM 5,000, requirement 35,100."""
+    deposits = {"trader": 65_000, "maker": 1_000_000} | {b: 1_000_000 for b in bidders}
     e = book(BATCH, deposits, insurance_fund=insurance_fund)
     ok(e, trade("trader", "maker", 10, 60000))
     ok(e, market(index))
     return e
 
 
-# the solvent lot at 56,500 restores the 2% buffer even when sold at the reserve price, i.e. at a
-# cost of reserve_discount x MtM: f = (1.02 x 28,250 - 5,000) / (1.02 x 28,250 - 0.30 x 5,000)
-#   = 23,815 / 27,315 = 0.871865...
-LOT = 23_815 / 27_315
-# the lot's value floor(f x 5,000) = 4,359.326377; reserve ceil(0.7 x 4,359.326377) = 3,051.528464
-LOT_VALUE = 4_359_326_377
-RESERVE = 3_051_528_464
+# the solvent lot at 54,000 restores the 2% buffer even when sold at the reserve price, i.e. at a
+# cost of reserve_discount x MtM: f = (1.02 x 35,100 - 5,000) / (1.02 x 35,100 - 0.30 x 5,000)
+#   = 30,802 / 34,302 = 0.897965...
+LOT = 30_802 / 34_302
+# the lot's value floor(f x 5,000) = 4,489.825666; reserve ceil(0.7 x 4,489.825666) = 3,142.877967
+LOT_VALUE = 4_489_825_666
+RESERVE = 3_142_877_967
 
 
 def test_batch_starts_with_a_lot_and_a_reserve():
@@ -879,8 +893,8 @@ def test_batch_starts_with_a_lot_and_a_reserve():
     assert float(s.fraction) == pytest.approx(LOT, rel=1e-12)
     assert s.reserve_price_units == RESERVE
     rejected(e, bid("L1", "k1", 1), "max_price_required")
-    ok(e, bid("L1", "k1", 1, max_price=3_100))
-    rejected(e, bid("L1", "k1", 1, max_price=3_200), "duplicate_bid")
+    ok(e, bid("L1", "k1", 1, max_price=3_200))
+    rejected(e, bid("L1", "k1", 1, max_price=3_300), "duplicate_bid")
     out = ok(e, at(5))  # the window is still open: nothing clears
     assert of_type(out, "liquidation_fill") == [] and "L1" in e.state.auctions
 
@@ -901,9 +915,9 @@ def test_batch_clears_at_one_uniform_price():
     assert of_type(out, "auction_ended")[0].reason == "cleared"
     assert size(e, "k3") == 0 and user(e, "k3") == 1_000_000 * U
     # each winner gets its share of the account's value for what it pays:
-    # floor(0.5 f x 5,000) - 1,900 = 2,179.663188 - 1,900 = 279.663188
+    # floor(0.5 f x 5,000) - 1,900 = 2,244.912833 - 1,900 = 344.912833
     value = math.floor(float(fills[0].fraction) * 5_000 * U)
-    assert value == 2_179_663_188
+    assert value == 2_244_912_833
     assert transfers(out, "liquidation") == [
         (user_key("trader"), user_key("k1"), value - 1_900 * U),
         (user_key("trader"), user_key("k2"), value - 1_900 * U),
@@ -916,10 +930,10 @@ def test_batch_each_winner_gets_its_share_of_the_positions():
     ok(e, bid("L1", "k1", "0.5", max_price=4_200))
     ok(e, bid("L1", "k2", "0.5", max_price=3_800))
     out = ok(e, at(10))
-    share = of_type(out, "liquidation_fill")[0].fraction  # 0.5 x 0.871865 = 0.435933 of the account
-    # each takes 10 x 0.435933 = 4.35932638 BTC (rounded up; the second's share of what the first
-    # left, share / (1 - share), may round one step lower); the trader keeps (1 - f) x 10 = 1.28
-    assert size(e, "k1") == ceil8(10 * share) == Decimal("4.35932638")
+    share = of_type(out, "liquidation_fill")[0].fraction  # 0.5 x 0.897965 = 0.448983 of the account
+    # each takes 10 x 0.448983 = 4.48982567 BTC (rounded up; the second's share of what the first
+    # left, share / (1 - share), may round one step lower); the trader keeps (1 - f) x 10 = 1.02
+    assert size(e, "k1") == ceil8(10 * share) == Decimal("4.48982567")
     assert ceil8(10 * share) - STEP <= size(e, "k2") <= ceil8(10 * share)
     assert size(e, "trader") == 10 - size(e, "k1") - size(e, "k2")
     assert abs(size(e, "trader") - 10 * (1 - Decimal(repr(LOT)))) <= 2 * STEP
@@ -931,7 +945,8 @@ def test_batch_sold_at_the_reserve_still_restores_the_buffer():
     ok(e, bid("L1", "k1", 1, max_price=Decimal(RESERVE) / U))
     out = ok(e, at(10))
     assert of_type(out, "liquidation_fill")[0].paid_units == RESERVE
-    # equity 5,000 - 4,359.326377 + 3,051.528464 = 3,692.202087 against MM (1 - f) x 28,250 = 3,619.4
+    # equity 5,000 - 4,489.825666 + 3,142.877967 = 3,653.052301 against MM (1 - f) x 35,100 = 3,581.42
+    # (x 1.02 = 3,653.05: the buffer, as the lot was sized)
     m = margin(e, "trader")
     assert m.equity == 5_000 * U - LOT_VALUE + RESERVE
     assert m.equity >= 1.02 * m.maintenance_margin and not m.liquidatable
@@ -959,7 +974,7 @@ def test_batch_reserve_not_met_is_unsold():
     e = batch_book()
     ok(e, start("trader"))
     before = (user(e, "trader"), size(e, "trader"))
-    ok(e, bid("L1", "k1", 1, max_price=3_000))  # below the 3,051.528464 reserve
+    ok(e, bid("L1", "k1", 1, max_price=3_000))  # below the 3,142.877967 reserve
     out = ok(e, at(10))
     assert of_type(out, "liquidation_fill") == []
     assert [(x.auction, x.reason) for x in of_type(out, "auction_ended")] == [("L1", "unsold")]
@@ -976,8 +991,8 @@ def test_batch_winner_that_cannot_margin_is_dropped_and_the_rest_recleared():
     ok(e, bid("L1", "poor", 1, max_price=4_000))
     ok(e, bid("L1", "rich", 1, max_price=3_500))
     out = ok(e, at(10))
-    # poor wins the whole lot at 4,000 but cannot margin 8.72 BTC (IM 6.5% x 492,604 = 32,019
-    # against 20,000 + 359): dropped; rich clears alone at its own 3,500
+    # poor wins the whole lot at 4,000 but cannot margin 8.98 BTC (IM 10% x 484,901 = 48,490
+    # against 20,000 + 490): dropped; rich clears alone at its own 3,500
     assert [(f.liquidator, f.paid_units) for f in of_type(out, "liquidation_fill")] == [("rich", 3_500 * U)]
     assert user(e, "poor") == 20_000 * U and size(e, "poor") == 0
     assert size(e, "rich") == ceil8(10 * Decimal(repr(LOT)))
@@ -985,27 +1000,29 @@ def test_batch_winner_that_cannot_margin_is_dropped_and_the_rest_recleared():
 
 
 def test_batch_insolvent_lot_is_paid_for_by_the_fund():
-    e = batch_book(index=55000)
+    e = batch_book(index=52000)
     out = ok(e, start("trader"))
     (s,) = of_type(out, "liquidation_started")
-    # MtM -10,000: the whole account, reserve -10,000 - 0.3 x 10,000 = -13,000 (at most 13,000 paid)
-    assert (s.phase, s.fraction, s.reserve_price_units) == ("insolvent", 1, -13_000 * U)
+    # MtM 65,000 - 80,000 = -15,000: the whole account, reserve -15,000 - 0.3 x 15,000 = -19,500
+    # (at most 19,500 paid)
+    assert (s.phase, s.fraction, s.reserve_price_units) == ("insolvent", 1, -19_500 * U)
     assert e.state.withdrawals_gated
-    ok(e, bid("L1", "k1", 1, max_price=-14_000))  # asks too much: below the reserve
-    ok(e, bid("L1", "k2", 1, max_price=-12_000))
+    ok(e, bid("L1", "k1", 1, max_price=-21_000))  # asks too much: below the reserve
+    ok(e, bid("L1", "k2", 1, max_price=-18_000))
     out = ok(e, at(10))
     (fill,) = of_type(out, "liquidation_fill")
-    assert (fill.liquidator, fill.paid_units) == ("k2", -12_000 * U)
-    assert transfers(out, "liquidation") == [(user_key("k2"), user_key("trader"), 10_000 * U)]
-    assert transfers(out, "insurance") == [(INSURANCE, user_key("k2"), 12_000 * U)]
-    assert user(e, "trader") == 0 and insurance(e) == 38_000 * U
+    assert (fill.liquidator, fill.paid_units) == ("k2", -18_000 * U)
+    assert transfers(out, "liquidation") == [(user_key("k2"), user_key("trader"), 15_000 * U)]
+    assert transfers(out, "insurance") == [(INSURANCE, user_key("k2"), 18_000 * U)]
+    # the fund: 50,000 - 18,000
+    assert user(e, "trader") == 0 and insurance(e) == 32_000 * U
     assert not e.state.withdrawals_gated
 
 
 def test_batch_insolvent_lot_nobody_takes_is_offered_again_and_keeps_withdrawals_gated():
-    # the same -10,000 account; no bid in the window: the lot is offered again at once (L2), so the
+    # the same -15,000 account; no bid in the window: the lot is offered again at once (L2), so the
     # deficit stays open and the makers cannot withdraw the cash the fund may need
-    e = batch_book(index=55000)
+    e = batch_book(index=52000)
     ok(e, start("trader"))
     out = ok(e, at(10))
     assert [(x.auction, x.reason) for x in of_type(out, "auction_ended")] == [("L1", "unsold")]
@@ -1013,12 +1030,12 @@ def test_batch_insolvent_lot_nobody_takes_is_offered_again_and_keeps_withdrawals
     assert (again.auction, again.phase, again.reserve_price_units, again.closes_at_s) == (
         "L2",
         "insolvent",
-        -13_000 * U,
+        -19_500 * U,
         T0 + 20,
     )
     assert e.state.withdrawals_gated
     rejected(e, withdraw("maker", 1_000), "withdrawals_gated")
-    ok(e, bid("L2", "k2", 1, max_price=-12_000))
+    ok(e, bid("L2", "k2", 1, max_price=-18_000))
     ok(e, at(20))
     assert not e.state.withdrawals_gated and user(e, "trader") == 0
 
@@ -1044,10 +1061,10 @@ def test_batch_bid_after_the_window_is_rejected():
     profile = BATCH.model_copy(
         update={"oracle": OracleConfig(sources={s: dump_public_key(k.public_key()) for s, k in KEYS.items()})}
     )
-    e = book(profile, {"trader": 40_000, "maker": 1_000_000, "k1": 1_000_000, "k2": 1_000_000})
+    e = book(profile, {"trader": 65_000, "maker": 1_000_000, "k1": 1_000_000, "k2": 1_000_000})
     ok(e, trade("trader", "maker", 10, 60000))
     for s in SOURCES:
-        ok(e, signed(s, 56500.0, T0))
+        ok(e, signed(s, 54000.0, T0))  # batch_book's account: MtM 5,000, reserve 3,142.877967
     ok(e, start("trader"))
     ok(e, bid("L1", "k1", 1, max_price=3_500))
     # the feed goes stale (60 s): the clock passes the window but the batch waits for a fresh mark
@@ -1055,7 +1072,7 @@ def test_batch_bid_after_the_window_is_rejected():
     assert of_type(out, "liquidation_fill") == [] and "L1" in e.state.auctions
     rejected(e, bid("L1", "k2", 1, max_price=4_000), "auction_closed")
     for s in SOURCES:
-        ok(e, signed(s, 56500.0, T0 + 61))
+        ok(e, signed(s, 54000.0, T0 + 61))
     out = ok(e, at(62))
     assert [(f.liquidator, f.paid_units) for f in of_type(out, "liquidation_fill")] == [("k1", 3_500 * U)]
 
@@ -1128,17 +1145,19 @@ def test_example_numbers():
     )
     out, ev = run_example("liquidation-dutch-solvent.jsonl")
     (fill,) = [x for x in ev if x["type"] == "liquidation_fill"]
-    assert (fill["paid_units"], fill["insurance_fee_units"]) == (3_743_223_779, 57_588_059)
+    # test_dutch_solvent_auction_at_five_minutes's numbers
+    assert (fill["paid_units"], fill["insurance_fee_units"]) == (3_860_321_593, 59_389_563)
     assert [x["reason"] for x in ev if x["type"] == "auction_ended"] == ["restored"]
     out, ev = run_example("liquidation-dutch-insolvent.jsonl")
     (fill,) = [x for x in ev if x["type"] == "liquidation_fill"]
-    assert (fill["paid_units"], fill["paid"]) == (-23_750 * U, "-23750.000000")  # readers get both
-    assert out["state"]["insurance_fund"] == {"USDC": "26250.000000"}
+    assert (fill["paid_units"], fill["paid"]) == (-31_900 * U, "-31900.000000")  # readers get both
+    assert out["state"]["insurance_fund"] == {"USDC": "18100.000000"}  # 50,000 - 31,900
     assert out["results"][-1]["events"][0]["reason"] == "withdrawal"  # the gate opened
     out, ev = run_example("liquidation-socialized.jsonl")
+    # test_socialized_top_up_of_the_insurance_fund's numbers
     assert sorted(x["amount_units"] for x in ev if x["type"] == "transfer" and x["reason"] == "socialized_loss") == [
-        9_327_889_447,
-        9_422_110_553,
+        13_348_362_720,
+        13_551_637_280,
     ]
     assert out["state"]["insurance_fund"] == {}
 
@@ -1164,34 +1183,39 @@ def test_an_isolated_deficit_claims_the_free_pool_before_a_withdrawal_can():
 
 
 def test_a_dutch_insolvent_bid_the_fund_cannot_pay_is_refused_and_the_fund_never_goes_negative():
-    """Issue 12's case: the fund at 0, a 10 BTC long 40,000 under water at 52,000 (MM 26,000): after an
-    hour the insolvent auction pays |MtM - MM| = 66,000 for all of it. Socializing can raise only the
-    45,000 the others hold, so the fund once paid 66,000 and ended at -21,000. Now the bid is refused,
-    and half of it (33,000) is paid exactly from what was collected."""
-    e = book(DERIVE, {"trader": 40_000, "maker": 40_000, "keeper": 45_000})
+    """Issue 12's case: the fund at 0, a 10 BTC long (65,000 USDC) 35,000 under water at 50,000
+    (requirement 6.5% x 500,000 = 32,500): after an hour the insolvent auction pays |MtM - requirement|
+    = 67,500 for all of it. Socializing can raise only the 65,000 the others hold once the keeper has
+    covered the -35,000 (maker 65,000, keeper 35,000 - 35,000), so the fund once paid 67,500 and ended
+    at -2,500. Now the bid is refused, and half of it (33,750) is paid exactly from what was collected."""
+    e = book(DERIVE, {"trader": 65_000, "maker": 65_000, "keeper": 35_000})
     ok(e, trade("trader", "maker", 10, 60000))
-    ok(e, market(52000))
+    ok(e, market(50000))
     ok(e, start("trader"))
     ok(e, at(3600))
     r = rejected(e, bid("L1", "keeper", 1), "insurance_insufficient")
-    assert (r.needed, r.available) == (66_000 * U, 45_000 * U)
+    assert (r.needed, r.available) == (67_500 * U, 65_000 * U)
     assert insurance(e) == 0
+    # half: the keeper covers 17,500 and is paid 33,750, socialized over maker 65,000 + keeper 17,500
     out = ok(e, bid("L1", "keeper", "0.5"))
-    assert transfers(out, "insurance") == [(INSURANCE, user_key("keeper"), 33_000 * U)]
-    assert sum(t[2] for t in transfers(out, "socialized_loss")) == 33_000 * U  # exactly what it pays
+    assert transfers(out, "insurance") == [(INSURANCE, user_key("keeper"), 33_750 * U)]
+    assert sum(t[2] for t in transfers(out, "socialized_loss")) == 33_750 * U  # exactly what it pays
     assert insurance(e) == 0 and e.state.withdrawals_gated  # half is still in the insolvent auction
 
 
 def test_a_batch_lot_at_a_negative_price_the_fund_cannot_pay_goes_unsold():
-    """The fund at 0 and 500 USDC to socialize (the others hold BTC): the winning bid asks 12,000 for
-    taking the -10,000 account. It once cleared and left the fund at -11,500; now it goes unsold."""
-    e = book(BATCH, {"trader": 40_000, "maker": 0, "k2": 10_500})
-    for account in ("maker", "k2"):
-        ok(e, {"type": "deposit", "account": account, "asset": "BTC", "amount": "1"})
+    """The fund at 0 and 500 USDC to socialize (the others hold BTC): the winning bid asks 18,000 for
+    taking the -15,000 account (reserve -19,500). It once cleared and left the fund at -17,500; now it
+    goes unsold. (k2 could margin the lot: 15,500 - 15,000 + 18,000 + 1 BTC x 52,000 x 0.6975 = 54,770
+    against IM 10% x 520,000 = 52,000.)"""
+    e = book(BATCH, {"trader": 65_000, "maker": 0, "k2": 15_500})
+    # the maker's short needs IM 60,000: 2 BTC count 2 x 60,000 x 0.6975 = 83,700
+    ok(e, {"type": "deposit", "account": "maker", "asset": "BTC", "amount": "2"})
+    ok(e, {"type": "deposit", "account": "k2", "asset": "BTC", "amount": "1"})
     ok(e, trade("trader", "maker", 10, 60000))
-    ok(e, market(55000))
+    ok(e, market(52000))
     ok(e, start("trader"))
-    ok(e, bid("L1", "k2", 1, max_price=-12_000))
+    ok(e, bid("L1", "k2", 1, max_price=-18_000))
     out = ok(e, at(10))
     assert of_type(out, "liquidation_fill") == [] and of_type(out, "auction_ended")[0].reason == "unsold"
-    assert insurance(e) == 0 and user(e, "k2") == 10_500 * U and size(e, "trader") == 10
+    assert insurance(e) == 0 and user(e, "k2") == 15_500 * U and size(e, "trader") == 10
