@@ -432,8 +432,7 @@ def _bid(obj, profile) -> Bid:
 
 def _oracle_update(obj, profile) -> OracleUpdate:
     f = _Fields(obj, {"underlying", "source", "price", "confidence", "volume", "timestamp", "signature"})
-    underlying = f.get("underlying")
-    profile.underlying(underlying)
+    underlying = profile.price_feed(f.get("underlying"))  # an underlying, or a stablecoin's price
 
     def number(name: str, value: object) -> float:
         limit = profile.limits.amount_max if name == "volume" else profile.limits.price_max_usd
@@ -477,15 +476,12 @@ def _register_source(obj, profile) -> RegisterSource:
     if raw is None:
         underlyings = tuple(sorted(profile.underlyings))
     else:
-        if not isinstance(raw, list) or not raw or len(raw) > len(profile.underlyings):
-            raise InputError(
-                "underlyings", f"expected a list of 1-{len(profile.underlyings)} of {', '.join(profile.underlyings)}"
-            )
+        feeds = profile.price_feeds
+        if not isinstance(raw, list) or not raw or len(raw) > len(feeds):
+            raise InputError("underlyings", f"expected a list of 1-{len(feeds)} of {', '.join(feeds)}")
         for i, name in enumerate(raw):
-            if not isinstance(name, str) or name not in profile.underlyings:
-                raise InputError(
-                    f"underlyings[{i}]", f"expected one of {', '.join(profile.underlyings)}, got {name!r}"[:200]
-                )
+            if not isinstance(name, str) or name not in feeds:
+                raise InputError(f"underlyings[{i}]", f"expected one of {', '.join(feeds)}, got {name!r}"[:200])
         if len(set(raw)) != len(raw):
             raise InputError("underlyings", "names an underlying twice")
         underlyings = tuple(sorted(raw))

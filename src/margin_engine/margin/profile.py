@@ -287,6 +287,17 @@ class Profile(_Frozen):
         return self.underlyings[symbol]
 
     @property
+    def price_feeds(self) -> tuple[str, ...]:
+        """What has a USD price in the market model: the underlyings and every collateral asset
+        (the settlement stablecoin too: its depeg is priced)."""
+        return tuple(sorted(set(self.underlyings) | set(self.assets)))
+
+    def price_feed(self, symbol: object, field: str = "underlying") -> str:
+        if not isinstance(symbol, str) or symbol not in self.price_feeds:
+            raise InputError(field, f"no price feed for {symbol!r}; known: {', '.join(self.price_feeds)}")
+        return symbol
+
+    @property
     def portfolio_params(self) -> PortfolioParams:
         """The [portfolio] section, for the risk matrix; an error naming the profile when it has none."""
         if self.portfolio is None:
