@@ -129,3 +129,34 @@ def test_oracle_updates_move_the_perp_mark_and_forwards_and_price_the_stablecoin
     ok(e, signed("feed", "USDC", 0.97, T0))
     assert e.state.markets["USDC"].index == 0.97
     assert replay(e.state.profile, e.journal) == e.state
+
+
+def test_the_perp_mark_not_the_index_decides_and_prices_a_liquidation():
+    e = engine("deribit")
+    ok(e, {"type": "set_market", "underlying": "BTC", "index": "60000", "vol": "0.6"})
+    for name, amount in (("trader", "13000"), ("maker", "1000000"), ("keeper", "1000000")):
+        ok(e, {"type": "open_account", "account": name})
+        ok(e, {"type": "deposit", "account": name, "amount": amount})
+    ok(e, {"type": "fund_insurance", "asset": "USDC", "amount": "5000"})
+    ok(
+        e,
+        {
+            "type": "trade",
+            "buyer": "trader",
+            "seller": "maker",
+            "instrument": "BTC-PERP",
+            "size": "10",
+            "price": "60000",
+        },
+    )
+    # the index stays at 60,000 while the perp's mark falls to 59,000: equity 13,000 - 10 x 1,000
+    # = 3,000 (no aggressor, no taker fee) against MM (1% + 10 x 0.005%) x 590,000 = 6,195
+    ok(e, {"type": "set_market", "underlying": "BTC", "index": "60000", "vol": "0.6", "perp": "59000"})
+    m = e.state.margin("trader")
+    assert (m.equity, m.maintenance_margin, m.liquidatable) == (3_000 * U, 6_195 * U, True)
+    out = ok(e, {"type": "start_liquidation", "account": "trader", "liquidator": "keeper"})
+    # the keeper takes the whole long at the mark, 10 x 59,000 (not the index's 600,000), and the
+    # penalty, 0.75% x 590,000 = 4,425, is capped by the 3,000 of equity left
+    assert e.state.accounts["keeper"].positions["BTC-PERP"].quote == -590_000 * U
+    (fill,) = [x.to_json() for x in out if x.to_json()["type"] == "liquidation_fill"]
+    assert (fill["fraction"], fill["penalty_units"]) == ("1", 3_000 * U)

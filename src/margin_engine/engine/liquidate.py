@@ -146,8 +146,7 @@ def _take_at_mark(
         step = p.underlying(pos.instrument.underlying).size_decimals
         moved = close_size(pos.size, float(fraction), step) if fraction < ONE else pos.size
         _trade_at_mark(tx, src, dst, pos.instrument, moved, marks[name])
-        index = Decimal(repr(state.markets[pos.instrument.underlying].index))
-        notional += decimal_to_units_half_even(abs(moved) * index, decimals)
+        notional += decimal_to_units_half_even(abs(moved) * _notional_price(state, pos.instrument), decimals)
     if collateral:
         for asset, params in p.assets.items():
             held = state.ledger.balance(user_key(src), asset)
@@ -205,19 +204,25 @@ def _gross_notional_units(tx: Tx, account: str, only: str | None = None) -> int:
     total = Decimal(0)
     for name, pos in state.accounts[account].positions.items():
         if only is None or name == only:
-            total += abs(pos.size) * Decimal(repr(state.markets[pos.instrument.underlying].index))
+            total += abs(pos.size) * _notional_price(state, pos.instrument)
     return decimal_to_units_half_even(total, state.profile.settlement_decimals)
+
+
+def _notional_price(state: State, inst) -> Decimal:
+    """USD per unit of notional: a perp's mark (its requirement's base), an option's index."""
+    market = state.markets[inst.underlying]
+    return Decimal(repr(market.index if inst.is_option else market.perp_mark))
 
 
 def _size_add_on(state: State, positions: list[PositionMargin] | tuple[PositionMargin, ...]) -> float:
     """The part of positions' maintenance that grows with the square of size: Deribit's perp add-on,
-    size_ratio_per_unit * size^2 * index (USD)."""
+    size_ratio_per_unit * size^2 * mark (USD)."""
     total = 0.0
     for pos in positions:
         inst = parse_instrument(pos.instrument)
         if not inst.is_option:
             perp = state.profile.underlying(inst.underlying).perp
-            total += perp.size_ratio_per_unit * float(pos.size) ** 2 * state.markets[inst.underlying].index
+            total += perp.size_ratio_per_unit * float(pos.size) ** 2 * state.markets[inst.underlying].perp_mark
     return total
 
 
@@ -454,7 +459,7 @@ def _auto_deleverage(tx: Tx, account: str, amount: int) -> list[AdlFill]:
         if book is None:
             continue
         fills, _ = deleverage(shares[name], book)
-        mark = Decimal(repr(state.markets[pos.instrument.underlying].index))
+        mark = Decimal(repr(state.markets[pos.instrument.underlying].perp_mark))
         for f in fills:
             size = Decimal(f.closed_lots).scaleb(-step).copy_sign(pos.size)
             _trade_at_mark(tx, account, f.account, pos.instrument, size, mark)
