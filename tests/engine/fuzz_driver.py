@@ -198,7 +198,15 @@ class Fuzzer:
         shock = self.pick([-0.5, -0.3, -0.1, -0.03, -0.01, 0.01, 0.03, 0.1, 0.3, 0.6])
         new = min(max(self.index(u) * (1 + shock), BASE[u] * 0.05), BASE[u] * 20)
         vol = self.pick([0.2, 0.6, 1.2, 3.0])
-        return {"type": "set_market", "underlying": u, "index": self.number(f"{new:.2f}"), "vol": vol}
+        cmd = {"type": "set_market", "underlying": u, "index": self.number(f"{new:.2f}"), "vol": vol}
+        kind = self.pick(["plain", "plain", "perp", "confidence", "stablecoin"])
+        if kind == "perp":  # the perp's mark off the index (a hostile 60% is refused)
+            cmd["perp"] = self.number(f"{new * (1 + self.pick([-0.6, -0.02, 0.004, 0.03])):.2f}")
+        elif kind == "confidence":
+            cmd["confidence"] = {"spot": self.pick(["0.2", "0.9"]), "perp": self.pick(["0.4", "1"])}
+        elif kind == "stablecoin":
+            return {"type": "set_market", "underlying": "USDC", "index": self.pick(["0.95", "0.99", "1", "1.02"])}
+        return cmd
 
     def money(self, kind: str) -> dict:
         a = self.pick(self.accounts + ["ghost"])

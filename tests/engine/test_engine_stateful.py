@@ -168,11 +168,28 @@ class EngineMachine(RuleBasedStateMachine):
         m = self.margin(account)
         assert m.free_collateral >= 0, f"withdrawal left {account} with free collateral {m.free_collateral}"
 
-    @rule(underlying=st.sampled_from(("BTC", "ETH")), move=st.integers(-2500, 2500), vol=st.integers(20, 150))
-    def set_market(self, underlying, move, vol):
-        # index moves by up to +-25% of the base, in cents
+    @rule(
+        underlying=st.sampled_from(("BTC", "ETH")),
+        move=st.integers(-2500, 2500),
+        vol=st.integers(20, 150),
+        basis_bp=st.none() | st.integers(-300, 300),
+        confidence=st.none() | st.sampled_from(["0.3", "0.5", "0.9"]),
+    )
+    def set_market(self, underlying, move, vol, basis_bp, confidence):
+        # index moves by up to +-25% of the base, in cents; the perp's mark may sit up to 3% off it
+        # and the feeds' confidence may be low (the market model's charges)
         index = (Decimal(BASE_INDEX[underlying]) * (1 + Decimal(move) / 10_000)).quantize(Decimal("0.01"))
-        self.submit({"type": "set_market", "underlying": underlying, "index": str(index), "vol": vol / 100})
+        cmd = {"type": "set_market", "underlying": underlying, "index": str(index), "vol": vol / 100}
+        if basis_bp is not None:
+            cmd["perp"] = str((index * (1 + Decimal(basis_bp) / 10_000)).quantize(Decimal("0.01")))
+        if confidence is not None:
+            cmd["confidence"] = {"spot": "0.9", "perp": confidence, "vol": confidence}
+        self.submit(cmd)
+
+    @rule(price=st.sampled_from(["0.9", "0.97", "0.985", "1", "1.01"]))
+    def set_stablecoin_price(self, price):
+        # the settlement stablecoin's price values crypto collateral and drives the depeg charges
+        self.submit({"type": "set_market", "underlying": "USDC", "index": price})
 
     @rule(
         buyer=accounts,
