@@ -109,7 +109,9 @@ def test_a_bound_keeper_starts_and_bids_as_its_own_account_by_default(dutch):
     admin = auth(c, "admin")
     refs = References()
     market(c)
-    for who, amount in (("alice", "10000"), ("bob", "1000000"), ("keeper", "1000000")):
+    # 2 BTC at 60,000 needs 12,000 (derive mainnet IM 10%); at 56,000 alice has 13,000 - 8,000 = 5,000
+    # against MM 6.5% x 112,000 = 7,280: liquidatable, solvent
+    for who, amount in (("alice", "13000"), ("bob", "1000000"), ("keeper", "1000000")):
         assert c.post("/v1/accounts", json={"account": who}, headers=admin).status_code == 200
         assert deposit(c, who, amount, admin, refs()).status_code == 200
     fill = {"buyer": "alice", "seller": "bob", "instrument": "BTC-PERP", "size": "2", "price": "60000"}
@@ -224,3 +226,31 @@ def test_the_models_describe_the_json_as_sent(service):
     r = c.post("/v1/accounts/alice/withdrawals", json={"amount": "1000000"}, headers=alice)
     assert r.status_code == 409
     openapi.ErrorBody.model_validate(r.json())
+
+
+def test_markets_take_the_market_model_and_a_stablecoin_price(dutch):
+    c = dutch
+    admin = auth(c, "admin")
+    assert c.post("/v1/time", json={"time": T0}, headers=admin).status_code == 200
+    body = {
+        "underlying": "BTC",
+        "index": "60000",
+        "vol": 0.6,
+        "rate": {"25DEC26": "0.04"},
+        "forward": {"25DEC26": "60200"},
+        "perp": "60300",
+        "confidence": {"spot": "0.9", "perp": "0.8"},
+    }
+    r = c.post("/v1/markets", json=body, headers=admin)
+    assert r.status_code == 200, r.text
+    assert r.json()["events"][0]["market"]["perp"] == "60300"
+    r = c.post("/v1/markets", json={"underlying": "USDC", "index": "0.985"}, headers=admin)
+    assert r.status_code == 200, r.text
+    state = c.app.state.runtime.engine.state
+    assert state.markets["BTC"].perp_mark == 60300.0 and state.markets["USDC"].index == 0.985
+    # a perp mark 100% off the index is a unit error; a stablecoin has no vol: both 422, nothing changed
+    r = c.post("/v1/markets", json={**body, "perp": "120000"}, headers=admin)
+    assert r.status_code == 422 and r.json()["field"] == "perp"
+    r = c.post("/v1/markets", json={"underlying": "USDC", "index": "0.99", "vol": 0.5}, headers=admin)
+    assert r.status_code == 422
+    assert state.markets["BTC"].perp_mark == 60300.0 and state.markets["USDC"].index == 0.985

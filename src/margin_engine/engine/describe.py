@@ -201,6 +201,25 @@ def _market_text(event: MarketSet) -> str:
         parts.append(f"vol {_percent(float(vol), 1)}")
     elif isinstance(vol, dict):
         parts.append(f"vol surface of {len(vol)} expiries")
-    if "rate" in m:
-        parts.append(f"rate {_percent(float(m['rate']), 2)}")
+    rate = m.get("rate")
+    if isinstance(rate, dict):
+        parts.append(f"rates for {len(rate)} expiries")
+    elif rate is not None:
+        parts.append(f"rate {_percent(float(rate), 2)}")
+    if isinstance(m.get("forward"), dict):
+        parts.append(f"forwards for {len(m['forward'])} expiries")
+    if "perp" in m:
+        parts.append(f"perp mark {human_number(float(m['perp']))} USD")
+    conf = m.get("confidence")
+    if isinstance(conf, dict):
+        parts.append("confidence " + ", ".join(f"{k} {_describe_conf(v)}" for k, v in conf.items()))
+    elif conf is not None:
+        parts.append(f"confidence {human_number(float(conf))}")
+    if set(m) <= {"index", "confidence"} and "index" in m:  # a stablecoin's price: its fourth decimal matters
+        parts[0] = f"{float(m['index']):.4f} USD"
+        return f"{event.underlying} price: " + ", ".join(parts)
     return f"{event.underlying} market: " + ", ".join(parts)
+
+
+def _describe_conf(value) -> str:
+    return f"by expiry ({len(value)})" if isinstance(value, dict) else human_number(float(value))
