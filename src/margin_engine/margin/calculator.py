@@ -333,8 +333,8 @@ def _depeg_charges(book: FlatBook, markets, profile: Profile, stable: float):
     exposed = np.where(book.is_option, np.maximum(-book.size, 0.0), np.abs(book.size))
     for code, u in enumerate(book.underlyings):
         rows = book.underlying == code
-        charge = np.bincount(book.account[rows], weights=exposed[rows], minlength=len(book))
-        charge *= multiplier * _market(markets, u, f"to value {u}").index
+        price = multiplier * _market(markets, u, f"to value {u}").index
+        charge = np.bincount(book.account[rows], weights=exposed[rows], minlength=len(book)).astype(float) * price
         if charge.any():
             yield u, charge
 
