@@ -180,3 +180,16 @@ def test_implied_vol_follows_the_traded_mid_down_a_cascade():
     base = v.vol0_annual * (mid["mid"][gap] / mid["mid"][0]) ** -v.spot_vol_beta
     expected = min(max(base + v.realized_weight * max(math.sqrt(variance) - base, 0), v.vol_floor_annual), 3.0)
     assert mid["vol"][gap] == pytest.approx(expected, rel=1e-12)
+
+
+def test_the_perp_mark_at_a_basis_and_a_stablecoin_price_go_through_the_engine():
+    """market.perp_basis_ratio puts the perp's mark below the mid: the same path liquidates more,
+    since margin and liquidation read the mark; a depegged stablecoin runs with every audit."""
+    base = parse_scenario({**CASCADE, "oracle": {"guards": False}})
+    below = parse_scenario({**CASCADE, "oracle": {"guards": False}, "market": {"perp_basis_ratio": -0.03}})
+    depeg = parse_scenario({**CASCADE, "market": {"stablecoin_usd": 0.97}})
+    counts = [run_path(sc, sc.all_variants()[0], 0).metrics["liquidation_count"] for sc in (base, below)]
+    assert counts[1] > counts[0] > 0
+    assert run_path(depeg, depeg.all_variants()[0], 0).steps == depeg.steps
+    with pytest.raises(InputError):
+        parse_scenario({**CASCADE, "market": {"perp_basis_ratio": 0.5}})

@@ -339,6 +339,8 @@ class _Sim:
         sc, pop = self.sc, self.sc.population
         self.ok({"type": "advance_time", "time": self.t0})
         self._set_market(self.mid, float(self.vol[0]))
+        if sc.market.stablecoin_usd is not None:
+            self.ok({"type": "set_market", "underlying": "USDC", "index": repr(sc.market.stablecoin_usd)})
         members = draw_population(pop, sc.keepers, sc.mev, self.mid, pop_rng)
         expiry_s = self.t0 + self.n * sc.dt_s + pop.option_expiry_days * 86_400
         self.roles = open_population(
@@ -370,7 +372,11 @@ class _Sim:
         self._sample(self.engine.margin_totals(), 0)
 
     def _set_market(self, index: float, vol: float) -> None:
-        self.ok({"type": "set_market", "underlying": UNDERLYING, "index": repr(index), "vol": repr(vol)})
+        cmd = {"type": "set_market", "underlying": UNDERLYING, "index": repr(index), "vol": repr(vol)}
+        basis = self.sc.market.perp_basis_ratio
+        if basis:
+            cmd["perp"] = repr(round(index * (1.0 + basis), 2))
+        self.ok(cmd)
 
     def _publish(self, mid: float, vol: float, t: int, step: int | None = None, rnd: int = 0) -> None:
         """Guards on: the vol by set_market (index unchanged), the mid by signed updates; off: both by set_market."""

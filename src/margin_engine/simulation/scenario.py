@@ -149,6 +149,15 @@ class Oracle(_Frozen):
     noise_ratio: float = Field(default=0.0005, ge=0, lt=0.02)
 
 
+class Market(_Frozen):
+    """The market model beyond the mid: the perp's mark at a basis to it, and the settlement
+    stablecoin's price (None: par). Both go in through set_market; the basis then moves with the
+    index (oracle updates keep it as a ratio)."""
+
+    perp_basis_ratio: float = Field(default=0.0, ge=-0.2, le=0.2)  # perp mark = index x (1 + this)
+    stablecoin_usd: float | None = Field(default=None, gt=0.5, le=1.5)
+
+
 class Variant(_Frozen):
     """A named design to compare; unset fields keep the base scenario's."""
 
@@ -180,6 +189,7 @@ class Scenario(_Frozen):
     mev: Mev = Mev()
     depth: Depth = Depth()
     oracle: Oracle = Oracle()
+    market: Market = Market()
     price_range: Literal["static", "vol"] = "static"
     insurance_fund_usd: float = Field(default=1e6, ge=0, le=1e12)
     variants: tuple[Variant, ...] = Field(default=(), strict=False)  # a TOML array of tables
