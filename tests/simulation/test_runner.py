@@ -2,6 +2,7 @@
 every command, and the cascade that forced selling into a thin book causes."""
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -9,9 +10,9 @@ from margin_engine.engine import Rejection
 from margin_engine.engine.events import PositionChanged, Transferred
 from margin_engine.errors import InputError
 from margin_engine.simulation import runner
-from margin_engine.simulation.report import summarize, write_report
+from margin_engine.simulation.report import write_report
 from margin_engine.simulation.runner import run_path
-from margin_engine.simulation.scenario import Variant, parse_scenario
+from margin_engine.simulation.scenario import Variant, load_scenario, parse_scenario
 from margin_engine.simulation.sweep import run_sweep
 
 SMALL = {
@@ -108,13 +109,27 @@ def test_thin_book_without_guards_cascades_and_the_default_design_does_not():
     assert deep.metrics["cascade_liquidations"] == 0
 
 
-def test_missing_csv_falls_back_to_a_generated_path():
-    sc = parse_scenario(
-        {**SMALL, "paths": 1, "variants": [], "price": {"kind": "historical", "csv": "no/such.csv", "fallback": "gbm"}}
-    )
-    result = run_path(sc, sc.all_variants()[0], 0)
-    assert result.price_source.startswith("generated (gbm)")
-    assert summarize(sc, [result])["price_source"][0].endswith("not found")
+def test_a_missing_price_file_is_an_error_never_generated_prices(tmp_path):
+    sc = parse_scenario({**SMALL, "paths": 1, "variants": [], "price": {"kind": "historical", "csv": "no/such.csv"}})
+    with pytest.raises(InputError) as err:
+        run_path(sc, sc.all_variants()[0], 0)
+    assert err.value.field == "scenario.price.csv" and "no/such.csv" in err.value.message
+    # loading the file says so before anything runs; the old `fallback` key is refused with a reason
+    path = tmp_path / "s.toml"
+    path.write_text('name = "s"\n[price]\nkind = "historical"\ncsv = "missing.csv"\n')
+    with pytest.raises(InputError, match="no price file"):
+        load_scenario(path)
+    with pytest.raises(InputError, match="fallback is no more"):
+        parse_scenario({**SMALL, "price": {"kind": "historical", "csv": "x.csv", "fallback": "gbm"}})
+
+
+def test_shipped_replays_read_the_shipped_data_from_any_directory(tmp_path, monkeypatch):
+    examples = Path(__file__).resolve().parents[2] / "examples" / "scenarios"
+    monkeypatch.chdir(tmp_path)  # a Dask worker started elsewhere
+    for f in sorted(examples.glob("crash-*.toml")):
+        sc = load_scenario(f)
+        assert Path(sc.base_dir).is_absolute() and sc.csv_path().is_file(), f.name
+        assert "examples/data" in sc.csv_path().resolve().as_posix()
 
 
 def test_portfolio_mode_needs_a_portfolio_profile():

@@ -164,14 +164,12 @@ def price_path(scenario: Scenario, rng: np.random.Generator) -> tuple[np.ndarray
     source = p.kind
     if p.kind == "historical":
         csv = scenario.csv_path()
-        if csv is not None and csv.is_file():
-            hist = historical_path(csv, p.start, p.end, scenario.dt_s, p.spot0_usd)
-            spot = hist.spot[0, : scenario.steps + 1]
-            return _shocked(spot, scenario), f"historical {csv.name} [{p.start}, {p.end}]"
-        source = p.fallback
-        note = f"generated ({source}): {csv} not found"
-    else:
-        note = f"generated ({source})"
+        if csv is None or not csv.is_file():
+            raise InputError("scenario.price.csv", f"no price file at {csv}: a historical replay needs its data")
+        hist = historical_path(csv, p.start, p.end, scenario.dt_s, p.spot0_usd)
+        spot = hist.spot[0, : scenario.steps + 1]
+        return _shocked(spot, scenario), f"historical {csv.name} [{p.start}, {p.end}]"
+    note = f"generated ({source})"
     spot0 = p.spot0_usd or 60_000.0
     args = (scenario.steps, scenario.dt_s, 1, rng)
     if source == "gbm":

@@ -28,15 +28,14 @@ class _Frozen(BaseModel):
 
 
 class PriceModel(_Frozen):
-    """Where the fundamental price comes from: a historical CSV window (with a generated fallback
-    when the file is missing) or a generator. `shock_*` adds a one-off jump at a step on top, for
-    `shock_steps` steps only when set (a wick)."""
+    """Where the fundamental price comes from: a historical CSV window (a missing file is an error,
+    never a quiet switch to generated prices) or a generator. `shock_*` adds a one-off jump at a
+    step on top, for `shock_steps` steps only when set (a wick)."""
 
     kind: Literal["historical", "gbm", "merton", "garch"] = "gbm"
     csv: str | None = None  # historical: path, relative to the scenario file
     start: str | None = None  # historical window, ISO 8601 with zone or Unix seconds (inclusive)
     end: str | None = None
-    fallback: ModelKind = "merton"  # used when the CSV is missing
     spot0_usd: float | None = Field(default=60_000.0, gt=0, le=1e9)  # historical: rescale to start here (None: as is)
     vol_annual: float = Field(default=0.8, ge=0, le=10)
     drift_annual: float = Field(default=0.0, ge=-10, le=10)
@@ -52,6 +51,16 @@ class PriceModel(_Frozen):
     shock_steps: int | None = Field(
         default=None, ge=1, le=100_000
     )  # a wick: the shock lasts this many steps; unset: it stays
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_fallback(cls, data: object) -> object:
+        if isinstance(data, dict) and "fallback" in data:
+            raise ValueError(
+                "fallback is no more: a historical scenario whose price file is missing stops with an error;"
+                " ship the file (examples/data) or use kind = 'merton' | 'gbm' | 'garch' explicitly"
+            )
+        return data
 
     @model_validator(mode="after")
     def _historical(self) -> PriceModel:
@@ -231,4 +240,9 @@ def load_scenario(path: Path | str) -> Scenario:
     data = parse_toml(read_text(path, "scenario"), "scenario", f"TOML ({path})")
     if "base_dir" in data:
         raise InputError("scenario.base_dir", "is set by the loader, not in the file")
-    return parse_scenario(data, str(path), str(path.parent))
+    # absolute, so that a worker started in another directory (Dask) finds the same files
+    scenario = parse_scenario(data, str(path), str(path.resolve().parent))
+    csv = scenario.csv_path()
+    if scenario.price.kind == "historical" and csv is not None and not csv.is_file():
+        raise InputError("scenario.price.csv", f"no price file at {csv} (named in {path}); a replay needs its data")
+    return scenario
