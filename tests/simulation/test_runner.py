@@ -208,3 +208,22 @@ def test_the_perp_mark_at_a_basis_and_a_stablecoin_price_go_through_the_engine()
     assert run_path(depeg, depeg.all_variants()[0], 0).steps == depeg.steps
     with pytest.raises(InputError):
         parse_scenario({**CASCADE, "market": {"perp_basis_ratio": 0.5}})
+
+
+def test_an_account_left_underwater_at_the_end_is_counted():
+    """Keepers that see the queue a day late and no searcher: the gap leaves longs below zero that
+    nobody liquidates. Their negative equity at the final mark is bad debt, counted apart and in
+    the total; it is not zero because no bankruptcy was resolved."""
+    idle = parse_scenario(
+        {
+            **CASCADE,
+            "price": {"kind": "gbm", "vol_annual": 0.0, "shock_step": 2, "shock_pct": -30},
+            "keepers": {"count": 1, "latency_s": 86_400, "cost_per_action_usd": 0},
+            "mev": {"searchers": 0},
+        }
+    )
+    result = run_path(idle, idle.all_variants()[0], 0)
+    m = result.metrics
+    assert m["liquidation_count"] == 0 and m["bad_debt_resolved_usd"] == 0
+    assert m["accounts_underwater_at_end"] > 0 and m["bad_debt_open_usd"] > 0
+    assert m["bad_debt_usd"] == m["bad_debt_resolved_usd"] + m["bad_debt_open_usd"]

@@ -18,6 +18,9 @@ from margin_engine.simulation.scenario import Scenario
 DIGITS = 6  # significant digits kept in summary.json
 TABLE_METRICS = (
     "bad_debt_usd",
+    "bad_debt_resolved_usd",
+    "bad_debt_open_usd",
+    "accounts_underwater_at_end",
     "socialized_loss_usd",
     "adl_usd",
     "fund_min_usd",

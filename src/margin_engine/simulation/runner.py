@@ -713,6 +713,14 @@ class _Sim:
 
         kp, mev = self.keepers, self.searchers
         metrics = {name: float(np.ravel(getattr(m, name))[0]) for name in m.__dataclass_fields__}
+        # every loss counted: what bankruptcies resolved during the run, plus the negative equity
+        # still open at the end (at the final mark) of accounts no liquidator took
+        final = np.asarray(self.equity[-1], dtype=float)
+        open_debt = float(np.maximum(-final, 0.0).sum())
+        metrics["bad_debt_resolved_usd"] = metrics["bad_debt_usd"]
+        metrics["bad_debt_open_usd"] = open_debt
+        metrics["accounts_underwater_at_end"] = float((final < 0).sum())
+        metrics["bad_debt_usd"] = metrics["bad_debt_resolved_usd"] + open_debt
         split = {name: units / USDC_UNITS for name, units in self.split.items()}
         metrics.update(
             {
