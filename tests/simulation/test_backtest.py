@@ -7,6 +7,7 @@ from margin_engine.simulation.backtest import (
     backtest_margin,
     basel_zone,
     christoffersen_independence,
+    coverage_verdict,
     exceedances,
     kupiec_pof,
 )
@@ -114,3 +115,12 @@ def test_backtest_checks_shapes_and_margin_sign():
     with pytest.raises(SimulationInputError) as err:
         backtest_margin(np.zeros(10), np.full(10, -1.0), 0.99)
     assert err.value.field == "margin_usd"
+
+
+def test_verdict_reads_kupiec_in_words_and_agrees_with_the_zone():
+    # 250 days at 99%: 0 exceptions -> LR = -500 ln 0.99 = 5.025, p = 0.025 < 0.05: too few, zone green
+    # (the zone counts exceptions only); 2 -> consistent; 10 -> too many, zone red
+    k = kupiec_pof(np.array([0, 2, 10]), np.array([250, 250, 250]), 0.99)
+    assert k.lr[0] == pytest.approx(-500 * np.log(0.99))
+    assert coverage_verdict(k, 0.99).tolist() == ["too few (conservative)", "consistent", "too many exceedances"]
+    assert basel_zone(np.array([0, 2, 10]), np.array([250] * 3), 0.99).tolist() == ["green", "green", "red"]

@@ -90,6 +90,11 @@ def test_backtest_counts_exceedances_by_hand(tmp_path):
     assert rows["long_perp"]["kupiec_lr"] == pytest.approx(lr)
     # zero exceedances in 30 days: LR = -2 x 30 ln 0.99 = 0.603
     assert rows["short_perp"]["kupiec_lr"] == pytest.approx(-60 * math.log(0.99))
+    # 1 in 30 at 99%: Kupiec p = P(chi2(1) > LR) ~ 0.17, not rejected; the one exceedance is the last
+    # day, so no transition leaves an exceedance: n00 = 28, n01 = 1 and the independence LR is 0
+    assert rows["long_perp"]["verdict"] == "consistent" and rows["long_perp"]["christoffersen_lr"] == 0
+    assert rows["long_perp"]["christoffersen_p_value"] == 1
+    assert rows["long_perp"]["conditional_coverage_p_value"] == pytest.approx(math.exp(-lr / 2))
 
 
 def test_backtest_table_and_bad_input(tmp_path):

@@ -135,25 +135,33 @@ def backtest(
     from rich.table import Table
 
     table = Table(title=f"Margin backtest ({prof.name}), {result['days']} days at {COVERAGE:.0%}")
-    for col in ("portfolio", "exceedances", "expected", "rate", "Kupiec LR", "p", "zone"):
-        table.add_column(col, justify="left" if col == "portfolio" else "right")
+    columns = ("portfolio", "exceedances", "expected", "rate", "Kupiec p", "indep. p", "cond. cov. p", "Basel zone")
+    for col in (*columns, "verdict"):
+        table.add_column(col, justify="left" if col in ("portfolio", "verdict") else "right")
     for row in result["portfolios"]:
         table.add_row(
             row["name"],
             str(row["exceedances"]),
             f"{row['expected']:.2f}",
             f"{row['rate']:.2%}",
-            f"{row['kupiec_lr']:.3f}",
             f"{row['kupiec_p_value']:.3f}",
+            f"{row['christoffersen_p_value']:.3f}",
+            f"{row['conditional_coverage_p_value']:.3f}",
             row["zone"],
+            row["verdict"],
         )
-    console().print(table)
+    out = console()
+    out.print(table)
+    out.print(
+        "Kupiec: is the exceedance rate the claimed one (two-sided)? Christoffersen (indep.): do"
+        " exceedances cluster? Conditional coverage: both. Basel zone: the count of exceedances only."
+    )
 
 
 def margin_backtest(time_s, close, profile, vol: float | None = None) -> dict:
     """For each reference portfolio: start-of-day maintenance margin (the profile's rules, cross
     mode) and the next day's loss, then exceedances, Kupiec and the Basel zone."""
-    from margin_engine.simulation.backtest import backtest_margin
+    from margin_engine.simulation.backtest import backtest_margin, coverage_verdict
     from margin_engine.simulation.paths import ewma_realized_vol
 
     close = np.asarray(close, dtype=float)
@@ -168,7 +176,8 @@ def margin_backtest(time_s, close, profile, vol: float | None = None) -> dict:
         for i, (_, legs) in enumerate(REFERENCE_PORTFOLIOS):
             margin[i, t], pnl[i, t] = _day(int(time_s[t]), close[t], close[t + 1], vols[t], vols[t + 1], legs, profile)
     bt = backtest_margin(pnl, margin, COVERAGE)
-    k = bt.kupiec
+    k, ind = bt.kupiec, bt.independence
+    verdict = coverage_verdict(k, COVERAGE)
     return {
         "profile": profile.name,
         "coverage": COVERAGE,
@@ -181,7 +190,11 @@ def margin_backtest(time_s, close, profile, vol: float | None = None) -> dict:
                 "rate": float(k.rate[i]),
                 "kupiec_lr": float(k.lr[i]),
                 "kupiec_p_value": float(k.p_value[i]),
+                "christoffersen_lr": float(ind.lr[i]),
+                "christoffersen_p_value": float(ind.p_value[i]),
+                "conditional_coverage_p_value": float(bt.conditional_coverage_p_value[i]),
                 "zone": str(bt.zone[i]),
+                "verdict": str(verdict[i]),
                 "margin_mean_usd": float(margin[i].mean()),
                 "loss_max_usd": float(max(-pnl[i].min(), 0.0)),
             }

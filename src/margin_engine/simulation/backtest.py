@@ -121,6 +121,21 @@ def basel_zone(n_exceed, n_obs, coverage: float) -> np.ndarray:
     )
 
 
+TEST_SIZE = 0.05  # the tests' significance level for the verdict
+
+
+def coverage_verdict(kupiec: Kupiec, coverage: float, test_size: float = TEST_SIZE) -> np.ndarray:
+    """What Kupiec says in words: "too many exceedances" or "too few (conservative)" when it
+    rejects at `test_size` (its test is two-sided), else "consistent". The Basel zone counts
+    exceedances only, so a green zone beside "too few" is no contradiction: the margin is larger
+    than its coverage claims, not smaller."""
+    p = _failure_probability(coverage)
+    rejected = kupiec.p_value < test_size
+    return np.where(
+        rejected & (kupiec.rate > p), "too many exceedances", np.where(rejected, "too few (conservative)", "consistent")
+    )
+
+
 def backtest_margin(pnl_usd, margin_usd, coverage: float) -> MarginBacktest:
     """All of the above for one-day P&L against start-of-day maintenance margin."""
     hit = exceedances(pnl_usd, margin_usd)
