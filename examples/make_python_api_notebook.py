@@ -131,7 +131,7 @@ me.margin(
 
 One path of one variant of the minute-step flash-wick scenario (generated Merton prices, so it
 needs no outside data) through the real engine, in a few seconds; `paths=` and `variants=` keep it
-small. The crash replays under `scenarios/` read recorded prices from `../shared` when it is there.""",
+small. The crash replays under `scenarios/` read the recorded prices shipped in `examples/data`.""",
     ),
     (
         "code",

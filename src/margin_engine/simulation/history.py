@@ -1,7 +1,7 @@
 """Real prices as simulator input: a crash window replayed as a path, and GARCH-t fitted to history.
 
 The thin I/O shell beside the pure generators in `paths`: CSVs with the header
-`time,open,high,low,close,volume` (as in shared/data, see its SOURCES.md), read with
+`time,open,high,low,close,volume` (as in examples/data, see its SOURCES.md), read with
 `calibration.prices.read_prices`. A path is made of bar closes, so wicks inside a bar are not in it.
 """
 

@@ -32,7 +32,7 @@ SECONDS_PER_DAY = 86400
 # d ln(implied vol) / d ln(spot) = -beta in a crypto crash. FTX, November 2022: BTC short-dated ATM
 # implied vol went from 50% to about 90% once it settled (Kaiko chart of 2022-11-10, reported by
 # Finbold) while BTC fell from about 20,900 (2022-11-07) to 16,300-16,700 (2022-11-10 closes in
-# shared/data/btc-usd-1h-2022-11.csv): ln(90/50) / ln(20900/16500) = 0.588 / 0.236 = 2.5. The peak
+# examples/data/btc-usd-1h-2022-11.csv): ln(90/50) / ln(20900/16500) = 0.588 / 0.236 = 2.5. The peak
 # (130% against the 15,588 low) gives 3.3. The venues' own stress corners agree: Deribit PM pairs
 # -16% with vol x1.5 (ln 1.5 / -ln 0.84 = 2.3), Lyra PMRM -20% with vol x1.6 (2.1).
 BTC_CRASH_SPOT_VOL_BETA = 2.5
