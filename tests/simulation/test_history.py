@@ -116,3 +116,60 @@ def test_btc_daily_fit_is_fat_tailed_and_persistent():
     assert 2 < fit.params.nu < 5
     hourly = garch_t_paths(100_000.0, fit.params, 24 * 7, 3600, 200, np.random.default_rng(1), fit.variance_next_daily)
     assert np.all(np.isfinite(hourly)) and np.all(hourly > 0)
+
+
+SHIPPED = Path(__file__).resolve().parents[2] / "examples" / "data"
+
+
+def write_bars(path, bars, step_s=3600):
+    rows = ["time,open,high,low,close,volume"]
+    for i, (o, h, lo, c) in enumerate(bars):
+        time = datetime.fromtimestamp(T0 + i * step_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        rows.append(f"{time},{o},{h},{lo},{c},1")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_bridge_visits_every_wick_and_each_close(tmp_path):
+    # 40 bars; bar 1 rises (low first), bar 2 falls (high first), the rest flat at 100
+    bars = [(100, 100, 100, 100), (100, 104, 97, 103), (103, 105, 90, 94)] + [(94, 94, 94, 94)] * 37
+    csv = write_bars(tmp_path / "b.csv", bars)
+    path = historical_path(csv, dt_s=600, intrabar="bridge", rng=np.random.default_rng(5))
+    spot = path.spot[0]
+    assert spot.shape == (1 + 39 * 6,) and path.dt_s == 600
+    assert np.all(np.diff(path.time_s) == 600)
+    first, second = spot[1:7], spot[7:13]  # the steps inside bars 1 and 2
+    assert (first.min(), first.max()) == pytest.approx((97.0, 104.0), rel=1e-12)
+    assert (second.min(), second.max()) == pytest.approx((90.0, 105.0), rel=1e-12)
+    assert np.argmin(first) < np.argmax(first) and np.argmax(second) < np.argmin(second)
+    assert spot[[0, 6, 12, 18]] == pytest.approx([100.0, 103.0, 94.0, 94.0], rel=1e-12)  # each bar ends on its close
+    assert np.all(spot[13:] == pytest.approx(94.0))
+    again = historical_path(csv, dt_s=600, intrabar="bridge", rng=np.random.default_rng(5))
+    other = historical_path(csv, dt_s=600, intrabar="bridge", rng=np.random.default_rng(6))
+    assert np.array_equal(again.spot, path.spot) and not np.array_equal(other.spot, path.spot)
+
+
+@pytest.mark.parametrize("dt_s", [3600, 1800, 700])  # no step inside, 2 steps a bar, not a divisor
+def test_bridge_needs_three_steps_a_bar(tmp_path, dt_s):
+    csv = write_csv(tmp_path / "h.csv", [100.0] * 48)
+    with pytest.raises(PriceWindowError) as err:
+        historical_path(csv, dt_s=dt_s, intrabar="bridge", rng=np.random.default_rng(0))
+    assert err.value.field == "dt_s"
+
+
+def test_a_bar_whose_low_is_above_its_close_is_refused(tmp_path):
+    csv = write_bars(tmp_path / "b.csv", [(100, 101, 99, 100)] * 30 + [(100, 101, 99.5, 99)])
+    with pytest.raises(InputError) as err:
+        historical_path(csv, dt_s=600, intrabar="bridge", rng=np.random.default_rng(0))
+    assert err.value.field == "line 32"
+
+
+def test_october_2025_wick_survives_the_replay():
+    # 2025-10-10: the 21:00 bar trades down to 102,000 and closes at 113,451.86; the lowest close of
+    # the window is 111,095.37 (bar 01:00), so closes alone miss 8% of the fall
+    args = (SHIPPED / "btc-usd-1h-2025-10.csv", "2025-10-10T18:00:00Z", "2025-10-11T02:00:00Z")
+    closes = historical_path(*args)
+    bridged = historical_path(*args, dt_s=60, intrabar="bridge", rng=np.random.default_rng(1))
+    assert closes.spot.min() == 111_095.37
+    assert bridged.spot.min() == pytest.approx(102_000.0, rel=1e-12)
+    assert bridged.spot.shape == (1, 1 + 8 * 60)

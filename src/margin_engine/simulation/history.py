@@ -2,21 +2,23 @@
 
 The thin I/O shell beside the pure generators in `paths`: CSVs with the header
 `time,open,high,low,close,volume` (as in examples/data, see its SOURCES.md), read with
-`calibration.prices.read_prices`. A path is made of bar closes, so wicks inside a bar are not in it.
+`calibration.prices.read_prices`. A path is made of bar closes (wicks inside a bar are lost), or,
+with `intrabar="bridge"`, of steps inside each bar that visit its high and low (`paths.ohlc_bridge`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
-from margin_engine.calibration.prices import read_prices
+from margin_engine.calibration.prices import read_bars, read_prices
 from margin_engine.clock import parse_time
 from margin_engine.simulation._checks import count, float_array, positive
 from margin_engine.simulation.errors import PriceWindowError, SimulationInputError
-from margin_engine.simulation.paths import SECONDS_PER_DAY, GarchParams
+from margin_engine.simulation.paths import SECONDS_PER_DAY, GarchParams, ohlc_bridge
 
 MIN_FIT_RETURNS = 250  # about a year of daily returns: fewer leave alpha, beta and nu poorly determined
 
@@ -43,11 +45,17 @@ def historical_path(
     end: str | int | None = None,
     dt_s: int | None = None,
     spot0: float | None = None,
+    intrabar: Literal["close", "bridge"] = "close",
+    rng: np.random.Generator | None = None,
 ) -> HistoricalPath:
     """Closes of the bars that open in [start, end] (ISO 8601 with zone, or Unix seconds; inclusive),
     every `dt_s` seconds (a multiple of the bar length; default: every bar), optionally rescaled so the
-    path starts at `spot0` (the 2020-03 crash replayed from today's price)."""
-    series = read_prices(Path(csv_path))
+    path starts at `spot0` (the 2020-03 crash replayed from today's price).
+
+    `intrabar="bridge"`: `dt_s` divides the bar instead, and the path runs from the first bar's close
+    through every later bar's low and high (`ohlc_bridge`, drawn from `rng`) at that step."""
+    bridge = intrabar == "bridge"
+    series = (read_bars if bridge else read_prices)(Path(csv_path))
     lo = series.time_s[0] if start is None else parse_time(start, "start")
     hi = series.time_s[-1] if end is None else parse_time(end, "end")
     keep = (series.time_s >= lo) & (series.time_s <= hi)
@@ -59,13 +67,21 @@ def historical_path(
     if gaps.size:
         raise PriceWindowError("file", f"{csv_path}: bars are not {bar_s} s apart after time {int(time_s[gaps[0]])}")
     step_s = bar_s if dt_s is None else count(dt_s, "dt_s")
+    scale = 1.0 if spot0 is None else positive(spot0, "spot0") / close[0]
+    if bridge:
+        if rng is None:
+            raise SimulationInputError("rng", "an intra-bar bridge draws its path: pass a Generator")
+        if bar_s % step_s or bar_s // step_s < 3:
+            raise PriceWindowError("dt_s", f"must divide the bar length {bar_s} s at least 3 times, got {step_s}")
+        high, low, shut, opens = (getattr(series, k)[keep][1:] * scale for k in ("high", "low", "close", "open"))
+        spot = ohlc_bridge(close[0] * scale, high, low, shut, opens, bar_s // step_s, rng)
+        return HistoricalPath(time_s[0] + step_s * np.arange(len(spot)), spot[np.newaxis, :], step_s)
     if step_s % bar_s:
         raise PriceWindowError("dt_s", f"must be a multiple of the bar length {bar_s} s, got {step_s}")
     every = step_s // bar_s
     time_s, close = time_s[::every], close[::every]
     if len(time_s) < 2:
         raise PriceWindowError("dt_s", f"{step_s} s leaves fewer than 2 points in the window")
-    scale = 1.0 if spot0 is None else positive(spot0, "spot0") / close[0]
     return HistoricalPath(time_s, (close * scale)[np.newaxis, :], step_s)
 
 

@@ -10,6 +10,7 @@ only from the generator(s) passed as `rng`:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -260,3 +261,47 @@ def _from_log_returns(spot0: float, log_returns: np.ndarray) -> np.ndarray:
     path[:, 0] = spot0
     path[:, 1:] = spot0 * np.exp(np.cumsum(log_returns, axis=1))
     return path
+
+
+def ohlc_bridge(start: float, high, low, close, open_, steps_per_bar: int, rng: np.random.Generator) -> np.ndarray:
+    """A path through OHLC bars that keeps their wicks: 1 + n_bars * steps_per_bar prices, from
+    `start` (the close before the first bar) through each bar's high and low to its close.
+
+    Each bar visits its extremes in the order of the shorter path (a bar that closes above its open
+    goes open, low, high, close; else open, high, low, close: the usual intra-bar convention, the
+    two orders' lengths differ by 2 |close - open|), at times drawn uniformly inside the bar; between
+    these knots the log price is a Brownian bridge (pinned at both ends) with the bar's Parkinson
+    (1980) variance ln(high / low)^2 / (4 ln 2) spread over its steps, kept within [low, high] so
+    the wick is hit and never exceeded."""
+    n = count(steps_per_bar, "steps_per_bar")
+    if n < 3:
+        raise SimulationInputError("steps_per_bar", f"a bar needs >= 3 steps to visit its high and low, got {n}")
+    hi, lo, cl, op = (
+        positive_array(v, k) for v, k in ((high, "high"), (low, "low"), (close, "close"), (open_, "open"))
+    )
+    for v, k in ((lo, "low"), (cl, "close"), (op, "open")):
+        same_shape(v, k, hi.shape, "high")
+    if np.any(lo > np.minimum(op, cl)) or np.any(hi < np.maximum(op, cl)):
+        raise SimulationInputError("bars", "each bar needs low <= open, close <= high")
+    bars = len(hi)
+    out = np.empty(1 + bars * n)
+    out[0] = positive(start, "start")
+    grid = np.arange(n + 1, dtype=float)
+    before = float(start)
+    first_knot = rng.integers(1, n - 1, size=bars)  # in [1, n - 2]
+    u = rng.random(bars)
+    walks = np.concatenate([np.zeros((bars, 1)), np.cumsum(rng.standard_normal((bars, n)), axis=1)], axis=1)
+    for i in range(bars):
+        a = int(first_knot[i])
+        b = a + 1 + int(u[i] * (n - 1 - a))  # in [a + 1, n - 1]
+        extremes = (lo[i], hi[i]) if cl[i] >= op[i] else (hi[i], lo[i])
+        knots = np.array([0, a, b, n], dtype=float)
+        levels = np.log([before, *extremes, cl[i]])
+        w = walks[i]
+        pinned = w - np.interp(grid, knots, w[knots.astype(int)])  # zero at every knot
+        sigma_step = math.log(hi[i] / lo[i]) / math.sqrt(4.0 * math.log(2.0) * n)
+        log_path = np.interp(grid, knots, levels) + sigma_step * pinned
+        floor, cap = math.log(min(lo[i], before)), math.log(max(hi[i], before))
+        out[1 + i * n : 1 + (i + 1) * n] = np.exp(np.clip(log_path[1:], floor, cap))
+        before = float(cl[i])
+    return out

@@ -166,9 +166,10 @@ def price_path(scenario: Scenario, rng: np.random.Generator) -> tuple[np.ndarray
         csv = scenario.csv_path()
         if csv is None or not csv.is_file():
             raise InputError("scenario.price.csv", f"no price file at {csv}: a historical replay needs its data")
-        hist = historical_path(csv, p.start, p.end, scenario.dt_s, p.spot0_usd)
+        hist = historical_path(csv, p.start, p.end, scenario.dt_s, p.spot0_usd, p.intrabar, rng)
         spot = hist.spot[0, : scenario.steps + 1]
-        return _shocked(spot, scenario), f"historical {csv.name} [{p.start}, {p.end}]"
+        how = f", {scenario.dt_s} s steps through each bar's high and low" if p.intrabar == "bridge" else ", bar closes"
+        return _shocked(spot, scenario), f"historical {csv.name} [{p.start}, {p.end}]{how}"
     note = f"generated ({source})"
     spot0 = p.spot0_usd or 60_000.0
     args = (scenario.steps, scenario.dt_s, 1, rng)

@@ -37,6 +37,9 @@ class PriceModel(_Frozen):
     start: str | None = None  # historical window, ISO 8601 with zone or Unix seconds (inclusive)
     end: str | None = None
     spot0_usd: float | None = Field(default=60_000.0, gt=0, le=1e9)  # historical: rescale to start here (None: as is)
+    # historical: "close" replays bar closes (wicks lost); "bridge" steps dt_s inside each bar
+    # through its low and high (history.historical_path), a new draw per path
+    intrabar: Literal["close", "bridge"] = "close"
     vol_annual: float = Field(default=0.8, ge=0, le=10)
     drift_annual: float = Field(default=0.0, ge=-10, le=10)
     jump_intensity_annual: float = Field(default=20.0, ge=0, le=10_000)
