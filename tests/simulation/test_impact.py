@@ -123,3 +123,24 @@ def test_impacted_path_and_execute_check_inputs():
     with pytest.raises(SimulationInputError) as err:
         recover_mid(1, 1, 1, 60, 0)
     assert err.value.field == "resilience_half_life_s"
+
+
+@pytest.mark.parametrize("g", [1.0, 2.0])
+def test_a_fill_after_consumed_depth_is_the_rest_of_one_larger_fill(g):
+    book = DepthBook(1e6, 0.4, g)
+    mid = np.array([50_000.0])
+    first, second = 3.0, 5.0  # BTC
+    whole_avg, whole_mid = book.fill(np.array([-(first + second)]), mid)
+    a_avg, a_mid = book.fill(np.array([-first]), mid)
+    b_avg, b_mid = book.fill(np.array([-second]), mid, consumed_usd=first * 50_000.0)
+    # the notional-weighted average of the two pieces is the whole's; the permanent moves add up
+    assert (first * a_avg + second * b_avg) / (first + second) == pytest.approx(whole_avg, rel=1e-12)
+    assert (a_mid - mid) + (b_mid - mid) == pytest.approx(whole_mid - mid, rel=1e-12)
+    assert b_avg < a_avg  # the second sale fills deeper in the book
+
+
+def test_consumed_depth_can_exhaust_the_book():
+    book = DepthBook(1e6, 0.3)
+    # 1e6 per 1%: 99e6 of notional walks 99%; one more BTC at 50,000 reaches past 100%
+    with pytest.raises(BookExhaustedError):
+        book.fill(np.array([-40.0]), np.array([50_000.0]), consumed_usd=99e6)

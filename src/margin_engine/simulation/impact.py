@@ -53,18 +53,28 @@ class DepthBook:
         fraction(self.permanent_fraction, "permanent_fraction")
         positive(self.depth_exponent, "depth_exponent")
 
-    def fill(self, size_signed_base: np.ndarray, mid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def fill(self, size_signed_base: np.ndarray, mid: np.ndarray, consumed_usd=0.0) -> tuple[np.ndarray, np.ndarray]:
         """Walk to x* = 1% * (|size| * mid / depth)^(1/exponent). With depth growing as x^g, the
-        quantity-weighted average distance of the fill is g / (g + 1) * x* (x*/2 for a linear book)."""
+        quantity-weighted average distance of the fill is g / (g + 1) * x* (x*/2 for a linear book).
+
+        `consumed_usd`: notional already taken from this side and not yet refilled (finite
+        resilience): the trade starts where that left off, walking the book from N1 = consumed to
+        N2 = consumed + |size| * mid, at the average distance of x(N) = 1% (N / depth)^(1/g) over
+        [N1, N2]: g / (g + 1) (x(N2) N2 - x(N1) N1) / (N2 - N1); the mid moves
+        by the permanent share of x(N2) - x(N1)."""
         g = self.depth_exponent
-        walked = PCT * (np.abs(size_signed_base) * mid / self.depth_usd_per_pct) ** (1.0 / g)
+        n1 = np.broadcast_to(np.asarray(consumed_usd, dtype=float), np.shape(size_signed_base))
+        n2 = n1 + np.abs(size_signed_base) * mid
+        reach, start = (PCT * (n / self.depth_usd_per_pct) ** (1.0 / g) for n in (n2, n1))
         selling = size_signed_base < 0
-        if np.any(selling & (walked >= 1.0)):
-            worst = float(np.max(np.abs(size_signed_base[selling & (walked >= 1.0)])))
+        if np.any(selling & (reach >= 1.0)):
+            worst = float(np.max(np.abs(size_signed_base[selling & (reach >= 1.0)])))
             raise BookExhaustedError("size_base", f"a sale of {worst} walks the book to a price of zero or below")
+        spread = np.where(n2 > n1, n2 - n1, 1.0)
+        avg_walk = np.where(n2 > n1, (reach * n2 - start * n1) / spread * (g / (g + 1.0)), 0.0)
         sign = np.sign(size_signed_base)
-        avg_price = mid * (1.0 + sign * g / (g + 1.0) * walked)
-        new_mid = mid * (1.0 + sign * self.permanent_fraction * walked)
+        avg_price = mid * (1.0 + sign * avg_walk)
+        new_mid = mid * (1.0 + sign * self.permanent_fraction * (reach - start))
         return avg_price, new_mid
 
 

@@ -41,6 +41,7 @@ from margin_engine.pricing.black76 import SECONDS_PER_YEAR
 from margin_engine.simulation.errors import BookExhaustedError
 from margin_engine.simulation.history import historical_path
 from margin_engine.simulation.impact import DepthBook, recover_mid
+from margin_engine.simulation.liquidity import Liquidity, LiquidityParams
 from margin_engine.simulation.metrics import run_metrics
 from margin_engine.simulation.paths import (
     GarchParams,
@@ -95,8 +96,10 @@ class Design:
     profile: Profile
     margin_mode: str
     guards: bool
-    book: DepthBook
+    book: DepthBook  # at the start; with depth_oi_ratio set, its depth is scaled to the open interest
     price_range: str
+    depth_oi_ratio: float | None = None
+    liquidity: LiquidityParams = LiquidityParams()
 
 
 @dataclass
@@ -144,8 +147,13 @@ def resolve_variant(scenario: Scenario, variant: Variant) -> Design:
     profile = profile.model_copy(update={"liquidation": liq, "oracle": oracle})
     d = scenario.depth
     book = DepthBook(variant.depth_usd_per_pct or d.depth_usd_per_pct, d.permanent_fraction, d.depth_exponent)
+    oi_ratio = variant.depth_oi_ratio or (None if variant.depth_usd_per_pct else d.depth_oi_ratio)
+    liquidity = LiquidityParams(
+        d.vol_elasticity, d.drawdown_elasticity, d.refill_half_life_s, d.market_maker_inventory_usd
+    )
     guards = scenario.oracle.guards if variant.oracle_guards is None else variant.oracle_guards
-    return Design(variant.name, profile, mode, guards, book, variant.price_range or scenario.price_range)
+    price_range = variant.price_range or scenario.price_range
+    return Design(variant.name, profile, mode, guards, book, price_range, oi_ratio, liquidity)
 
 
 def _sources(n: int) -> tuple[str, ...]:
@@ -234,6 +242,7 @@ class _Sim:
         self.engine = Engine(design.profile)
         self.t0 = scenario.start_time_s
         self.mid = float(spot[0])
+        self.vol_now = float(self.vol[0])  # of the step being run
         self.n = len(spot) - 1
         self.views: list[tuple[int, list[str]]] = []  # (time, liquidatable accounts worst first)
         self.bids: set[tuple[str, str]] = set()
@@ -365,6 +374,11 @@ class _Sim:
         self.vault_series = 0
         self.vault_deposits_usd = 0.0
         self.start_equity = self._equities()  # before the vault's first sale, which its P&L counts
+        book = self.d.book
+        if self.d.depth_oi_ratio is not None:
+            oi_usd = self._perp_longs() * self.mid
+            book = DepthBook(max(self.d.depth_oi_ratio * oi_usd, 1.0), book.permanent_fraction, book.depth_exponent)
+        self.liq = Liquidity(book, self.d.liquidity, float(self.vol[0]), self.mid, self.t0)
         self._roll_vault(self.t0, float(self.vol[0]))
         self.base_range = self._base_range()
         self._publish(self.mid, float(self.vol[0]), self.t0)
@@ -413,6 +427,8 @@ class _Sim:
             self._apply_price_range(k)
             for r in range(sc.keepers.rounds_max):
                 now = t + r * sc.keepers.round_s
+                self.vol_now = float(self.vol[k])
+                self.liq.advance(now, self.mid)
                 self.ok({"type": "advance_time", "time": now}, k - 1, r)
                 self._publish(self.mid, float(self.vol[k]), now, k - 1, r)
                 if r == 0:
@@ -528,10 +544,15 @@ class _Sim:
         if pos is None or pos.size == 0:
             return 0.0
         size = float(pos.size)
-        qty = min(abs(size), self._unwind_cap())
-        side = float(np.sign(size))
-        avg, _ = self.d.book.fill(np.array([-side * qty]), np.array([self.mid]))
-        return side * (float(self.engine.state.markets[UNDERLYING].index) - float(avg[0])) * qty
+        side = 1.0 if size > 0 else -1.0
+        qty = min(abs(size), self._unwind_cap(-int(side)))
+        mark = float(self.engine.state.markets[UNDERLYING].index)
+        # what the book cannot take now is valued at the worst walk allowed (the book may be gone)
+        stuck = (abs(size) - qty) * mark * UNWIND_WALK_MAX
+        if qty <= 0:
+            return stuck
+        avg, _ = self.liq.quote(-side * qty, self.mid, self.vol_now)
+        return side * (mark - avg) * qty + stuck
 
     def _action(self, cmd: dict, step: int, rnd: int, agents: _Liquidators):
         agents.attempted += 1
@@ -542,10 +563,10 @@ class _Sim:
             agents.costs_usd += agents.cost_usd
         return out
 
-    def _unwind_cap(self) -> float:
-        """The largest sale (BTC) that walks the book at most UNWIND_WALK_MAX from the mid."""
-        b = self.d.book
-        return b.depth_usd_per_pct * (UNWIND_WALK_MAX / 0.01) ** b.depth_exponent / self.mid
+    def _unwind_cap(self, side: int) -> float:
+        """The largest trade (BTC) of sign `side` that walks the book at most UNWIND_WALK_MAX past
+        what earlier fills consumed (0 once the market maker has withdrawn)."""
+        return self.liq.capacity_base(side, self.mid, self.vol_now, UNWIND_WALK_MAX)
 
     def _unwind(self, step: int, rnd: int) -> bool:
         """Searchers, then keepers, sell (buy back) the perps they took into the book; the market maker
@@ -556,21 +577,23 @@ class _Sim:
             if pos is None or pos.size == 0:
                 continue
             size = float(pos.size)
-            qty = round(min(abs(size), self._unwind_cap()), 4)
+            signed_side = -1 if size > 0 else 1
+            qty = round(min(abs(size), self._unwind_cap(signed_side)), 4)
             if qty <= 0:
                 continue
-            signed = -qty if size > 0 else qty
+            signed = signed_side * qty
             try:
-                avg, new_mid = self.d.book.fill(np.array([signed]), np.array([self.mid]))
+                avg, new_mid = self.liq.quote(signed, self.mid, self.vol_now)
             except BookExhaustedError:
                 continue
-            price = max(round(float(avg[0]), 2), 0.01)
+            price = max(round(avg, 2), 0.01)
             buyer, seller = (MARKET_MAKER, keeper) if size > 0 else (keeper, MARKET_MAKER)
             cmd = {"type": "trade", "buyer": buyer, "seller": seller, "instrument": PERP, "size": f"{qty:.4f}"}
             out = self.submit({**cmd, "price": f"{price:.2f}"}, step, rnd)
             if isinstance(out, Rejection):
                 continue  # e.g. the oracle is halted: the liquidator holds on
-            self.mid = float(new_mid[0])
+            self.liq.fill(signed, self.mid, self.vol_now)
+            self.mid = new_mid
             moved = True
         return moved
 

@@ -145,12 +145,21 @@ class Mev(_Frozen):
 
 
 class Depth(_Frozen):
-    """The book forced sales hit (impact.DepthBook) and how fast the mid heals (recover_mid)."""
+    """The book forced sales hit (impact.DepthBook), how it thins, refills and runs out in a crash
+    (liquidity.Liquidity; unset: a book that never thins and refills at once) and how fast the mid
+    heals (recover_mid)."""
 
     depth_usd_per_pct: float = Field(default=20e6, gt=0, le=1e12)
+    # depth within 1% as a share of the population's open interest at the start (USD), instead of
+    # depth_usd_per_pct: the book scaled to the venue
+    depth_oi_ratio: float | None = Field(default=None, gt=0, le=100)
     permanent_fraction: float = Field(default=0.3, ge=0, le=1)
     depth_exponent: float = Field(default=1.0, gt=0, le=10)
     resilience_half_life_s: float = Field(default=600.0, gt=0, le=366 * 86_400)
+    vol_elasticity: float = Field(default=0.0, ge=0, le=10)  # depth ~ (vol0 / vol)^this
+    drawdown_elasticity: float = Field(default=0.0, ge=0, le=50)  # depth ~ (mid / peak mid)^this
+    refill_half_life_s: float | None = Field(default=None, gt=0, le=366 * 86_400)  # consumed depth refills
+    market_maker_inventory_usd: float | None = Field(default=None, gt=0, le=1e12)  # it withdraws at this
 
 
 class Oracle(_Frozen):
@@ -180,6 +189,7 @@ class Variant(_Frozen):
     price_range: Literal["static", "vol"] | None = None
     oracle_guards: bool | None = None
     depth_usd_per_pct: float | None = Field(default=None, gt=0, le=1e12)
+    depth_oi_ratio: float | None = Field(default=None, gt=0, le=100)
     buffer_ratio: float | None = Field(default=None, ge=0, le=4)
     oracle_params: dict[str, float] | None = None  # overrides of the profile's oracle guards (OracleParams)
 
