@@ -49,7 +49,18 @@ def test_simulate_writes_summary_and_report(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["seed"] == 4 and list(summary["variants"]) == ["base"]
     assert "steps/s" in result.output
-    assert (out / "report.html").read_text().count("data:image/png;base64,") == 4
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 3
+    # a headline per variant, in the report, the summary and the terminal
+    head = summary["headlines"]["base"]
+    assert head["text"].startswith("the fund survived on all 1 path(s)") and head["fund_survived"] is True
+    assert head["text"] in page and "base: the fund survived" in result.output
+    # every metric in the table with its unit and definition; q50 and q99 beside the mean
+    assert summary["definitions"]["bad_debt_usd"]["unit"] == "USD"
+    assert "USD: total loss: bankruptcies resolved" in page and "<th>q99</th>" in page
+    assert summary["assumptions"]["insurance_fund_start_usd"] == 1e6
+    assert summary["start_utc"] == "2026-11-25 08:00 UTC" and "from 2026-11-25 08:00 UTC" in page
+    assert summary["caveats"] and "Caveats" in page
 
 
 def test_simulate_bad_input_is_one_line_and_exit_2(tmp_path):

@@ -84,19 +84,23 @@ def _print_simulation(summary: dict, results, out: Path) -> None:
     cols = (
         "bad_debt_usd",
         "socialized_loss_usd",
+        "adl_usd",
         "fund_min_usd",
         "liquidation_count",
-        "relistings",
+        "backstop_takeovers",
         "cascade_liquidations",
         "liquidation_to_mev_usd",
     )
     table.add_column("variant")
+    table.add_column("bad_debt_usd q99", justify="right")
     for c in cols:
         table.add_column(c, justify="right")
     for name, stats in summary["variants"].items():
-        table.add_row(name, *(_num(stats[c]["mean"]) for c in cols))
+        table.add_row(name, _num(stats["bad_debt_usd"]["q99"]), *(_num(stats[c]["mean"]) for c in cols))
     con = console()
     con.print(table)
+    for name, head in summary["headlines"].items():
+        con.print(f"[bold]{name}[/bold]: {head['text']}")
     steps = sum(r.steps for r in results)
     wall = sum(r.wall_s for r in results) or float("nan")
     accounts = results[0].accounts if results else 0

@@ -25,11 +25,14 @@ MIN_FIT_RETURNS = 250  # about a year of daily returns: fewer leave alpha, beta 
 
 @dataclass(frozen=True)
 class HistoricalPath:
-    """spot[0, k] is the close of the bar that opens at time_s[k]; one path, in the shape of the generators'."""
+    """spot[0, k] is the close of the bar that opens at time_s[k] (bridge: the price k steps after
+    the first close); one path, in the shape of the generators'. `start_s`: when spot[0, 0] was
+    the price (the first bar's close), for plots in UTC."""
 
     time_s: np.ndarray  # Unix seconds, evenly spaced by dt_s
     spot: np.ndarray  # shape (1, len(time_s))
     dt_s: int
+    start_s: int = 0
 
 
 @dataclass(frozen=True)
@@ -75,14 +78,15 @@ def historical_path(
             raise PriceWindowError("dt_s", f"must divide the bar length {bar_s} s at least 3 times, got {step_s}")
         high, low, shut, opens = (getattr(series, k)[keep][1:] * scale for k in ("high", "low", "close", "open"))
         spot = ohlc_bridge(close[0] * scale, high, low, shut, opens, bar_s // step_s, rng)
-        return HistoricalPath(time_s[0] + step_s * np.arange(len(spot)), spot[np.newaxis, :], step_s)
+        times = time_s[0] + step_s * np.arange(len(spot))
+        return HistoricalPath(times, spot[np.newaxis, :], step_s, int(time_s[0]) + bar_s)
     if step_s % bar_s:
         raise PriceWindowError("dt_s", f"must be a multiple of the bar length {bar_s} s, got {step_s}")
     every = step_s // bar_s
     time_s, close = time_s[::every], close[::every]
     if len(time_s) < 2:
         raise PriceWindowError("dt_s", f"{step_s} s leaves fewer than 2 points in the window")
-    return HistoricalPath(time_s, (close * scale)[np.newaxis, :], step_s)
+    return HistoricalPath(time_s, (close * scale)[np.newaxis, :], step_s, int(time_s[0]) + bar_s)
 
 
 def daily_log_returns(csv_path: Path | str, start: str | int | None = None, end: str | int | None = None) -> np.ndarray:

@@ -24,6 +24,8 @@
 - **Keepers** (`k0`, ...): cross, `capital_usd` each; the liquidators.
 - **MEV searchers** (`s0`, ...): cross, `mev.capital_usd` each; liquidators that compete with the
   keepers: the runner shows them the queue `mev.latency_s` late and lets them move first each round.
+- **Backstop** (`backstop`, when `[backstop] enabled`): cross, `backstop.capital_usd`; the
+  protocol's liquidator of last resort (no draw: it changes no other member).
 
 Traders, option sellers, hedged books and the vault are the users: the accounts liquidators take.
 Hedged books are drawn after everyone else, so adding them changes no other member's draw. All
@@ -41,11 +43,12 @@ import numpy as np
 from margin_engine.engine import Engine, Rejection
 from margin_engine.instruments.names import EXPIRY_HOUR_UTC, format_expiry
 from margin_engine.pricing.black76 import SECONDS_PER_YEAR, black76
-from margin_engine.simulation.scenario import Keepers, Mev, Population
+from margin_engine.simulation.scenario import Backstop, Keepers, Mev, Population
 
 UNDERLYING = "BTC"
 PERP = "BTC-PERP"
 MARKET_MAKER = "mm"
+BACKSTOP = "backstop"
 VAULT = "vault"
 USER_ROLES = ("trader", "option_seller", "hedged_book", "vault")
 
@@ -59,7 +62,7 @@ class PopulationError(AssertionError):
 @dataclass(frozen=True)
 class Member:
     id: str
-    role: str  # trader | option_seller | hedged_book | vault | market_maker | keeper | searcher
+    role: str  # trader | option_seller | hedged_book | vault | market_maker | keeper | searcher | backstop
     collateral_usd: float
     instrument: str | None = None  # perp name, or an option's strike and kind (`48000P`)
     size: float = 0.0  # signed, BTC
@@ -67,7 +70,12 @@ class Member:
 
 
 def draw_population(
-    pop: Population, keepers: Keepers, mev: Mev, spot0_usd: float, rng: np.random.Generator
+    pop: Population,
+    keepers: Keepers,
+    mev: Mev,
+    spot0_usd: float,
+    rng: np.random.Generator,
+    backstop: Backstop | None = None,
 ) -> list[Member]:
     """The members, before any venue rule (pure; the same Generator state gives the same list)."""
     n = pop.traders
@@ -95,6 +103,8 @@ def draw_population(
         members.append(Member(VAULT, "vault", 0.0, collateral_btc=pop.vault_btc))
     members += [Member(f"k{i}", "keeper", round(keepers.capital_usd, 2)) for i in range(keepers.count)]
     members += [Member(f"s{i}", "searcher", round(mev.capital_usd, 2)) for i in range(mev.searchers)]
+    if backstop is not None and backstop.enabled:
+        members.append(Member(BACKSTOP, "backstop", round(backstop.capital_usd, 2)))
     return members
 
 

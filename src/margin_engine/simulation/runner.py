@@ -54,6 +54,7 @@ from margin_engine.simulation.paths import (
     spot_vol,
 )
 from margin_engine.simulation.population import (
+    BACKSTOP,
     MARKET_MAKER,
     PERP,
     UNDERLYING,
@@ -67,8 +68,8 @@ from margin_engine.simulation.scenario import Scenario, Variant
 from margin_engine.simulation.seeds import path_rngs
 
 USDC_UNITS = 1e6
-SPLIT_PARTIES = ("user", "keepers", "mev", "others", "insurance", "fees", "bad_debt")
-ACCOUNT_PARTIES = SPLIT_PARTIES[:4]  # then the venue's ledger accounts and the negative equity closed out
+SPLIT_PARTIES = ("user", "keepers", "mev", "backstop", "others", "insurance", "fees", "bad_debt")
+ACCOUNT_PARTIES = SPLIT_PARTIES[:5]  # then the venue's ledger accounts and the negative equity closed out
 LIQUIDATION_COMMANDS = ("start_liquidation", "bid", "advance_time")
 UNWIND_WALK_MAX = 0.5  # a liquidator sells at most what walks the book half-way to zero per round
 
@@ -100,6 +101,7 @@ class Design:
     price_range: str
     depth_oi_ratio: float | None = None
     liquidity: LiquidityParams = LiquidityParams()
+    insurance_fund_oi_ratio: float | None = None  # None: the scenario's insurance_fund_usd
 
 
 @dataclass
@@ -111,6 +113,7 @@ class PathResult:
     metrics: dict[str, float]
     accounts: int
     steps: int
+    start_s: int = 0  # Unix seconds of the first sample: the window's real time on a replay
     wall_s: float = field(default=0.0, compare=False)  # not in summary.json (not deterministic)
 
 
@@ -153,7 +156,12 @@ def resolve_variant(scenario: Scenario, variant: Variant) -> Design:
     )
     guards = scenario.oracle.guards if variant.oracle_guards is None else variant.oracle_guards
     price_range = variant.price_range or scenario.price_range
-    return Design(variant.name, profile, mode, guards, book, price_range, oi_ratio, liquidity)
+    fund_ratio = (
+        variant.insurance_fund_oi_ratio
+        if variant.insurance_fund_oi_ratio is not None
+        else scenario.insurance_fund_oi_ratio
+    )
+    return Design(variant.name, profile, mode, guards, book, price_range, oi_ratio, liquidity, fund_ratio)
 
 
 def _sources(n: int) -> tuple[str, ...]:
@@ -166,8 +174,9 @@ def _key(source: str) -> Ed25519PrivateKey:
     return Ed25519PrivateKey.from_private_bytes(hashlib.sha256(f"margin-engine-sim:{source}".encode()).digest())
 
 
-def price_path(scenario: Scenario, rng: np.random.Generator) -> tuple[np.ndarray, str]:
-    """The fundamental path (n_steps + 1 prices) and where it came from."""
+def price_path(scenario: Scenario, rng: np.random.Generator) -> tuple[np.ndarray, str, int]:
+    """The fundamental path (n_steps + 1 prices), where it came from and the Unix time of its first
+    price (a replay's real time; a generated path starts at the scenario's clock)."""
     p = scenario.price
     source = p.kind
     if p.kind == "historical":
@@ -177,7 +186,7 @@ def price_path(scenario: Scenario, rng: np.random.Generator) -> tuple[np.ndarray
         hist = historical_path(csv, p.start, p.end, scenario.dt_s, p.spot0_usd, p.intrabar, rng)
         spot = hist.spot[0, : scenario.steps + 1]
         how = f", {scenario.dt_s} s steps through each bar's high and low" if p.intrabar == "bridge" else ", bar closes"
-        return _shocked(spot, scenario), f"historical {csv.name} [{p.start}, {p.end}]{how}"
+        return _shocked(spot, scenario), f"historical {csv.name} [{p.start}, {p.end}]{how}", hist.start_s
     note = f"generated ({source})"
     spot0 = p.spot0_usd or 60_000.0
     args = (scenario.steps, scenario.dt_s, 1, rng)
@@ -189,7 +198,7 @@ def price_path(scenario: Scenario, rng: np.random.Generator) -> tuple[np.ndarray
     else:
         params = GarchParams(p.garch_omega_daily, p.garch_alpha, p.garch_beta, p.garch_nu)
         spot = garch_t_paths(spot0, params, *args)
-    return _shocked(spot[0], scenario), note
+    return _shocked(spot[0], scenario), note, scenario.start_time_s
 
 
 def _shocked(spot: np.ndarray, scenario: Scenario) -> np.ndarray:
@@ -222,12 +231,13 @@ def run_path(scenario: Scenario, variant: Variant, path: int) -> PathResult:
         np.random.Generator(np.random.PCG64(s))
         for s in path_rngs(scenario.seed, range(path, path + 1))[0].bit_generator.seed_seq.spawn(3)
     )
-    spot, source = price_path(scenario, price_rng)
+    spot, source, start_s = price_path(scenario, price_rng)
     vol = vol_path(scenario, spot)
     started = time.perf_counter()
     sim = _Sim(scenario, design, spot, vol, pop_rng, noise_rng)
     sim.run()
     result = sim.result(source, path)
+    result.start_s = start_s
     result.wall_s = time.perf_counter() - started
     return result
 
@@ -332,7 +342,11 @@ class _Sim:
         """Each account's party in the split (liquidated users are marked per command)."""
         if len(self._party_codes) != len(self.engine.state.accounts):  # accounts are opened at setup only
             self._rows = {a: i for i, a in enumerate(self.engine.state.accounts)}
-            kind = {**dict.fromkeys(self.keepers.ids, "keepers"), **dict.fromkeys(self.searchers.ids, "mev")}
+            kind = {
+                **dict.fromkeys(self.keepers.ids, "keepers"),
+                **dict.fromkeys(self.searchers.ids, "mev"),
+                BACKSTOP: "backstop",
+            }
             codes = (SPLIT_PARTIES.index(kind.get(a, "others")) for a in self._rows)
             self._party_codes = np.fromiter(codes, dtype=np.int64, count=len(self._rows))
         return self._party_codes.copy()
@@ -349,7 +363,7 @@ class _Sim:
         self._set_market(self.mid, float(self.vol[0]))
         if sc.market.stablecoin_usd is not None:
             self.ok({"type": "set_market", "underlying": "USDC", "index": repr(sc.market.stablecoin_usd)})
-        members = draw_population(pop, sc.keepers, sc.mev, self.mid, pop_rng)
+        members = draw_population(pop, sc.keepers, sc.mev, self.mid, pop_rng, sc.backstop)
         expiry_s = self.t0 + self.n * sc.dt_s + pop.option_expiry_days * 86_400
         self.roles = open_population(
             self.engine,
@@ -361,14 +375,20 @@ class _Sim:
             pop.option_collateral_ratio,
         )
         audit(self.engine.state)
-        if sc.insurance_fund_usd > 0:
-            self.ok({"type": "fund_insurance", "asset": "USDC", "amount": f"{sc.insurance_fund_usd:.2f}"})
+        self.open_interest0_usd = self._perp_longs() * self.mid
+        ratio = self.d.insurance_fund_oi_ratio
+        self.fund0_usd = sc.insurance_fund_usd if ratio is None else round(ratio * self.open_interest0_usd, 2)
+        if self.fund0_usd > 0:
+            self.ok({"type": "fund_insurance", "asset": "USDC", "amount": f"{self.fund0_usd:.2f}"})
         kp, mev = sc.keepers, sc.mev
         self.keepers = _Liquidators(self.roles["keeper"], kp.latency_s, kp.cost_per_action_usd, kp.profit_ratio, True)
         self.searchers = _Liquidators(
             self.roles.get("searcher", []), mev.latency_s, mev.priority_fee_usd, mev.profit_ratio, False
         )
         self.users = {a for role in USER_ROLES for a in self.roles.get(role, [])}
+        self.backstop = BACKSTOP if sc.backstop.enabled else None
+        self.waiting: dict[str, int] = {}  # liquidatable user -> since when (backstop delay)
+        self.backstop_takeovers = self.backstop_declined = 0
         self.vault = next(iter(self.roles.get("vault", [])), None)
         self.vault_expiry: int | None = None  # of the series it is short
         self.vault_series = 0
@@ -376,8 +396,8 @@ class _Sim:
         self.start_equity = self._equities()  # before the vault's first sale, which its P&L counts
         book = self.d.book
         if self.d.depth_oi_ratio is not None:
-            oi_usd = self._perp_longs() * self.mid
-            book = DepthBook(max(self.d.depth_oi_ratio * oi_usd, 1.0), book.permanent_fraction, book.depth_exponent)
+            depth = max(self.d.depth_oi_ratio * self.open_interest0_usd, 1.0)
+            book = DepthBook(depth, book.permanent_fraction, book.depth_exponent)
         self.liq = Liquidity(book, self.d.liquidity, float(self.vol[0]), self.mid, self.t0)
         self._roll_vault(self.t0, float(self.vol[0]))
         self.base_range = self._base_range()
@@ -442,6 +462,7 @@ class _Sim:
                 self.views.append((now, queue))
                 acted = self._act(self.searchers, now, totals, k - 1, r)  # searchers move first
                 acted = self._act(self.keepers, now, totals, k - 1, r) or acted
+                acted = self._backstop_act(now, queue, k - 1, r) or acted
                 moved = self._unwind(k - 1, r)
                 if not (acted or moved or self.engine.state.auctions):
                     break
@@ -563,6 +584,61 @@ class _Sim:
             agents.costs_usd += agents.cost_usd
         return out
 
+    def _backstop_act(self, now: int, queue: list[str], step: int, rnd: int) -> bool:
+        """The protocol's liquidator takes the accounts liquidatable for `delay_s` or more (no keeper
+        took them) whose equity is below `equity_maintenance_ratio` x maintenance, oldest first,
+        within its gross notional limit: it starts the engine's liquidation (fixed: it takes the
+        positions at the venue's price) and bids the account's value at the mark in auctions."""
+        if self.backstop is None:
+            return False
+        listed = {a for a in queue if a in self.users}
+        self.waiting = {a: t for a, t in self.waiting.items() if a in listed}
+        for a in listed:
+            self.waiting.setdefault(a, now)
+        p = self.sc.backstop
+        due = sorted((t, a) for a, t in self.waiting.items() if now - t >= p.delay_s)
+        if not due:
+            return False
+        totals = self.engine.margin_totals()
+        row = {a: i for i, a in enumerate(totals.ids)}
+        index = float(self.engine.state.markets[UNDERLYING].index)
+        acted = False
+        for _, account in due:
+            i = row[account]
+            equity, maintenance = int(totals.equity[i]), int(totals.maintenance_margin[i])
+            if not totals.liquidatable[i] or equity >= p.equity_maintenance_ratio * maintenance:
+                continue
+            if (self._gross(self.backstop) + self._gross(account)) * index > p.position_max_usd:
+                self.backstop_declined += 1
+                continue
+            auction = next((x for x in self.engine.state.auctions.values() if x.account == account), None)
+            if auction is None:
+                out = self.submit(
+                    {"type": "start_liquidation", "account": account, "liquidator": self.backstop}, step, rnd
+                )
+                if isinstance(out, Rejection):
+                    continue
+                acted = True
+                if any(isinstance(e, LiquidationFill) and e.liquidator == self.backstop for e in out):
+                    self.backstop_takeovers += 1
+                    continue
+                auction = next((x for x in self.engine.state.auctions.values() if x.account == account), None)
+                if auction is None:
+                    continue
+                equity = int(self.engine.margin_totals().equity[i])
+            bid = {
+                "type": "bid",
+                "auction": auction.id,
+                "liquidator": self.backstop,
+                "fraction": "1",
+                "max_price": f"{equity / USDC_UNITS:.2f}",
+            }
+            out = self.submit(bid, step, rnd)
+            if not isinstance(out, Rejection):
+                acted = True
+                self.backstop_takeovers += any(isinstance(e, LiquidationFill) for e in out)
+        return acted
+
     def _unwind_cap(self, side: int) -> float:
         """The largest trade (BTC) of sign `side` that walks the book at most UNWIND_WALK_MAX past
         what earlier fills consumed (0 once the market maker has withdrawn)."""
@@ -572,13 +648,18 @@ class _Sim:
         """Searchers, then keepers, sell (buy back) the perps they took into the book; the market maker
         books the other side at the average fill, and the mid moves by the permanent impact."""
         moved = False
-        for keeper in self.searchers.ids + self.keepers.ids:
+        for keeper in self.searchers.ids + self.keepers.ids + ([self.backstop] if self.backstop else []):
             pos = self.engine.state.accounts[keeper].positions.get(PERP)
             if pos is None or pos.size == 0:
                 continue
             size = float(pos.size)
             signed_side = -1 if size > 0 else 1
-            qty = round(min(abs(size), self._unwind_cap(signed_side)), 4)
+            if keeper == BACKSTOP:  # a TWAP within its slippage limit
+                bk = self.sc.backstop
+                room = self.liq.capacity_base(signed_side, self.mid, self.vol_now, bk.unwind_walk_max_ratio)
+                qty = round(min(abs(size), bk.unwind_usd_per_round / self.mid, room), 4)
+            else:
+                qty = round(min(abs(size), self._unwind_cap(signed_side)), 4)
             if qty <= 0:
                 continue
             signed = signed_side * qty
@@ -697,6 +778,7 @@ class _Sim:
         self.states["insurance_fund_usd"].append(s.ledger.balance(INSURANCE, "USDC") / USDC_UNITS)
         self.states["open_interest_usd"].append(self._perp_longs() * index)
         self.equity.append(totals.equity / USDC_UNITS)
+        self._sampled_ids = totals.ids
         if len(self._user_rows) != len(totals):  # accounts are only opened at setup
             self._user_rows = np.fromiter((a in self.users for a in totals.ids), dtype=bool, count=len(totals))
         users = self._user_rows
@@ -714,6 +796,7 @@ class _Sim:
     def _equities(self) -> dict[str, int]:
         """Equity (settlement units) of the liquidators and the vault, whose P&L the metrics report."""
         ids = {*self.keepers.ids, *self.searchers.ids, *([self.vault] if self.vault else [])}
+        ids |= {self.backstop} if self.backstop else set()
         totals = self.engine.margin_totals()
         return {a: int(e) for a, e in zip(totals.ids, totals.equity, strict=True) if a in ids}
 
@@ -739,12 +822,17 @@ class _Sim:
         metrics = {name: float(np.ravel(getattr(m, name))[0]) for name in m.__dataclass_fields__}
         # every loss counted: what bankruptcies resolved during the run, plus the negative equity
         # still open at the end (at the final mark) of accounts no liquidator took
+        # and what the protocol's own liquidator lost (its equity is not open debt: its P&L counts)
         final = np.asarray(self.equity[-1], dtype=float)
+        if self.backstop is not None:
+            final = np.delete(final, self._sampled_ids.index(self.backstop))
         open_debt = float(np.maximum(-final, 0.0).sum())
+        backstop_pnl = pnl([self.backstop] if self.backstop else [])
         metrics["bad_debt_resolved_usd"] = metrics["bad_debt_usd"]
         metrics["bad_debt_open_usd"] = open_debt
+        metrics["backstop_loss_usd"] = max(-backstop_pnl, 0.0)
         metrics["accounts_underwater_at_end"] = float((final < 0).sum())
-        metrics["bad_debt_usd"] = metrics["bad_debt_resolved_usd"] + open_debt
+        metrics["bad_debt_usd"] = metrics["bad_debt_resolved_usd"] + open_debt + metrics["backstop_loss_usd"]
         split = {name: units / USDC_UNITS for name, units in self.split.items()}
         metrics.update(
             {
@@ -753,12 +841,22 @@ class _Sim:
                 "insurance_paid_usd": float(f["insurance_paid_usd"].sum()),
                 "uncovered_usd": float(f["uncovered_usd"].sum()),
                 "peak_open_interest_usd": max(self.states["open_interest_usd"]),
+                "open_interest_start_usd": self.open_interest0_usd,
+                "insurance_fund_start_usd": self.fund0_usd,
+                "depth_start_usd_per_pct": self.liq.base.depth_usd_per_pct,
                 "liquidation_cost_to_users_usd": -split["user"],
                 "liquidation_to_keepers_usd": split["keepers"],
                 "liquidation_to_mev_usd": split["mev"],
                 "liquidation_to_insurance_usd": split["insurance"],
                 "liquidation_to_fees_usd": split["fees"],
                 "liquidation_to_others_usd": split["others"],
+                "liquidation_to_backstop_usd": split["backstop"],
+                "backstop_pnl_usd": backstop_pnl,
+                "backstop_takeovers": float(self.backstop_takeovers),
+                "backstop_declined": float(self.backstop_declined),
+                "backstop_position_end_usd": self._gross(self.backstop) * self.states["mark"][-1]
+                if self.backstop
+                else 0.0,
                 "liquidation_bad_debt_closed_usd": split["bad_debt"],
                 "relistings": float(f["relistings"].sum()),
                 "keeper_pnl_usd": pnl(kp.ids) - kp.costs_usd,

@@ -144,6 +144,24 @@ class Mev(_Frozen):
     profit_ratio: float = Field(default=0.002, ge=0, lt=1)
 
 
+class Backstop(_Frozen):
+    """The protocol's own liquidator (Hyperliquid's liquidator vault: it takes over an account whose
+    equity falls below 2/3 of maintenance; Derive's security module): it takes an account that no
+    keeper took within `delay_s` once equity < `equity_maintenance_ratio` x maintenance, through the
+    engine's liquidation (fixed: the venue's penalty price; auctions: it bids the account's value at
+    the mark), within `position_max_usd` of gross notional, and sells what it took into the book at
+    most `unwind_usd_per_round` a round and no more than walks the book `unwind_walk_max_ratio` past
+    what is consumed. Its losses are the protocol's: they count as bad debt."""
+
+    enabled: bool = False
+    equity_maintenance_ratio: float = Field(default=2 / 3, ge=0, le=1)  # Hyperliquid docs: 2/3
+    delay_s: int = Field(default=30, ge=0, le=86_400)
+    capital_usd: float = Field(default=10e6, gt=0, le=1e12)
+    position_max_usd: float = Field(default=50e6, gt=0, le=1e12)
+    unwind_usd_per_round: float = Field(default=500_000.0, gt=0, le=1e12)
+    unwind_walk_max_ratio: float = Field(default=0.02, gt=0, lt=1)
+
+
 class Depth(_Frozen):
     """The book forced sales hit (impact.DepthBook), how it thins, refills and runs out in a crash
     (liquidity.Liquidity; unset: a book that never thins and refills at once) and how fast the mid
@@ -190,6 +208,7 @@ class Variant(_Frozen):
     oracle_guards: bool | None = None
     depth_usd_per_pct: float | None = Field(default=None, gt=0, le=1e12)
     depth_oi_ratio: float | None = Field(default=None, gt=0, le=100)
+    insurance_fund_oi_ratio: float | None = Field(default=None, ge=0, le=10)
     buffer_ratio: float | None = Field(default=None, ge=0, le=4)
     oracle_params: dict[str, float] | None = None  # overrides of the profile's oracle guards (OracleParams)
 
@@ -209,11 +228,14 @@ class Scenario(_Frozen):
     population: Population = Population()
     keepers: Keepers = Keepers()
     mev: Mev = Mev()
+    backstop: Backstop = Backstop()
     depth: Depth = Depth()
     oracle: Oracle = Oracle()
     market: Market = Market()
     price_range: Literal["static", "vol"] = "static"
     insurance_fund_usd: float = Field(default=1e6, ge=0, le=1e12)
+    # the fund as a share of the population's open interest at the start (USD), instead of insurance_fund_usd
+    insurance_fund_oi_ratio: float | None = Field(default=None, ge=0, le=10)
     variants: tuple[Variant, ...] = Field(default=(), strict=False)  # a TOML array of tables
     base_dir: str = "."  # where relative paths resolve; set by load_scenario
 
