@@ -43,7 +43,7 @@ import numpy as np
 from margin_engine.engine import Engine, Rejection
 from margin_engine.instruments.names import EXPIRY_HOUR_UTC, format_expiry
 from margin_engine.pricing.black76 import SECONDS_PER_YEAR, black76
-from margin_engine.simulation.scenario import Backstop, Keepers, Mev, Population
+from margin_engine.simulation.scenario import Backstop, Keepers, Mev, Population, Underlying
 
 UNDERLYING = "BTC"
 PERP = "BTC-PERP"
@@ -108,6 +108,33 @@ def draw_population(
     return members
 
 
+def draw_traders(
+    pop: Population, underlyings: tuple[Underlying, ...], spot0_usd: dict[str, float], rng: np.random.Generator
+) -> list[Member]:
+    """The traders of the other underlyings (`t<name><i>`, e.g. `teth000`), drawn as BTC's from
+    [population]'s distributions after every BTC member (so BTC's draws do not change)."""
+    members = []
+    for u in underlyings:
+        n = u.traders
+        is_long = rng.random(n) < pop.long_fraction
+        notional = pop.notional_median_usd * np.exp(pop.notional_sigma_log * rng.standard_normal(n))
+        leverage = np.clip(
+            pop.leverage_median * np.exp(pop.leverage_sigma_log * rng.standard_normal(n)), 1, pop.leverage_max
+        )
+        for i in range(n):
+            size = max(round(notional[i] / spot0_usd[u.name], 4), 0.001)
+            members.append(
+                Member(
+                    f"t{u.name.lower()}{i:03d}",
+                    "trader",
+                    round(notional[i] / leverage[i], 2),
+                    f"{u.name}-PERP",
+                    size if is_long[i] else -size,
+                )
+            )
+    return members
+
+
 def _otm(spot_usd: float, otm_pct: float, call: bool) -> str:
     """Strike and kind of an option `otm_pct` out of the money, the strike rounded to 1,000 USD."""
     strike = spot_usd * (1 + otm_pct / 100) if call else spot_usd * (1 - otm_pct / 100)
@@ -133,9 +160,12 @@ def open_population(
     vol0: float,
     expiry_s: int,
     collateral_ratio: float,
+    perp_price_usd: dict[str, float] | None = None,
 ) -> dict[str, list[str]]:
     """Open every member's account and opening trades on the engine (not the vault's calls: the
-    runner sells those as they roll); ids by role."""
+    runner sells those as they roll); ids by role. Perps trade at `perp_price_usd` (default: BTC's
+    at `spot0_usd`)."""
+    perp_price_usd = perp_price_usd or {PERP: spot0_usd}
     now = engine.state.now_s or 0
     years = (expiry_s - now) / SECONDS_PER_YEAR
     roles: dict[str, list[str]] = {}
@@ -150,7 +180,7 @@ def open_population(
         roles.setdefault(m.role, []).append(m.id)
         trades = []
         if m.role == "trader":
-            trades.append((PERP, m.size, spot0_usd, 1.01))
+            trades.append((m.instrument, m.size, perp_price_usd[m.instrument], 1.01))
         elif m.role in ("option_seller", "hedged_book"):
             price, delta = option_greeks(m.instrument, spot0_usd, vol0, years)
             trades.append((option_name(m.instrument, expiry_s), m.size, price, collateral_ratio))

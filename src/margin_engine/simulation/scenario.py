@@ -197,6 +197,30 @@ class Market(_Frozen):
     stablecoin_usd: float | None = Field(default=None, gt=0.5, le=1.5)
 
 
+class Underlying(_Frozen):
+    """Another underlying traded beside BTC (the first, in [price] and [population]): its own perp
+    (`<name>-PERP`, with the profile's parameters for it), traders and book. Prices: its own file
+    over [price]'s window, step and intra-bar rule (the joint path of a crash), or, when [price] is
+    generated, a path whose log returns have `correlation` with BTC's,
+    r = correlation * (vol_annual / BTC's vol_annual) * r_BTC + sqrt(1 - correlation^2) * r_own
+    (r_own: GBM at vol_annual; exact for GBM, approximate for jumps and GARCH), and [price]'s shock."""
+
+    name: str = Field(pattern=r"^[A-Z]{2,10}$")
+    csv: str | None = None  # historical: path, relative to the scenario file
+    spot0_usd: float | None = Field(default=None, gt=0, le=1e9)  # None: historical as is; generated: needed
+    vol_annual: float = Field(default=0.9, ge=0, le=10)  # generated
+    correlation: float = Field(default=0.8, ge=-1, le=1)  # generated
+    traders: int = Field(default=60, ge=0, le=10_000)  # drawn as [population]'s traders
+    vol: VolModel = VolModel()
+    depth_usd_per_pct: float | None = Field(default=None, gt=0, le=1e12)  # None: [depth]'s (or its OI ratio)
+
+    def csv_path(self, base_dir: str) -> Path | None:
+        if self.csv is None:
+            return None
+        path = Path(self.csv)
+        return path if path.is_absolute() else Path(base_dir) / path
+
+
 class Variant(_Frozen):
     """A named design to compare; unset fields keep the base scenario's."""
 
@@ -232,6 +256,7 @@ class Scenario(_Frozen):
     depth: Depth = Depth()
     oracle: Oracle = Oracle()
     market: Market = Market()
+    underlyings: tuple[Underlying, ...] = Field(default=(), strict=False)  # beside BTC: a TOML array of tables
     price_range: Literal["static", "vol"] = "static"
     insurance_fund_usd: float = Field(default=1e6, ge=0, le=1e12)
     # the fund as a share of the population's open interest at the start (USD), instead of insurance_fund_usd
@@ -244,6 +269,14 @@ class Scenario(_Frozen):
         names = [v.name for v in self.variants]
         if len(set(names)) != len(names):
             raise ValueError("variant names must be unique")
+        extra = [u.name for u in self.underlyings]
+        if len(set(extra)) != len(extra) or "BTC" in extra:
+            raise ValueError("underlyings: each name once, and not BTC (the first underlying)")
+        for u in self.underlyings:
+            if self.price.kind == "historical" and not u.csv:
+                raise ValueError(f"underlyings.{u.name}: a historical scenario needs its csv (the same window)")
+            if self.price.kind != "historical" and u.spot0_usd is None:
+                raise ValueError(f"underlyings.{u.name}: a generated path needs spot0_usd")
         if self.keepers.round_s * self.keepers.rounds_max >= self.dt_s:
             raise ValueError("keepers.round_s * keepers.rounds_max must be < dt_s (rounds happen inside a step)")
         return self
@@ -280,4 +313,8 @@ def load_scenario(path: Path | str) -> Scenario:
     csv = scenario.csv_path()
     if scenario.price.kind == "historical" and csv is not None and not csv.is_file():
         raise InputError("scenario.price.csv", f"no price file at {csv} (named in {path}); a replay needs its data")
+    for u in scenario.underlyings:
+        other = u.csv_path(scenario.base_dir)
+        if scenario.price.kind == "historical" and other is not None and not other.is_file():
+            raise InputError(f"scenario.underlyings.{u.name}.csv", f"no price file at {other} (named in {path})")
     return scenario

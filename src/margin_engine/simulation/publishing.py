@@ -1,0 +1,99 @@
+"""What the venue is told during a run: the mid by signed oracle updates (guards on) or set_market
+(off), the vol, and the volatility-driven price range of the portfolio scenarios."""
+
+from __future__ import annotations
+
+import math
+
+from margin_engine.errors import InputError
+from margin_engine.margin.profile import Profile
+from margin_engine.oracle.aggregator import PriceUpdate
+from margin_engine.oracle.signing import sign_update
+from margin_engine.pricing.black76 import SECONDS_PER_YEAR
+from margin_engine.simulation.design import _key, _sources
+from margin_engine.simulation.paths import (
+    spot_vol,
+)
+
+
+class Publishing:
+    """The `_Sim` methods that publish prices and parameters."""
+
+    def _check_listed(self, leg) -> None:
+        if leg.underlying not in self.d.profile.underlyings:
+            raise InputError(
+                f"scenario.underlyings.{leg.underlying}",
+                f"the profile has no [underlyings.{leg.underlying}]; it lists {', '.join(self.d.profile.underlyings)}",
+            )
+
+    def _set_market(self, leg, index: float, vol: float) -> None:
+        cmd = {"type": "set_market", "underlying": leg.underlying, "index": repr(index), "vol": repr(vol)}
+        basis = self.sc.market.perp_basis_ratio
+        if basis:
+            cmd["perp"] = repr(round(index * (1.0 + basis), 2))
+        self.ok(cmd)
+
+    def _publish(self, leg, t: int, step: int | None = None, rnd: int = 0) -> None:
+        """Guards on: the vol by set_market (index unchanged), the mid by signed updates; off: both by set_market."""
+        mid, vol, under = leg.mid, leg.vol_now, leg.underlying
+        if not self.d.guards:
+            self._set_market(leg, mid, vol)
+            return
+        self._set_market(leg, self.engine.state.markets[under].index, vol)
+        noise = self.noise_rng.standard_normal(self.sc.oracle.sources) * self.sc.oracle.noise_ratio
+        for source, z in zip(_sources(self.sc.oracle.sources), noise, strict=True):
+            price = round(mid * (1.0 + float(z)), 2)
+            update = PriceUpdate(under, source, price, None, t)
+            sig = sign_update(_key(source), update).hex()
+            cmd = {
+                "type": "oracle_update",
+                "underlying": under,
+                "source": source,
+                "price": repr(price),
+                "timestamp": t,
+                "signature": sig,
+            }
+            self.submit(cmd, step, rnd)  # a rejected update (the guards' call) changes nothing
+
+    def _mid_vol(self, leg, before: float) -> float:
+        """Implied vol of the step from the traded mid, as `vol_path` makes it from the fundamental:
+        the spot-vol relation on mid / mid at step 0, pulled up by the EWMA realized vol of the mid,
+        so forced sales that push the price down raise the vol option books are marked at."""
+        v, dt_s = leg.vol_model, self.sc.dt_s
+        keep = 2.0 ** (-dt_s / v.realized_half_life_s)
+        r2_annual = math.log(leg.mid / before) ** 2 / (dt_s / SECONDS_PER_YEAR)
+        leg.variance = keep * leg.variance + (1.0 - keep) * r2_annual
+        cap = max(v.vol_cap_annual, v.vol_floor_annual)
+        ratio = leg.mid / float(leg.spot[0])
+        vol = spot_vol(
+            ratio, v.vol0_annual, v.vol_floor_annual, cap, v.spot_vol_beta, math.sqrt(leg.variance), v.realized_weight
+        )
+        return float(vol)
+
+    def _base_range(self) -> dict[str, float]:
+        pm = self.d.profile.portfolio
+        return {} if pm is None else {u: p.price_range for u, p in pm.underlyings.items() if p.price_range}
+
+    def _apply_price_range(self, k: int) -> None:
+        """Volatility-driven range: the portfolio scenarios' price range grows with implied vol over
+        its start (never below the static range, at most 0.95), quantized to 0.5%."""
+        if self.d.price_range != "vol" or not self.base_range:
+            return
+        pm = self.d.profile.portfolio
+
+        def factor(u: str) -> float:  # each underlying's vol over its start (BTC's for one not run)
+            leg = self.leg_of.get(u, self.btc)
+            return max(1.0, float(leg.vol[k]) / float(leg.vol[0]))
+
+        unders = {
+            u: p.model_copy(update={"price_range": min(round(self.base_range[u] * factor(u) / 0.005) * 0.005, 0.95)})
+            if u in self.base_range
+            else p
+            for u, p in pm.underlyings.items()
+        }
+        if unders != self.engine.state.profile.portfolio.underlyings:  # a new profile re-flattens the book
+            self.engine.state.profile = _with_portfolio(self.d.profile, pm.model_copy(update={"underlyings": unders}))
+
+
+def _with_portfolio(profile: Profile, portfolio) -> Profile:
+    return profile.model_copy(update={"portfolio": portfolio})
