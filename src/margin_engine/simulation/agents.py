@@ -35,6 +35,9 @@ class _Liquidators:
     costs_usd: float = 0.0
 
 
+DROPPED = Rejection("dropped", "the transaction was not included (a liquidator outage)")
+
+
 class Agents:
     """The `_Sim` methods of the agents."""
 
@@ -135,6 +138,13 @@ class Agents:
 
     def _action(self, cmd: dict, step: int, rnd: int, agents: _Liquidators):
         agents.attempted += 1
+        p = self.sc.chain.liquidator_outage_probability
+        if p > 0 and self.chain_rng.random() < p:  # lost: never included, nothing happens
+            self.dropped += 1
+            agents.rejected += 1
+            if agents.pays_rejected:
+                agents.costs_usd += agents.cost_usd
+            return DROPPED
         out = self.submit(cmd, step, rnd)
         rejected = isinstance(out, Rejection)
         agents.rejected += rejected

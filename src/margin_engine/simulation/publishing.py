@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from margin_engine.engine import Rejection
 from margin_engine.errors import InputError
 from margin_engine.margin.profile import Profile
 from margin_engine.oracle.aggregator import PriceUpdate
@@ -34,15 +35,21 @@ class Publishing:
         self.ok(cmd)
 
     def _publish(self, leg, t: int, step: int | None = None, rnd: int = 0) -> None:
-        """Guards on: the vol by set_market (index unchanged), the mid by signed updates; off: both by set_market."""
+        """Guards on: the vol by set_market (index unchanged), the mid by signed updates from the
+        sources whose push is due (`_due`); off: both by set_market."""
         mid, vol, under = leg.mid, leg.vol_now, leg.underlying
+        leg.history.append((t, mid))
         if not self.d.guards:
             self._set_market(leg, mid, vol)
             return
         self._set_market(leg, self.engine.state.markets[under].index, vol)
-        noise = self.noise_rng.standard_normal(self.sc.oracle.sources) * self.sc.oracle.noise_ratio
-        for source, z in zip(_sources(self.sc.oracle.sources), noise, strict=True):
-            price = round(mid * (1.0 + float(z)), 2)
+        o = self.sc.oracle
+        noise = self.noise_rng.standard_normal(o.sources) * o.noise_ratio  # drawn every round: pushes change no draw
+        for i, (source, z) in enumerate(zip(_sources(o.sources), noise, strict=True)):
+            seen = self._seen(leg, t - (o.source_latency_s[i] if i < len(o.source_latency_s) else 0))
+            price = round(seen * (1.0 + float(z)), 2)
+            if not self._due(leg, source, price, t):
+                continue
             update = PriceUpdate(under, source, price, None, t)
             sig = sign_update(_key(source), update).hex()
             cmd = {
@@ -53,7 +60,26 @@ class Publishing:
                 "timestamp": t,
                 "signature": sig,
             }
-            self.submit(cmd, step, rnd)  # a rejected update (the guards' call) changes nothing
+            out = self.submit(cmd, step, rnd)  # a rejected update (the guards' call) changes nothing
+            if not isinstance(out, Rejection):
+                leg.pushed[source] = (price, t)
+                self.oracle_pushes += 1
+
+    def _seen(self, leg, at_s: int) -> float:
+        """The mid as it was at `at_s` (the last published at or before it; the first if none)."""
+        for t, mid in reversed(leg.history):
+            if t <= at_s:
+                return mid
+        return leg.history[0][1]
+
+    def _due(self, leg, source: str, price: float, t: int) -> bool:
+        """Push on a deviation from the last pushed price or after the heartbeat (every round when
+        no heartbeat is set)."""
+        o = self.sc.oracle
+        last = leg.pushed.get(source)
+        if o.heartbeat_s is None or last is None:
+            return True
+        return t - last[1] >= o.heartbeat_s or abs(price / last[0] - 1.0) >= o.deviation_ratio
 
     def _mid_vol(self, leg, before: float) -> float:
         """Implied vol of the step from the traded mid, as `vol_path` makes it from the fundamental:

@@ -218,6 +218,9 @@ class Recording:
                 "liquidation_to_backstop_usd": split["backstop"],
                 "backstop_pnl_usd": backstop_pnl,
                 "backstop_takeovers": float(self.backstop_takeovers),
+                "liquidator_transactions_dropped": float(self.dropped),
+                "sequencer_down_rounds": float(self.sequencer_down_rounds),
+                "oracle_updates_accepted": float(self.oracle_pushes),
                 "backstop_declined": float(self.backstop_declined),
                 "backstop_position_end_usd": self._gross(self.backstop) * self.states["mark"][-1]
                 if self.backstop

@@ -17,6 +17,7 @@ sales into the book), `recording` (flows, samples, the split and the metrics); t
 from __future__ import annotations
 
 import time
+from collections import deque
 
 import numpy as np
 
@@ -56,9 +57,9 @@ def run_path(scenario: Scenario, variant: Variant, path: int) -> PathResult:
     design = resolve_variant(scenario, variant)
     # children 0-2 as before any other underlying existed, so BTC's draws do not depend on them
     seeds = path_rngs(scenario.seed, range(path, path + 1))[0].bit_generator.seed_seq.spawn(
-        3 + len(scenario.underlyings)
+        4 + len(scenario.underlyings)
     )
-    price_rng, pop_rng, noise_rng, *extra_rngs = (np.random.Generator(np.random.PCG64(s)) for s in seeds)
+    price_rng, pop_rng, noise_rng, chain_rng, *extra_rngs = (np.random.Generator(np.random.PCG64(s)) for s in seeds)
     spot, source, start_s = price_path(scenario, price_rng)
     legs = [Leg(UNDERLYING, PERP, spot, vol_path(scenario, spot), scenario.vol)]
     for u, rng in zip(scenario.underlyings, extra_rngs, strict=True):
@@ -66,7 +67,7 @@ def run_path(scenario: Scenario, variant: Variant, path: int) -> PathResult:
         legs.append(Leg(u.name, f"{u.name}-PERP", other, vol_path(scenario, other, u.vol), u.vol, u.depth_usd_per_pct))
         source += f"; {u.name}: {where}"
     started = time.perf_counter()
-    sim = _Sim(scenario, design, legs, pop_rng, noise_rng)
+    sim = _Sim(scenario, design, legs, pop_rng, noise_rng, chain_rng)
     sim.run()
     result = sim.result(source, path)
     result.start_s = start_s
@@ -87,14 +88,19 @@ class Leg:
         self.vol_now = float(self.vol[0])  # of the step being run
         self.variance = vol_model.vol0_annual**2  # EWMA of the mid's squared log returns
         self.depth_usd_per_pct = depth_usd_per_pct  # None: the scenario's
+        self.history: deque[tuple[int, float]] = deque(maxlen=512)  # (time, mid) published: what late sources see
+        self.pushed: dict[str, tuple[float, int]] = {}  # source -> (price, time) it last pushed
         self.liq: Liquidity  # set once the population is open (its depth may scale with open interest)
 
 
 class _Sim(Publishing, Agents, Unwinds, Recording):
     """The loop's mutable state: the engine, the mid, the keepers' view and the recorded series."""
 
-    def __init__(self, scenario, design: Design, legs: list[Leg], pop_rng, noise_rng):
-        self.sc, self.d, self.noise_rng = scenario, design, noise_rng
+    def __init__(self, scenario, design: Design, legs: list[Leg], pop_rng, noise_rng, chain_rng):
+        self.sc, self.d, self.noise_rng, self.chain_rng = scenario, design, noise_rng, chain_rng
+        self.dropped = 0  # liquidators' transactions lost to outages
+        self.sequencer_down_rounds = 0
+        self.oracle_pushes = 0  # signed updates the oracle accepted
         self.legs, self.btc = legs, legs[0]
         self.leg_of = {leg.underlying: leg for leg in legs}
         self.perp_leg = {leg.perp: leg for leg in legs}
@@ -162,6 +168,13 @@ class _Sim(Publishing, Agents, Unwinds, Recording):
         if isinstance(out, Rejection):
             raise AssertionError(f"simulator command rejected: {cmd['type']}: {out.code}: {out.message}")
         return out
+
+    def _sequencer_down(self, now: int) -> bool:
+        c = self.sc.chain
+        if c.sequencer_down_from_step is None:
+            return False
+        start = self.t0 + c.sequencer_down_from_step * self.sc.dt_s
+        return start <= now < start + c.sequencer_down_s
 
     def _gross(self, account: str) -> float:
         return sum(abs(float(p.size)) for p in self.engine.state.accounts[account].positions.values())
@@ -248,6 +261,11 @@ class _Sim(Publishing, Agents, Unwinds, Recording):
             for r in range(sc.keepers.rounds_max):
                 now = t + r * sc.keepers.round_s
                 self.ok({"type": "advance_time", "time": now}, k - 1, r)
+                if self._sequencer_down(now):  # nothing gets in; the clock (and staleness) runs on
+                    self.sequencer_down_rounds += 1
+                    if r == 0:
+                        self._sample(self.engine.margin_totals(), k)
+                    break
                 for leg in self.legs:
                     leg.liq.advance(now, leg.mid)
                     self._publish(leg, now, k - 1, r)

@@ -181,11 +181,36 @@ class Depth(_Frozen):
 
 
 class Oracle(_Frozen):
-    """Guards on: the mid goes in as signed updates from `sources` sources; off: straight to set_market."""
+    """Guards on: the mid goes in as signed updates from `sources` sources; off: straight to set_market.
+
+    Push timing (guards on): a source pushes when its price has moved `deviation_ratio` from what it
+    last pushed or `heartbeat_s` has passed (Chainlink's two triggers; unset heartbeat: every round),
+    reporting the mid as it was `source_latency_s[i]` ago (source i; missing entries: 0)."""
 
     guards: bool = True
     sources: int = Field(default=3, ge=1, le=16)
     noise_ratio: float = Field(default=0.0005, ge=0, lt=0.02)
+    heartbeat_s: int | None = Field(default=None, ge=1, le=86_400)
+    deviation_ratio: float = Field(default=0.0, ge=0, lt=0.5)
+    source_latency_s: tuple[int, ...] = Field(default=(), strict=False)
+
+    @field_validator("source_latency_s")
+    @classmethod
+    def _latencies(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if any(not 0 <= x <= 3600 for x in v):
+            raise ValueError("each source latency is 0 to 3600 s")
+        return v
+
+
+class Chain(_Frozen):
+    """When transactions get in: rounds are blocks `keepers.round_s` apart (margin is checked at
+    each); a keeper's or searcher's transaction is dropped with `liquidator_outage_probability` per
+    round (drawn from the path's own stream); the sequencer is down (no oracle update, no
+    liquidation, no unwind gets in) for `sequencer_down_s` from `sequencer_down_from_step`."""
+
+    liquidator_outage_probability: float = Field(default=0.0, ge=0, le=1)
+    sequencer_down_from_step: int | None = Field(default=None, ge=1, le=100_000)
+    sequencer_down_s: int = Field(default=0, ge=0, le=86_400)
 
 
 class Market(_Frozen):
@@ -255,6 +280,7 @@ class Scenario(_Frozen):
     backstop: Backstop = Backstop()
     depth: Depth = Depth()
     oracle: Oracle = Oracle()
+    chain: Chain = Chain()
     market: Market = Market()
     underlyings: tuple[Underlying, ...] = Field(default=(), strict=False)  # beside BTC: a TOML array of tables
     price_range: Literal["static", "vol"] = "static"
@@ -277,6 +303,8 @@ class Scenario(_Frozen):
                 raise ValueError(f"underlyings.{u.name}: a historical scenario needs its csv (the same window)")
             if self.price.kind != "historical" and u.spot0_usd is None:
                 raise ValueError(f"underlyings.{u.name}: a generated path needs spot0_usd")
+        if len(self.oracle.source_latency_s) > self.oracle.sources:
+            raise ValueError("oracle.source_latency_s has more entries than oracle.sources")
         if self.keepers.round_s * self.keepers.rounds_max >= self.dt_s:
             raise ValueError("keepers.round_s * keepers.rounds_max must be < dt_s (rounds happen inside a step)")
         return self
