@@ -164,11 +164,16 @@ def test_example_scenarios_load():
     from margin_engine.simulation.scenario import load_scenario
 
     files = sorted(Path(__file__).parents[2].joinpath("examples", "scenarios").glob("*.toml"))
-    assert [f.stem for f in files] == ["crash-2020-03-12", "crash-2021-05-19", "crash-2022-11-09", "flash-wick-1m"]
+    crashes = ["crash-2020-03-12", "crash-2021-05-19", "crash-2022-11-09", "crash-2024-08-05", "crash-2025-10-10"]
+    assert [f.stem for f in files] == [*crashes, "flash-wick-1m"]
     for f in files:
         sc = load_scenario(f)
         names = [resolve_variant(sc, v).name for v in sc.all_variants()]
         assert names[0] == ("guards-off" if f.stem == "flash-wick-1m" else "deribit-fixed")
+        if f.stem in crashes:  # BTC and ETH on their real minutes-through-the-wicks path, every loss counted
+            assert sc.price.intrabar == "bridge" and sc.dt_s == 60 and sc.price.spot0_usd is None
+            assert [u.name for u in sc.underlyings] == ["ETH"] and sc.backstop.enabled
+            assert sc.underlyings[0].csv_path(sc.base_dir).is_file() and sc.csv_path().is_file()
 
 
 def test_implied_vol_follows_the_traded_mid_down_a_cascade():

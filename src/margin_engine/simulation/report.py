@@ -292,16 +292,18 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _figures(n: int, rows: int = 1):
-    """Small multiples: one column per variant, shared axes."""
+def _figures(n: int):
+    """Small multiples: one panel per variant, three to a row, shared axes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(
-        rows, max(n, 1), figsize=(3.2 * max(n, 1) + 1, 2.8 * rows), sharex=True, sharey="row", squeeze=False
-    )
+    cols = min(max(n, 1), 3)
+    rows = -(-max(n, 1) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), sharex=True, sharey=True, squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
     return fig, axes
 
 
@@ -319,14 +321,15 @@ def _utc_axis(fig, axes) -> None:
     for ax in axes.ravel():
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M"))
         ax.tick_params(axis="x", labelrotation=30, labelsize=7)
-    axes[-1, 0].set_xlabel("time (UTC)")
+    for ax in axes[-1]:
+        ax.set_xlabel("time (UTC)")
     fig.tight_layout()
 
 
 def _plot_prices(results: list[PathResult], dt_s: int) -> str:
     first = _first_paths(results)
     fig, axes = _figures(len(first))
-    for ax, r in zip(axes[0], first, strict=False):
+    for ax, r in zip(axes.ravel(), first, strict=False):
         t = _times(r, len(r.series["mark"]), dt_s)
         ax.plot(t, r.series["fundamental"], label="fundamental", color="black", lw=1)
         ax.plot(t, r.series["mark"], label="mark (oracle)", lw=1)
@@ -342,7 +345,7 @@ def _plot_prices(results: list[PathResult], dt_s: int) -> str:
 def _plot_fund(results: list[PathResult], dt_s: int) -> str:
     first = _first_paths(results)
     fig, axes = _figures(len(first))
-    for ax, r in zip(axes[0], first, strict=False):
+    for ax, r in zip(axes.ravel(), first, strict=False):
         t = _times(r, len(r.series["insurance_fund_usd"]), dt_s)
         ax.plot(t, r.series["insurance_fund_usd"], label="insurance fund", lw=1)
         ax.plot(t[1:], np.cumsum(r.series["bad_debt_usd"]), label="bad debt resolved, cumulative", lw=1)

@@ -36,7 +36,9 @@ class PriceModel(_Frozen):
     csv: str | None = None  # historical: path, relative to the scenario file
     start: str | None = None  # historical window, ISO 8601 with zone or Unix seconds (inclusive)
     end: str | None = None
-    spot0_usd: float | None = Field(default=60_000.0, gt=0, le=1e9)  # historical: rescale to start here (None: as is)
+    # historical: rescale the window to start here (unset: the real prices, as is); generated: the
+    # start (unset: 60,000)
+    spot0_usd: float | None = Field(default=None, gt=0, le=1e9)
     # historical: "close" replays bar closes (wicks lost); "bridge" steps dt_s inside each bar
     # through its low and high (history.historical_path), a new draw per path
     intrabar: Literal["close", "bridge"] = "close"
