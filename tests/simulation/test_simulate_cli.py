@@ -137,3 +137,36 @@ def test_simulate_options_are_checked_before_any_work(args, tmp_path):
     )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_backtest_of_eth_on_eth_instruments_and_of_the_risk_matrix(tmp_path):
+    prices = _prices(tmp_path, [2_000] * 30 + [1_900])
+    run = CliRunner().invoke(app, ["backtest", str(prices), "--underlying", "ETH", "--vol", "0.6", "--format", "json"])
+    assert run.exit_code == 0, run.output
+    out = json.loads(run.output)
+    rows = {r["name"]: r for r in out["portfolios"]}
+    # ETH-PERP maintenance (deribit): 2,000 x (1% + 0.0004% x 1 ETH) = 20.008; the 100 USD fall exceeds it
+    assert out["underlying"] == "ETH" and out["mode"] == "cross"
+    assert rows["long_perp"]["margin_mean_usd"] == pytest.approx(20.008)
+    assert rows["long_perp"]["exceedances"] == 1
+    args = ["backtest", str(prices), "--underlying", "ETH", "--profile", "deribit-pm", "--mode", "portfolio"]
+    pm = json.loads(CliRunner().invoke(app, [*args, "--vol", "0.6", "--format", "json"]).output)
+    pm_rows = {r["name"]: r for r in pm["portfolios"]}
+    # the risk matrix: the worst of ETH's +/-18% buckets on 1 ETH (360 USD) plus the delta shock
+    # contingency (1% x 2,000 x |delta 1| = 20), times mm_factor 0.8: 304
+    assert pm_rows["long_perp"]["margin_mean_usd"] == pytest.approx(304.0, rel=1e-9)
+    assert pm_rows["long_perp"]["exceedances"] == 0 and pm["mode"] == "portfolio"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--underlying", "SOL"], "error: --underlying: deribit lists BTC, ETH, not 'SOL'"),
+        (["--mode", "portfolio"], "error: --mode: portfolio needs a profile with [portfolio.underlyings.BTC]"),
+        (["--mode", "isolated"], "error: --mode: must be cross or portfolio, got 'isolated'"),
+    ],
+)
+def test_backtest_underlying_and_mode_are_checked(tmp_path, args, message):
+    prices = _prices(tmp_path, [50_000 + 100 * i for i in range(40)])
+    bad = CliRunner().invoke(app, ["backtest", str(prices), *args])
+    assert bad.exit_code == 2 and bad.output.strip() == message

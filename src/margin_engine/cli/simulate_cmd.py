@@ -119,6 +119,12 @@ def backtest(
     vol: Annotated[
         float | None, typer.Option("--vol", help="Flat implied vol; default: EWMA realized vol (10-day half-life).")
     ] = None,
+    underlying: Annotated[
+        str, typer.Option("--underlying", help="Whose instruments the file's prices margin (BTC, ETH).")
+    ] = "BTC",
+    mode: Annotated[
+        str, typer.Option("--mode", help="cross (per-position rules) or portfolio (the profile's risk matrix).")
+    ] = "cross",
     format: FormatOpt = Format.table,
 ) -> None:
     """Maintenance margin at each start of day against the next day's loss, for reference portfolios (Kupiec)."""
@@ -130,7 +136,13 @@ def backtest(
         series = read_prices(prices)
         if vol is not None and not (math.isfinite(vol) and 0 < vol <= 10):
             raise InputError("--vol", f"must be in (0, 10], got {vol}")
-        result = margin_backtest(series.time_s, series.close, prof, vol)
+        if underlying not in prof.underlyings:
+            raise InputError("--underlying", f"{prof.name} lists {', '.join(prof.underlyings)}, not {underlying!r}")
+        if mode not in ("cross", "portfolio"):
+            raise InputError("--mode", f"must be cross or portfolio, got {mode!r}")
+        if mode == "portfolio" and (prof.portfolio is None or underlying not in prof.portfolio.underlyings):
+            raise InputError("--mode", f"portfolio needs a profile with [portfolio.underlyings.{underlying}]")
+        result = margin_backtest(series.time_s, series.close, prof, vol, underlying, mode)
     except InputError as exc:
         raise fail(exc) from None
     if format is Format.json:
@@ -138,7 +150,8 @@ def backtest(
         return
     from rich.table import Table
 
-    table = Table(title=f"Margin backtest ({prof.name}), {result['days']} days at {COVERAGE:.0%}")
+    title = f"Margin backtest ({prof.name}, {underlying}, {mode}), {result['days']} days at {COVERAGE:.0%}"
+    table = Table(title=title)
     columns = ("portfolio", "exceedances", "expected", "rate", "Kupiec p", "indep. p", "cond. cov. p", "Basel zone")
     for col in (*columns, "verdict"):
         table.add_column(col, justify="left" if col in ("portfolio", "verdict") else "right")
@@ -162,9 +175,12 @@ def backtest(
     )
 
 
-def margin_backtest(time_s, close, profile, vol: float | None = None) -> dict:
-    """For each reference portfolio: start-of-day maintenance margin (the profile's rules, cross
-    mode) and the next day's loss, then exceedances, Kupiec and the Basel zone."""
+def margin_backtest(
+    time_s, close, profile, vol: float | None = None, underlying: str = "BTC", mode: str = "cross"
+) -> dict:
+    """For each reference portfolio on `underlying`'s instruments: start-of-day maintenance margin
+    (the profile's rules in `mode`: cross, or portfolio for its risk matrix) and the next day's
+    loss, then exceedances, Kupiec, Christoffersen and the Basel zone."""
     from margin_engine.simulation.backtest import backtest_margin, coverage_verdict
     from margin_engine.simulation.paths import ewma_realized_vol
 
@@ -178,12 +194,16 @@ def margin_backtest(time_s, close, profile, vol: float | None = None) -> dict:
     margin = np.zeros((len(REFERENCE_PORTFOLIOS), days))
     for t in range(days):
         for i, (_, legs) in enumerate(REFERENCE_PORTFOLIOS):
-            margin[i, t], pnl[i, t] = _day(int(time_s[t]), close[t], close[t + 1], vols[t], vols[t + 1], legs, profile)
+            margin[i, t], pnl[i, t] = _day(
+                int(time_s[t]), close[t], close[t + 1], vols[t], vols[t + 1], legs, profile, underlying, mode
+            )
     bt = backtest_margin(pnl, margin, COVERAGE)
     k, ind = bt.kupiec, bt.independence
     verdict = coverage_verdict(k, COVERAGE)
     return {
         "profile": profile.name,
+        "underlying": underlying,
+        "mode": mode,
         "coverage": COVERAGE,
         "days": days,
         "portfolios": [
@@ -207,7 +227,9 @@ def margin_backtest(time_s, close, profile, vol: float | None = None) -> dict:
     }
 
 
-def _day(t_s: int, s0: float, s1: float, v0: float, v1: float, legs, profile) -> tuple[float, float]:
+def _day(
+    t_s: int, s0: float, s1: float, v0: float, v1: float, legs, profile, underlying: str = "BTC", mode: str = "cross"
+) -> tuple[float, float]:
     """(maintenance margin at the start of the day, P&L over the day) of one portfolio, in USD."""
     from margin_engine.instruments.names import format_expiry, parse_instrument
     from margin_engine.margin.book import AccountView, PositionView
@@ -220,19 +242,20 @@ def _day(t_s: int, s0: float, s1: float, v0: float, v1: float, legs, profile) ->
     positions, pnl = [], 0.0
     for kind, moneyness, size in legs:
         if kind == "perp":
-            inst = parse_instrument("BTC-PERP")
+            inst = parse_instrument(f"{underlying}-PERP")
             quote = -round(size * s0 * 10**decimals)
             positions.append(PositionView(inst, Decimal(repr(size)), quote))
             pnl += size * (s1 - s0)
             continue
-        strike = max(round(s0 * (1 + moneyness) / 100) * 100, 100)
-        inst = parse_instrument(f"BTC-{format_expiry(expiry)}-{strike}-{kind}")
+        step = 10 ** max(int(math.log10(s0)) - 2, 0)  # 100 for BTC at 10,000-99,999, 10 for ETH at 1,000-9,999
+        strike = max(round(s0 * (1 + moneyness) / step) * step, step)
+        inst = parse_instrument(f"{underlying}-{format_expiry(expiry)}-{strike}-{kind}")
         positions.append(PositionView(inst, Decimal(repr(size))))
         years = [(expiry.timestamp() - t) / (365 * 86_400) for t in (t_s, t_s + 86_400)]
         p0 = float(np.ravel(black76(s0, strike, years[0], v0, 0.0, kind == "C").price)[0])
         p1 = float(np.ravel(black76(s1, strike, years[1], v1, 0.0, kind == "C").price)[0])
         pnl += size * (p1 - p0)
-    account = AccountView("ref", "cross", {profile.settlement_asset: 10**6 * 10**decimals}, tuple(positions))
-    market = {"BTC": parse_market("BTC", {"index": s0, "vol": v0, "rate": 0.0}, "market.BTC")}
+    account = AccountView("ref", mode, {profile.settlement_asset: 10**6 * 10**decimals}, tuple(positions))
+    market = {underlying: parse_market(underlying, {"index": s0, "vol": v0, "rate": 0.0}, f"market.{underlying}")}
     m = compute_margins([account], market, profile, t_s)[0]
     return m.maintenance_margin / 10**decimals, pnl
