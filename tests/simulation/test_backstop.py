@@ -76,3 +76,27 @@ def test_the_fund_as_a_share_of_open_interest_and_adl_once_it_runs_dry():
     # 0.25% of open interest runs dry and ADL closes the rest; 10% survives without ADL
     assert small["fund_min_usd"] == 0 and small["adl_usd"] > 0
     assert large["fund_min_usd"] > 0 and large["adl_usd"] == 0 and large["socialized_loss_usd"] == 0
+
+
+CRASH_BOOK = {"vol_elasticity": 1.0, "drawdown_elasticity": 9.9, "refill_half_life_s": 300}
+
+
+@pytest.mark.parametrize("guards", [False, True])
+def test_forced_sales_in_the_crash_book_liquidate_the_next_accounts(guards):
+    """One liquidation's sale lowers the mid enough to liquidate more accounts; the honest finding:
+    the default guards do not stop it (the sales move every source's mid by less than the 5% jump
+    limit, and the median passes it on), so the cascade is the same with the guards on and off."""
+
+    def run(permanent_fraction):
+        depth = {**CASCADE["depth"], **CRASH_BOOK, "depth_usd_per_pct": 3e5, "permanent_fraction": permanent_fraction}
+        keepers = {**CASCADE["keepers"], "rounds_max": 5}
+        sc = parse_scenario(
+            {**CASCADE, "dt_s": 60, "steps": 10, "keepers": keepers, "oracle": {"guards": guards}, "depth": depth}
+        )
+        return run_path(sc, sc.all_variants()[0], 0).metrics
+
+    no_impact, impact = run(0.0), run(0.5)
+    assert no_impact["cascade_liquidations"] == 0 and no_impact["min_mid_usd"] == pytest.approx(56_400)
+    assert impact["cascade_liquidations"] == 3
+    assert impact["liquidation_count"] == no_impact["liquidation_count"] + 3
+    assert impact["min_mark_usd"] < 56_000 and impact["bad_debt_usd"] > 2 * no_impact["bad_debt_usd"]
