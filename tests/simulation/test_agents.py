@@ -206,3 +206,30 @@ def test_bad_agent_keys_name_the_field(data, field):
     with pytest.raises(InputError) as err:
         parse_scenario({"name": "x", **data})
     assert err.value.field == field
+
+
+def test_a_volatility_driven_range_is_journaled_and_the_run_replays(monkeypatch):
+    from margin_engine.engine.events import PriceRangeSet
+    from margin_engine.engine.state import State, evolve
+    from margin_engine.storage.snapshot import state_hash
+
+    sims = _capture_sims(monkeypatch)
+    data = {**CRASH, "profile": "deribit-pm", "price_range": "vol", "population": {**CRASH["population"]}}
+    data["population"]["margin_mode"] = "portfolio"
+    sc = parse_scenario(data)
+    run_path(sc, sc.all_variants()[0], 0)
+    engine = sims[0].engine
+    changes = [e for e in engine.journal if isinstance(e, PriceRangeSet) and e.underlying == "BTC"]
+    assert changes and all(e.price_range > 0.16 for e in changes)  # vol rose in the crash: wider than static
+    assert engine.state.profile.portfolio.underlyings["BTC"].price_range == changes[-1].price_range
+    replayed = State(sims[0].d.profile)  # the profile the run started under, before any change
+    for event in engine.journal:
+        evolve(replayed, event)
+    assert state_hash(replayed) == state_hash(engine.state)
+
+
+def test_a_volatility_driven_range_needs_a_range_grid():
+    sc = parse_scenario({**CRASH, "profile": "derive-pmrm", "price_range": "vol"})
+    with pytest.raises(InputError) as err:
+        run_path(sc, sc.all_variants()[0], 0)
+    assert err.value.field == "variants.base.price_range"

@@ -182,6 +182,16 @@ class RevokeSource:
     source: str
 
 
+@dataclass(frozen=True)
+class SetPriceRange:
+    """An admin's change of a portfolio underlying's scenario price range (a fraction of spot, as
+    the profile's `[portfolio.underlyings.X] price_range`): journaled, so a run that changes it
+    (volatility-driven ranges) replays."""
+
+    underlying: str
+    price_range: float
+
+
 Command = (
     OpenAccount
     | Deposit
@@ -201,6 +211,7 @@ Command = (
     | OracleUpdate
     | RegisterSource
     | RevokeSource
+    | SetPriceRange
 )
 
 
@@ -492,6 +503,23 @@ def _revoke_source(obj, profile) -> RevokeSource:
     return RevokeSource(_source(_Fields(obj, {"source"})))
 
 
+PRICE_RANGE_MAX = 0.95  # as the profile's bound on price_range
+
+
+def _set_price_range(obj, profile) -> SetPriceRange:
+    f = _Fields(obj, {"underlying", "price_range"})
+    pm = profile.portfolio
+    grids = sorted(u for u, p in (pm.underlyings.items() if pm else ()) if p.price_range is not None)
+    underlying = f.get("underlying")
+    if underlying not in grids:
+        why = f"{profile.name} has no [portfolio]" if pm is None else f"grid underlyings: {', '.join(grids) or 'none'}"
+        raise InputError("underlying", f"expected a portfolio underlying with a price_range grid ({why})"[:300])
+    value = float(parse_decimal(f.get("price_range"), "price_range", positive=True))
+    if not value <= PRICE_RANGE_MAX:
+        raise InputError("price_range", f"must be in (0, {PRICE_RANGE_MAX}], got {value}")
+    return SetPriceRange(underlying, value)
+
+
 _PARSERS: dict[str, Callable[[dict[str, Any], Profile], Command]] = {
     "open_account": _open_account,
     "deposit": _deposit,
@@ -511,6 +539,7 @@ _PARSERS: dict[str, Callable[[dict[str, Any], Profile], Command]] = {
     "oracle_update": _oracle_update,
     "register_source": _register_source,
     "revoke_source": _revoke_source,
+    "set_price_range": _set_price_range,
 }
 
 __all__ = ["ACCOUNT_ID_RE", "Command", "parse_command", "parse_time", "format_time"] + [
@@ -533,5 +562,6 @@ __all__ = ["ACCOUNT_ID_RE", "Command", "parse_command", "parse_time", "format_ti
         Bid,
         RegisterSource,
         RevokeSource,
+        SetPriceRange,
     )
 ]

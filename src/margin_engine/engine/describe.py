@@ -28,6 +28,7 @@ from margin_engine.engine.events import (
     MarketSet,
     OracleUpdated,
     PositionChanged,
+    PriceRangeSet,
     TimeAdvanced,
     TradeExecuted,
     Transferred,
@@ -155,6 +156,8 @@ def describe(event: Event, profile: Profile) -> str:
             if event.uncovered_units:
                 parts.append(f"uncovered {money(event.uncovered_units)} (withdrawals gated)")
             return f"{event.account} bankrupt by {money(event.deficit_units)}, paid by " + ", ".join(parts)
+        case PriceRangeSet():
+            return f"{event.underlying} portfolio price range set to +/-{event.price_range:.1%}"
         case OracleUpdated():
             mark = "no mark" if event.mark is None else f"mark {human_number(event.mark)} USD"
             return (

@@ -28,6 +28,7 @@ from margin_engine.engine.commands import (
     RequestWithdrawal,
     RevokeSource,
     SetMarket,
+    SetPriceRange,
     SettleExpiry,
     SettleWithdrawal,
     StartLiquidation,
@@ -42,6 +43,7 @@ from margin_engine.engine.events import (
     FundingApplied,
     MarketSet,
     PositionChanged,
+    PriceRangeSet,
     TradeExecuted,
     Transferred,
     WithdrawalClosed,
@@ -219,6 +221,10 @@ def _fail_withdrawal(state: State, cmd: FailWithdrawal) -> list[Event]:
 
 def _set_market(state: State, cmd: SetMarket) -> list[Event]:
     return [MarketSet(cmd.market.underlying, cmd.market.to_json())]
+
+
+def _set_price_range(state: State, cmd: SetPriceRange) -> list[Event]:
+    return [PriceRangeSet(cmd.underlying, cmd.price_range)]
 
 
 def _check_tradable(state: State, inst: Instrument) -> None:
@@ -492,6 +498,7 @@ _HANDLERS: dict[type, Callable[[State, Any], list[Event]]] = {
     OracleUpdate: oracle_feed.oracle_update,
     RegisterSource: oracle_feed.register_source,
     RevokeSource: oracle_feed.revoke_source,
+    SetPriceRange: _set_price_range,
     Trade: _trade,
     Allocate: _allocate,
     ApplyFunding: _apply_funding,

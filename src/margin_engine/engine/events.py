@@ -248,6 +248,15 @@ class SourceRevoked(Event):
     public_key: str
 
 
+@dataclass(frozen=True)
+class PriceRangeSet(Event):
+    """A portfolio underlying's scenario price range changed (an admin's `set_price_range`)."""
+
+    type: ClassVar[str] = "price_range_set"
+    underlying: str
+    price_range: float
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
@@ -272,6 +281,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         OracleUpdated,
         SourceRegistered,
         SourceRevoked,
+        PriceRangeSet,
     )
 }
 _DECIMAL_FIELDS = {"size", "price", "rate", "fraction"}

@@ -8,7 +8,7 @@ gives the same state, to the unit.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from itertools import chain
@@ -30,6 +30,7 @@ from margin_engine.engine.events import (
     MarketSet,
     OracleUpdated,
     PositionChanged,
+    PriceRangeSet,
     SourceRegistered,
     SourceRevoked,
     TimeAdvanced,
@@ -135,8 +136,12 @@ class State:
     pending_withdrawals: MutableMapping[str, PendingWithdrawal] = field(default_factory=dict)  # W1, W2, ...
     withdrawals_requested: int = 0  # numbers the requests
     sources: MutableMapping[str, PriceSource] = field(default_factory=dict)  # registered price sources
+    # portfolio price ranges set by set_price_range, over the profile's (its effective profile holds them)
+    price_ranges: MutableMapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.price_ranges:  # a restored snapshot: the profile it runs under, with the ranges set since
+            self.profile = with_price_ranges(self.profile, self.price_ranges)
         # Not fields (not in snapshots, equality or scratch copies): which accounts changed when,
         # so margin scans rebuild only what moved (`Engine.margin_totals`).
         self.revision = 0
@@ -186,6 +191,7 @@ class State:
             references=Overlay(self.references),
             pending_withdrawals=Overlay(self.pending_withdrawals),
             sources=Overlay(self.sources),
+            price_ranges=Overlay(self.price_ranges),
         )
 
     def view(self, account_id: str) -> AccountView:
@@ -293,6 +299,9 @@ def evolve(state: State, event: Event) -> None:
         case SourceRevoked():
             if state.sources.pop(event.source, None) is None:
                 raise InvariantViolation(f"price source {event.source!r} revoked but not registered")
+        case PriceRangeSet():
+            state.price_ranges[event.underlying] = event.price_range
+            state.profile = with_price_ranges(state.profile, {event.underlying: event.price_range})
         case TradeExecuted() | FundingApplied() | Deleveraged():
             pass  # the transfers and position changes that follow carry the state change
         case _:
@@ -376,6 +385,17 @@ def audit_events(state: State, events) -> None:
     for key, asset in touched:
         if state.ledger.balance(key, asset) < 0:
             raise InvariantViolation(f"{key} holds {state.ledger.balance(key, asset)} {asset} units: below zero")
+
+
+def with_price_ranges(profile: Profile, ranges: Mapping[str, float]) -> Profile:
+    """The profile with these portfolio underlyings' price ranges (idempotent; validated by the model)."""
+    pm = profile.portfolio
+    if pm is None:
+        raise InvariantViolation("price ranges set on a profile without [portfolio]")
+    unders = dict(pm.underlyings)
+    for u, r in ranges.items():
+        unders[u] = type(unders[u]).model_validate({**unders[u].model_dump(), "price_range": r})
+    return profile.model_copy(update={"portfolio": pm.model_copy(update={"underlyings": unders})})
 
 
 def audit(state: State) -> dict[str, dict[str, int]]:

@@ -42,6 +42,13 @@ def resolve_variant(scenario: Scenario, variant: Variant) -> Design:
         name = str(Path(scenario.base_dir) / path)
     profile = load_profile(name)
     mode = variant.margin_mode or scenario.population.margin_mode
+    price_range = variant.price_range or scenario.price_range
+    grids = [] if profile.portfolio is None else [u for u, p in profile.portfolio.underlyings.items() if p.price_range]
+    if price_range == "vol" and not grids:
+        raise InputError(
+            f"variants.{variant.name}.price_range",
+            f"'vol' scales a portfolio price_range grid; {name} has none (its scenarios are a fixed list or absent)",
+        )
     if mode == "portfolio" and profile.portfolio is None:
         raise InputError(
             f"variants.{variant.name}.margin_mode", f"portfolio mode needs a profile with [portfolio]; {name} has none"
@@ -72,7 +79,6 @@ def resolve_variant(scenario: Scenario, variant: Variant) -> Design:
         d.vol_elasticity, d.drawdown_elasticity, d.refill_half_life_s, d.market_maker_inventory_usd
     )
     guards = scenario.oracle.guards if variant.oracle_guards is None else variant.oracle_guards
-    price_range = variant.price_range or scenario.price_range
     fund_ratio = (
         variant.insurance_fund_oi_ratio
         if variant.insurance_fund_oi_ratio is not None

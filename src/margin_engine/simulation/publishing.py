@@ -7,7 +7,6 @@ import math
 
 from margin_engine.engine import Rejection
 from margin_engine.errors import InputError
-from margin_engine.margin.profile import Profile
 from margin_engine.oracle.aggregator import PriceUpdate
 from margin_engine.oracle.signing import sign_update
 from margin_engine.pricing.black76 import SECONDS_PER_YEAR
@@ -102,24 +101,14 @@ class Publishing:
 
     def _apply_price_range(self, k: int) -> None:
         """Volatility-driven range: the portfolio scenarios' price range grows with implied vol over
-        its start (never below the static range, at most 0.95), quantized to 0.5%."""
+        its start (never below the static range, at most 0.95), quantized to 0.5%; each change is a
+        journaled `set_price_range`, so the run replays from its commands."""
         if self.d.price_range != "vol" or not self.base_range:
             return
-        pm = self.d.profile.portfolio
-
-        def factor(u: str) -> float:  # each underlying's vol over its start (BTC's for one not run)
-            leg = self.leg_of.get(u, self.btc)
-            return max(1.0, float(leg.vol[k]) / float(leg.vol[0]))
-
-        unders = {
-            u: p.model_copy(update={"price_range": min(round(self.base_range[u] * factor(u) / 0.005) * 0.005, 0.95)})
-            if u in self.base_range
-            else p
-            for u, p in pm.underlyings.items()
-        }
-        if unders != self.engine.state.profile.portfolio.underlyings:  # a new profile re-flattens the book
-            self.engine.state.profile = _with_portfolio(self.d.profile, pm.model_copy(update={"underlyings": unders}))
-
-
-def _with_portfolio(profile: Profile, portfolio) -> Profile:
-    return profile.model_copy(update={"portfolio": portfolio})
+        current = self.engine.state.profile.portfolio.underlyings
+        for u, base in sorted(self.base_range.items()):
+            leg = self.leg_of.get(u, self.btc)  # each underlying's vol over its start (BTC's for one not run)
+            factor = max(1.0, float(leg.vol[k]) / float(leg.vol[0]))
+            value = min(round(base * factor / 0.005) * 0.005, 0.95)
+            if value != current[u].price_range:
+                self.ok({"type": "set_price_range", "underlying": u, "price_range": repr(value)}, k - 1)
