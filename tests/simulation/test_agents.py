@@ -233,3 +233,37 @@ def test_a_volatility_driven_range_needs_a_range_grid():
     with pytest.raises(InputError) as err:
         run_path(sc, sc.all_variants()[0], 0)
     assert err.value.field == "variants.base.price_range"
+
+
+def _with_smile(skew: float, curvature: float, spread=None) -> dict:
+    return {
+        **CRASH,
+        "vol": {"smile_skew": skew, "smile_curvature": curvature},
+        "keepers": {**CRASH["keepers"], "option_unwind_spread_ratio": spread},
+    }
+
+
+def test_options_are_marked_on_a_smile_that_moves_with_spot(monkeypatch):
+    sims = _capture_sims(monkeypatch)
+    sc = parse_scenario({**_with_smile(-0.6, 1.0), "oracle": {"guards": False}})  # the smile at the index it had
+    result = run_path(sc, sc.all_variants()[0], 0)
+    s = sims[0].engine.state
+    market = s.markets["BTC"]
+    expiry = min(sims[0].btc.option_expiries)
+    atm = result.series["vol"][-1]
+    index = market.index
+    # sticky moneyness: at m = ln(K / index) the vol is atm - 0.6 m + m^2, wherever the index went
+    for m in (-0.3, -0.1, 0.2):
+        strike = round(index * np.exp(m), 2)
+        vol = float(market.surface.vols(np.array([expiry]), np.array([strike]), s.now_s)[0])
+        assert vol == pytest.approx(atm - 0.6 * m + m * m, abs=1e-6)
+    flat = parse_scenario(_with_smile(0.0, 0.0))
+    assert run_path(flat, flat.all_variants()[0], 0).metrics != result.metrics
+
+
+def test_taken_over_options_are_unwound_at_a_cost():
+    held = run_path(sc := parse_scenario(_with_smile(-0.6, 1.0)), sc.all_variants()[0], 0).metrics
+    sold = run_path(sc := parse_scenario(_with_smile(-0.6, 1.0, 0.05)), sc.all_variants()[0], 0).metrics
+    assert held["liquidator_options_end"] > 0 and held["option_unwinds"] == 0  # without a spread they are held
+    assert sold["liquidator_options_end"] == 0 and sold["option_unwinds"] > 0
+    assert sold["option_unwind_cost_usd"] > 0  # 5% of the model value, paid by the liquidator that held it

@@ -215,6 +215,7 @@ class Agents:
             index = float(self.engine.state.markets[UNDERLYING].index)
             cmd = {"type": "settle_expiry", "underlying": UNDERLYING, "expiry": self.vault_expiry, "price": repr(index)}
             self.ok(cmd, step)
+            self.btc.option_expiries.discard(self.vault_expiry)
             self.vault_expiry = None
         pop = self.sc.population
         name, expiry, price = vault_call(now, self.btc.mid, vol, pop)
@@ -226,4 +227,5 @@ class Agents:
 
         if open_trade(submit, self.vault, name, -pop.vault_btc, price, pop.option_collateral_ratio) is None:
             self.vault_expiry = expiry
+            self.btc.option_expiries.add(expiry)
             self.vault_series += 1

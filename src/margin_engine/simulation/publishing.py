@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 
 from margin_engine.engine import Rejection
 from margin_engine.errors import InputError
+from margin_engine.instruments.names import format_expiry
 from margin_engine.oracle.aggregator import PriceUpdate
 from margin_engine.oracle.signing import sign_update
 from margin_engine.pricing.black76 import SECONDS_PER_YEAR
@@ -14,6 +16,8 @@ from margin_engine.simulation.design import _key, _sources
 from margin_engine.simulation.paths import (
     spot_vol,
 )
+
+SMILE_MONEYNESS = tuple(round(-1.0 + 0.1 * i, 1) for i in range(18))  # ln(K / spot): -1.0 .. +0.7
 
 
 class Publishing:
@@ -27,11 +31,29 @@ class Publishing:
             )
 
     def _set_market(self, leg, index: float, vol: float) -> None:
-        cmd = {"type": "set_market", "underlying": leg.underlying, "index": repr(index), "vol": repr(vol)}
+        cmd = {
+            "type": "set_market",
+            "underlying": leg.underlying,
+            "index": repr(index),
+            "vol": self._vols(leg, index, vol),
+        }
         basis = self.sc.market.perp_basis_ratio
         if basis:
             cmd["perp"] = repr(round(index * (1.0 + basis), 2))
         self.ok(cmd)
+
+    def _vols(self, leg, index: float, atm: float):
+        """The vol field of set_market: flat, or the sticky-moneyness smile on a grid of strikes
+        around the index for each expiry the book holds (the engine interpolates between them)."""
+        v = leg.vol_model
+        if not (v.smile_skew or v.smile_curvature) or not leg.option_expiries:
+            return repr(atm)
+        cap = max(v.vol_cap_annual, v.vol_floor_annual)
+        smile = {}
+        for m in SMILE_MONEYNESS:
+            vol = min(max(atm + v.smile_skew * m + v.smile_curvature * m * m, v.vol_floor_annual), cap)
+            smile[repr(round(index * math.exp(m), 2))] = repr(round(vol, 6))
+        return {format_expiry(datetime.fromtimestamp(e, UTC)): smile for e in sorted(leg.option_expiries)}
 
     def _publish(self, leg, t: int, step: int | None = None, rnd: int = 0) -> None:
         """Guards on: the vol by set_market (index unchanged), the mid by signed updates from the

@@ -158,6 +158,12 @@ class Recording:
         markets = self.engine.state.markets
         return sum(n * float(markets[self.perp_leg[p].underlying].index) for p, n in self._perp_longs().items())
 
+    def _liquidator_options(self) -> int:
+        """Option positions keepers, searchers and the backstop still hold at the end."""
+        ids = [*self.keepers.ids, *self.searchers.ids, *([self.backstop] if self.backstop else [])]
+        s = self.engine.state
+        return sum(1 for a in ids for n, p in s.accounts[a].positions.items() if p.size != 0 and n not in self.perp_leg)
+
     def _equities(self) -> dict[str, int]:
         """Equity (settlement units) of the liquidators and the vault, whose P&L the metrics report."""
         ids = {*self.keepers.ids, *self.searchers.ids, *([self.vault] if self.vault else [])}
@@ -221,6 +227,9 @@ class Recording:
                 "liquidator_transactions_dropped": float(self.dropped),
                 "sequencer_down_rounds": float(self.sequencer_down_rounds),
                 "oracle_updates_accepted": float(self.oracle_pushes),
+                "option_unwinds": float(self.option_unwinds),
+                "option_unwind_cost_usd": self.option_unwind_cost_usd,
+                "liquidator_options_end": float(self._liquidator_options()),
                 "backstop_declined": float(self.backstop_declined),
                 "backstop_position_end_usd": self._gross(self.backstop) * self.states["mark"][-1]
                 if self.backstop

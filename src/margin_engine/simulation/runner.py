@@ -90,6 +90,7 @@ class Leg:
         self.depth_usd_per_pct = depth_usd_per_pct  # None: the scenario's
         self.history: deque[tuple[int, float]] = deque(maxlen=512)  # (time, mid) published: what late sources see
         self.pushed: dict[str, tuple[float, int]] = {}  # source -> (price, time) it last pushed
+        self.option_expiries: set[int] = set()  # of options in the book: where the smile is published
         self.liq: Liquidity  # set once the population is open (its depth may scale with open interest)
 
 
@@ -101,6 +102,7 @@ class _Sim(Publishing, Agents, Unwinds, Recording):
         self.dropped = 0  # liquidators' transactions lost to outages
         self.sequencer_down_rounds = 0
         self.oracle_pushes = 0  # signed updates the oracle accepted
+        self.option_unwinds, self.option_unwind_cost_usd = 0, 0.0  # taken-over options sold back
         self.legs, self.btc = legs, legs[0]
         self.leg_of = {leg.underlying: leg for leg in legs}
         self.perp_leg = {leg.perp: leg for leg in legs}
@@ -199,6 +201,8 @@ class _Sim(Publishing, Agents, Unwinds, Recording):
         members = draw_population(pop, sc.keepers, sc.mev, self.btc.mid, pop_rng, sc.backstop)
         members += draw_traders(pop, sc.underlyings, {leg.underlying: leg.mid for leg in self.legs[1:]}, pop_rng)
         expiry_s = self.t0 + self.n * sc.dt_s + pop.option_expiry_days * 86_400
+        if pop.option_sellers or pop.hedged_books:
+            self.btc.option_expiries.add(expiry_s)
         self.roles = open_population(
             self.engine,
             members,

@@ -87,6 +87,11 @@ class VolModel(_Frozen):
     realized_weight: float = Field(default=0.5, ge=0, le=1)
     realized_half_life_s: float = Field(default=86_400.0, gt=0, le=366 * 86_400)
     follows: Literal["mid", "fundamental"] = "mid"
+    # The smile the options in the book are marked at, sticky moneyness (it moves with spot, the
+    # sticky-delta rule to first order): vol(K) = atm + skew x m + curvature x m^2, m = ln(K / spot),
+    # within the floor and cap. 0 and 0: one flat vol, as before.
+    smile_skew: float = Field(default=0.0, ge=-5, le=5)
+    smile_curvature: float = Field(default=0.0, ge=0, le=20)
 
 
 class Population(_Frozen):
@@ -132,6 +137,9 @@ class Keepers(_Frozen):
     round_s: int = Field(default=10, ge=1, le=86_400)
     rounds_max: int = Field(default=8, ge=1, le=100)  # cascade rounds per step
     actions_per_round_max: int = Field(default=50, ge=1, le=100_000)
+    # options a liquidator took are sold back to the market maker each round at the model price
+    # (Black-76 on the published smile) less this share of it (bought back at plus it); None: held
+    option_unwind_spread_ratio: float | None = Field(default=None, ge=0, lt=1)
 
 
 class Mev(_Frozen):
