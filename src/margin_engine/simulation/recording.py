@@ -231,9 +231,7 @@ class Recording:
                 "option_unwind_cost_usd": self.option_unwind_cost_usd,
                 "liquidator_options_end": float(self._liquidator_options()),
                 "backstop_declined": float(self.backstop_declined),
-                "backstop_position_end_usd": self._gross(self.backstop) * self.states["mark"][-1]
-                if self.backstop
-                else 0.0,
+                "backstop_position_end_usd": self._notional(self.backstop) if self.backstop else 0.0,
                 "liquidation_bad_debt_closed_usd": split["bad_debt"],
                 "relistings": float(f["relistings"].sum()),
                 "keeper_pnl_usd": pnl(kp.ids) - kp.costs_usd,

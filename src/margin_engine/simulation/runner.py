@@ -178,9 +178,6 @@ class _Sim(Publishing, Agents, Unwinds, Recording):
         start = self.t0 + c.sequencer_down_from_step * self.sc.dt_s
         return start <= now < start + c.sequencer_down_s
 
-    def _gross(self, account: str) -> float:
-        return sum(abs(float(p.size)) for p in self.engine.state.accounts[account].positions.values())
-
     def _notional(self, account: str, at: str = "mark") -> float:
         """Gross notional (USD): each position's |size| at its underlying's mark (index) or traded mid."""
         s = self.engine.state
