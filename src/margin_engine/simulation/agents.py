@@ -178,7 +178,7 @@ class Agents:
             if self._notional(self.backstop) + self._notional(account) > p.position_max_usd:
                 self.backstop_declined += 1
                 continue
-            auction = next((x for x in self.engine.state.auctions.values() if x.account == account), None)
+            auction = self.engine.state.auction_of(account)
             if auction is None:
                 out = self.submit(
                     {"type": "start_liquidation", "account": account, "liquidator": self.backstop}, step, rnd
@@ -189,10 +189,10 @@ class Agents:
                 if any(isinstance(e, LiquidationFill) and e.liquidator == self.backstop for e in out):
                     self.backstop_takeovers += 1
                     continue
-                auction = next((x for x in self.engine.state.auctions.values() if x.account == account), None)
+                auction = self.engine.state.auction_of(account)
                 if auction is None:
                     continue
-                equity = int(self.engine.margin_totals().equity[i])
+                equity = self.engine.state.margin(account).equity  # after the start, this account only
             bid = {
                 "type": "bid",
                 "auction": auction.id,

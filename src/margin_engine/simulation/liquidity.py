@@ -22,7 +22,6 @@ State lives here, the maths in `impact.DepthBook`; every input comes from the ru
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -100,4 +99,4 @@ class Liquidity:
         if depth <= 0:
             return 0.0
         within = depth * (walk_max / PCT) ** self.base.depth_exponent
-        return max(within - self._used(side), 0.0) / mid if math.isfinite(within) else 0.0
+        return max(within - self._used(side), 0.0) / mid

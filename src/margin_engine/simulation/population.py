@@ -78,18 +78,8 @@ def draw_population(
     backstop: Backstop | None = None,
 ) -> list[Member]:
     """The members, before any venue rule (pure; the same Generator state gives the same list)."""
-    n = pop.traders
-    is_long = rng.random(n) < pop.long_fraction
-    notional = pop.notional_median_usd * np.exp(pop.notional_sigma_log * rng.standard_normal(n))
-    leverage = np.clip(
-        pop.leverage_median * np.exp(pop.leverage_sigma_log * rng.standard_normal(n)), 1, pop.leverage_max
-    )
-    members = [Member(MARKET_MAKER, "market_maker", round(pop.market_maker_collateral_usd, 2))]
-    for i in range(n):
-        size = max(round(notional[i] / spot0_usd, 4), 0.001)
-        members.append(
-            Member(f"t{i:03d}", "trader", round(notional[i] / leverage[i], 2), PERP, size if is_long[i] else -size)
-        )
+    traders = _traders(pop, pop.traders, "t", PERP, spot0_usd, rng)
+    members = [Member(MARKET_MAKER, "market_maker", round(pop.market_maker_collateral_usd, 2)), *traders]
     sizes = rng.integers(1, pop.option_size_max + 1, pop.option_sellers)
     for j in range(pop.option_sellers):
         strike_kind = _otm(spot0_usd, pop.option_otm_pct, call=j % 2 == 1)
@@ -115,23 +105,25 @@ def draw_traders(
     [population]'s distributions after every BTC member (so BTC's draws do not change)."""
     members = []
     for u in underlyings:
-        n = u.traders
-        is_long = rng.random(n) < pop.long_fraction
-        notional = pop.notional_median_usd * np.exp(pop.notional_sigma_log * rng.standard_normal(n))
-        leverage = np.clip(
-            pop.leverage_median * np.exp(pop.leverage_sigma_log * rng.standard_normal(n)), 1, pop.leverage_max
-        )
-        for i in range(n):
-            size = max(round(notional[i] / spot0_usd[u.name], 4), 0.001)
-            members.append(
-                Member(
-                    f"t{u.name.lower()}{i:03d}",
-                    "trader",
-                    round(notional[i] / leverage[i], 2),
-                    f"{u.name}-PERP",
-                    size if is_long[i] else -size,
-                )
+        members += _traders(pop, u.traders, f"t{u.name.lower()}", f"{u.name}-PERP", spot0_usd[u.name], rng)
+    return members
+
+
+def _traders(pop: Population, n: int, prefix: str, perp: str, spot0_usd: float, rng) -> list[Member]:
+    """`n` perp traders: long with probability long_fraction, lognormal notional and leverage."""
+    is_long = rng.random(n) < pop.long_fraction
+    notional = pop.notional_median_usd * np.exp(pop.notional_sigma_log * rng.standard_normal(n))
+    leverage = np.clip(
+        pop.leverage_median * np.exp(pop.leverage_sigma_log * rng.standard_normal(n)), 1, pop.leverage_max
+    )
+    members = []
+    for i in range(n):
+        size = max(round(notional[i] / spot0_usd, 4), 0.001)
+        members.append(
+            Member(
+                f"{prefix}{i:03d}", "trader", round(notional[i] / leverage[i], 2), perp, size if is_long[i] else -size
             )
+        )
     return members
 
 

@@ -91,7 +91,7 @@ class Recording:
                 if rnd > 0 and e.account not in self.queue0:  # made liquidatable by this step's forced sales
                     f["cascade_liquidations"][step] += 1
             if isinstance(e, LiquidationFill):
-                f["liquidation_volume_usd"][step] += float(e.fraction) * self.gross_before.get(e.account, 0.0)
+                f["liquidation_volume_usd"][step] += float(e.fraction) * self.notional_before.get(e.account, 0.0)
                 if e.liquidator in self.keepers.ids:
                     f["keeper_fills"][step] += 1
                 elif e.liquidator in self.searchers.ids:

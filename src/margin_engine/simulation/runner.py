@@ -111,7 +111,7 @@ class _Sim(Publishing, Agents, Unwinds, Recording):
         self.n = len(self.btc.spot) - 1
         self.views: list[tuple[int, list[str]]] = []  # (time, liquidatable accounts worst first)
         self.bids: set[tuple[str, str]] = set()
-        self.gross_before: dict[str, float] = {}
+        self.notional_before: dict[str, float] = {}  # USD at the mark, of the accounts a liquidation command touches
         self.queue0: set[str] = set()  # liquidatable at the first round of the current step
         self.auction_account: dict[str, str] = {}  # running auction -> its account
         self.relist: set[str] = set()  # accounts whose last auction ended with them still unhealthy
@@ -151,7 +151,7 @@ class _Sim(Publishing, Agents, Unwinds, Recording):
         liquidating = cmd["type"] in LIQUIDATION_COMMANDS and (cmd["type"] != "advance_time" or bool(s.auctions))
         if liquidating:
             accounts = {a.account for a in s.auctions.values()} | ({cmd["account"]} if "account" in cmd else set())
-            self.gross_before = {a: self._notional(a) for a in accounts}
+            self.notional_before = {a: self._notional(a) for a in accounts}
             before = self._money(cmd.get("time"))  # at the command's clock: time decay is no liquidation value
         out = self.engine.submit(cmd)
         if isinstance(out, Rejection):
