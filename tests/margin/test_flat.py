@@ -68,3 +68,21 @@ def test_refresh_with_a_new_account_or_underlying_flattens_again():
     moved = [eth, *views[1:]]
     assert "ETH" in refresh(book, moved, [0], prof).underlyings
     assert refresh(book, moved, [0], prof).underlyings == flatten(moved, prof).underlyings
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_expiry_groups_by_one_key_equal_the_groups_by_rows(seed):
+    import margin_engine.margin.flat as flat
+
+    rng = np.random.default_rng(seed)
+    book = flatten([view(i, rng, "cross") for i in range(12)], load_profile("deribit"))
+    fast = flat._expiry_groups(book)
+    saved, flat._KEY_MAX = flat._KEY_MAX, 0  # every key "too wide": the row-wise unique
+    try:
+        rows = flat._expiry_groups(book)
+    finally:
+        flat._KEY_MAX = saved
+    assert list(fast) == list(rows)  # same groups in the same order (first appearance)
+    assert all(fast[k].tolist() == rows[k].tolist() for k in fast)
+    assert sum(len(g) for g in fast.values()) == int(book.is_option.sum())

@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from margin_engine.simulation.errors import BookExhaustedError, SimulationInputError
 from margin_engine.simulation.impact import (
@@ -16,6 +18,23 @@ LINEAR = DepthBook(depth_usd_per_pct=1_000_000, permanent_fraction=0.25)
 SQUARE_ROOT = DepthBook(depth_usd_per_pct=1_000_000, permanent_fraction=0.25, depth_exponent=2.0)
 # x = 1000 ETH, y = 2,000,000 USD at a mid of 2000: L = sqrt(1000 * 2e6) = 44721.36
 POOL = ConstantProductPool(liquidity=np.sqrt(2e9), fee_fraction=0.0)
+
+
+@given(
+    size=st.floats(-50, 50, allow_nan=False),
+    consumed=st.floats(0, 5e6),
+    exponent=st.sampled_from([1.0, 1.5, 2.0]),
+    depth=st.floats(1e5, 1e8),
+)
+def test_one_fill_in_floats_is_the_array_fill_to_the_bit(size, consumed, exponent, depth):
+    book = DepthBook(depth_usd_per_pct=depth, permanent_fraction=0.3, depth_exponent=exponent)
+    try:
+        avg, mid = book.fill(np.array([size]), np.array([60_000.0]), consumed)
+    except BookExhaustedError:
+        with pytest.raises(BookExhaustedError):
+            DepthBook(1e6, 0.3, exponent).fill_one(size, 60_000.0, consumed, depth)
+        return
+    assert DepthBook(1e6, 0.3, exponent).fill_one(size, 60_000.0, consumed, depth) == (float(avg[0]), float(mid[0]))
 
 
 def test_linear_book_sell_and_buy_by_hand():

@@ -1,5 +1,5 @@
-"""The stress simulator on the real engine: determinism across workers, conservation audited after
-every command, and the cascade that forced selling into a thin book causes."""
+"""The stress simulator on the real engine: determinism across workers, conservation audited at the
+end of every step that moved money, and the cascade that forced selling into a thin book causes."""
 
 import math
 from pathlib import Path
@@ -8,7 +8,7 @@ import pytest
 
 from margin_engine.engine import Rejection
 from margin_engine.engine.events import PositionChanged, Transferred
-from margin_engine.errors import InputError
+from margin_engine.errors import InputError, InvariantViolation
 from margin_engine.simulation import runner
 from margin_engine.simulation.report import write_report
 from margin_engine.simulation.runner import run_path
@@ -68,26 +68,54 @@ def test_another_seed_changes_the_run():
 MOVES = (Transferred, PositionChanged)
 
 
-def test_conservation_is_audited_after_every_command_that_moves_money(monkeypatch):
-    calls = {"audit": 0, "moved": 0}
-    real_audit, real_submit = runner.audit, runner._Sim.submit
+def test_conservation_is_audited_at_the_end_of_every_step_that_moved_money(monkeypatch):
+    calls = {"audit": 0, "events": 0, "moved": 0, "unaudited": 0, "clocks": []}
+    real_audit, real_events, real_submit = runner.audit, runner.audit_events, runner._Sim.submit
 
     def audit(state):
         calls["audit"] += 1
+        calls["unaudited"] = 0
+        calls["clocks"].append(state.now_s)
         return real_audit(state)
+
+    def audit_events(state, events):
+        calls["events"] += 1
+        return real_events(state, events)
 
     def submit(self, cmd, step=None, rnd=0):
         out = real_submit(self, cmd, step, rnd)
-        calls["moved"] += not isinstance(out, Rejection) and any(isinstance(e, MOVES) for e in out)
+        if not isinstance(out, Rejection) and any(isinstance(e, MOVES) for e in out):
+            calls["moved"] += 1
+            calls["unaudited"] += 1
         return out
 
     monkeypatch.setattr(runner, "audit", audit)
+    monkeypatch.setattr(runner, "audit_events", audit_events)
     monkeypatch.setattr(runner._Sim, "submit", submit)
     sc = parse_scenario(SMALL)
     result = run_path(sc, sc.all_variants()[0], 0)
     assert result.metrics["liquidation_count"] > 0  # the shock liquidates someone: the audits saw it
-    # every command that moved money or positions (so every step ends audited), and once after opening
-    assert calls["moved"] > sc.steps and calls["audit"] == calls["moved"] + 1
+    # each moving command's transfers as it comes; the whole ledger after opening and at the end
+    # of each step that moved (at most one a step, each at another clock), nothing left unaudited
+    assert calls["events"] == calls["moved"] > sc.steps
+    assert 2 < calls["audit"] <= sc.steps + 1 and calls["unaudited"] == 0
+    assert len(set(calls["clocks"])) == calls["audit"]
+
+
+def test_a_break_of_conservation_stops_the_run(monkeypatch):
+    from margin_engine.engine import state as engine_state
+
+    real_post = engine_state.Ledger.post
+
+    def leaky(self, t):  # from the first liquidation on, the fee pool gains a unit that no one paid
+        real_post(self, t)
+        if t.reason.startswith("liquidation"):
+            self.balances[("fees", t.asset)] = self.balances.get(("fees", t.asset), 0) + 1
+
+    monkeypatch.setattr(engine_state.Ledger, "post", leaky)
+    sc = parse_scenario(SMALL)
+    with pytest.raises(InvariantViolation, match="conservation broken"):
+        run_path(sc, sc.all_variants()[0], 0)
 
 
 def test_thin_book_without_guards_cascades_and_the_default_design_does_not():

@@ -26,24 +26,33 @@ __all__ = [
 
 def liquidation_queue(totals, limit: int | None = None) -> list[dict]:
     """Rank accounts (MarginTotals) by shortfall; amounts in the settlement asset's units."""
-    import numpy as np
-
     from margin_engine.liquidation.ranking import health_ratio, liquidation_order
 
-    equity_units, mm_units = totals.equity.tolist(), totals.maintenance_margin.tolist()
-    equity = np.array(equity_units, dtype=float)
-    maintenance = np.array(mm_units, dtype=float)
+    equity = totals.equity.astype(float)  # int64 or Python ints: each correctly rounded
+    maintenance = totals.maintenance_margin.astype(float)
     order = liquidation_order(equity, maintenance, limit)
-    ratio = health_ratio(equity, maintenance)
+    ratio = health_ratio(equity[order], maintenance[order]).tolist()
     return [
         {
             "account": totals.ids[i],
-            "equity": equity_units[i],
-            "maintenance_margin": mm_units[i],
-            "health": float(ratio[i]),
+            "equity": int(totals.equity[i]),
+            "maintenance_margin": int(totals.maintenance_margin[i]),
+            "health": ratio[k],
         }
-        for i in order
+        for k, i in enumerate(order.tolist())
     ]
+
+
+def _same(a: tuple, b: tuple) -> bool:
+    """Element-wise identity (numbers by value), markets' (name, snapshot) pairs by identity."""
+    return (
+        a[0] is b[0]
+        and a[1] == b[1]
+        and a[2] is b[2]
+        and a[3] == b[3]
+        and len(a[4]) == len(b[4])
+        and all(x[0] == y[0] and x[1] is y[1] for x, y in zip(a[4], b[4], strict=True))
+    )
 
 
 class Engine:
@@ -53,6 +62,7 @@ class Engine:
         self.state = State(profile)
         self.journal: list[Event] = []
         self._books = BookCache()
+        self._totals: tuple | None = None  # (what it was computed from, MarginTotals)
 
     def submit(self, obj: dict):
         """Parse (raises InputError on bad input, state untouched) and apply one JSON command."""
@@ -69,6 +79,11 @@ class Engine:
         what a keeper reads before it calls start_liquidation."""
         return liquidation_queue(self.margin_totals(), limit)
 
+    def book(self):
+        """Every account's positions and balances as arrays (FlatBook, opening order): what the
+        margin scans price, kept between them and re-read only where something changed."""
+        return self._books.book(self.state)
+
     def margins(self, explain: bool = False):
         """Margin of every account, in opening order."""
         from margin_engine.margin.calculator import compute_margins
@@ -84,4 +99,18 @@ class Engine:
         from margin_engine.margin.calculator import margin_totals
 
         s = self.state
-        return margin_totals(self._books.book(s), s.markets, s.profile, s.now_s or 0 if at_s is None else at_s)
+        now = s.now_s or 0 if at_s is None else at_s
+        # A keeper's scan, the simulator's sample and its liquidation accounting often ask twice of
+        # the same state: the last answer is kept while nothing it reads changed (the accounts'
+        # revision, the profile, the time, each market snapshot, by identity: snapshots are frozen).
+        key = (s, s.revision, s.profile, now, tuple(s.markets.items()))
+        last = self._totals
+        if last is not None and _same(last[0], key):
+            return last[1]
+        totals = margin_totals(self._books.book(s), s.markets, s.profile, now)
+        for array in (totals.equity, totals.initial_margin, totals.maintenance_margin, totals.free_collateral):
+            array.setflags(write=False)  # shared with later callers: read-only
+        totals.liquidatable.setflags(write=False)
+        totals.notional_usd.setflags(write=False)
+        self._totals = (key, totals)
+        return totals

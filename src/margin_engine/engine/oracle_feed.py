@@ -16,10 +16,10 @@ from typing import Any
 
 from margin_engine.engine.commands import OracleUpdate, RegisterSource, RevokeSource
 from margin_engine.engine.events import Event, OracleUpdated, SourceRegistered, SourceRevoked
-from margin_engine.engine.state import State
+from margin_engine.engine.state import State, guard
 from margin_engine.engine.tx import reject
 from margin_engine.ledger.ledger import user_key
-from margin_engine.oracle.aggregator import OracleState, apply_update
+from margin_engine.oracle.aggregator import OracleState
 from margin_engine.oracle.signing import KeyRegistry
 
 SOURCES_REGISTERED_MAX = 64  # sources register_source may add (the guards use at most sources_max per underlying)
@@ -97,7 +97,7 @@ def oracle_update(state: State, cmd: OracleUpdate) -> list[Event]:
     if u.underlying not in state.markets:
         raise reject("no_market", f"no market for {u.underlying}: set_market gives it a vol surface first")
     params = config.params_for(u.underlying)
-    _, outcome = apply_update(state.oracles.get(u.underlying, OracleState(u.underlying)), u, params, state.now_s)
+    _, outcome = guard(state.oracles.get(u.underlying, OracleState(u.underlying)), u, params, state.now_s)
     if not outcome.accepted:
         raise reject(f"oracle_{outcome.reason}", outcome.message)
     mark = outcome.mark

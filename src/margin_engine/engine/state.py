@@ -148,7 +148,10 @@ class State:
         self.touched: dict[str, int] = {}
 
     def touch(self, account: str) -> None:
+        """Stamp the account with a new revision; `touched` stays ordered by revision (oldest first),
+        so a scan finds what moved since its last look in time proportional to that."""
         self.revision += 1
+        self.touched.pop(account, None)
         self.touched[account] = self.revision
 
     def oracle_mark(self, underlying: str) -> Mark | None:
@@ -308,6 +311,22 @@ def evolve(state: State, event: Event) -> None:
             raise InvariantViolation(f"no evolve rule for event {event!r}")
 
 
+_last_guarded: tuple | None = None  # (oracle, update, params, now_s, result) of the last guard run
+
+
+def guard(oracle: OracleState, update: PriceUpdate, params: OracleParams, now_s: int):
+    """`apply_update`, remembering its last answer: `oracle_update` runs the guards to decide and
+    evolve runs them again on the event; the second run of the same inputs (the oracle state and
+    parameters by identity, both frozen; the update and clock by value) is a lookup."""
+    global _last_guarded
+    last = _last_guarded
+    if last is not None and last[0] is oracle and last[2] is params and last[3] == now_s and last[1] == update:
+        return last[4]
+    result = apply_update(oracle, update, params, now_s)
+    _last_guarded = (oracle, update, params, now_s, result)
+    return result
+
+
 def _apply_oracle(state: State, event: OracleUpdated) -> None:
     """Run the update through the guards again (they are deterministic) and move the market's
     index to the guarded mark, with a confidence score for the margin's confidence charges; a
@@ -315,7 +334,7 @@ def _apply_oracle(state: State, event: OracleUpdated) -> None:
     u = event.underlying
     params = state.profile.oracle.params_for(u)
     update = PriceUpdate(u, event.source, event.price, event.confidence, event.timestamp_s, event.volume)
-    oracle, outcome = apply_update(state.oracles.get(u, OracleState(u)), update, params, state.now_s or 0)
+    oracle, outcome = guard(state.oracles.get(u, OracleState(u)), update, params, state.now_s or 0)
     if not outcome.accepted:
         raise InvariantViolation(f"a journaled oracle update no longer passes the guards: {outcome.message}")
     state.oracles[u] = oracle

@@ -187,16 +187,29 @@ def _book(
     return book
 
 
+_KEY_MAX = 2**62  # below int64's range with room for the key's arithmetic
+
+
 def _expiry_groups(book: FlatBook) -> dict[tuple[int, int, int], np.ndarray]:
     """Option rows by (account, underlying, expiry) in order of first appearance, isolated
     accounts left out (no offsets there)."""
     rows = np.flatnonzero(book.is_option & ~book.isolated[book.account])
     if rows.size == 0:
         return {}
-    keys = np.stack([book.account[rows], book.underlying[rows], book.expiry_s[rows]], axis=1)
-    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    account, underlying, expiry = book.account[rows], book.underlying[rows], book.expiry_s[rows]
+    # one int64 key per (account, underlying, expiry), ordered as the triples (1-D unique is far
+    # cheaper than unique over rows); the triples' range keeps it below 2**62
+    low = int(expiry.min())
+    span_e, span_u = int(expiry.max()) - low + 1, max(len(book.underlyings), 1)
+    if (int(account.max()) + 1) * span_u * span_e < _KEY_MAX:
+        key = (account * span_u + underlying) * span_e + (expiry - low)
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    else:
+        keys = np.stack([account, underlying, expiry], axis=1)
+        _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
     inverse = inverse.ravel()
     members = np.split(rows[np.argsort(inverse, kind="stable")], np.cumsum(np.bincount(inverse))[:-1])
     return {
-        (int(keys[first[g], 0]), int(keys[first[g], 1]), int(keys[first[g], 2])): members[g] for g in np.argsort(first)
+        (int(account[first[g]]), int(underlying[first[g]]), int(expiry[first[g]])): members[g]
+        for g in np.argsort(first)
     }

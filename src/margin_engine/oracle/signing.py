@@ -25,6 +25,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -95,7 +96,13 @@ def load_private_key(text: str, field: str = "private_key") -> Ed25519PrivateKey
 
 
 def load_public_key(text: str, field: str = "public_key") -> Ed25519PublicKey:
-    return Ed25519PublicKey.from_public_bytes(_key_bytes(text, field))
+    return _public_key(_key_bytes(text, field))
+
+
+@lru_cache(maxsize=1024)
+def _public_key(raw: bytes) -> Ed25519PublicKey:
+    """Loaded once per key: every signed update names its source's key (keys are immutable)."""
+    return Ed25519PublicKey.from_public_bytes(raw)
 
 
 def dump_private_key(key: Ed25519PrivateKey) -> str:

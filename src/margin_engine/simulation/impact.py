@@ -77,6 +77,22 @@ class DepthBook:
         new_mid = mid * (1.0 + sign * self.permanent_fraction * (reach - start))
         return avg_price, new_mid
 
+    def fill_one(
+        self, size_signed_base: float, mid: float, consumed_usd: float = 0.0, depth_usd_per_pct: float | None = None
+    ) -> tuple[float, float]:
+        """`fill` of one trade in plain floats (what a liquidator's quote loop asks thousands of
+        times a run), optionally at another depth than the book's; the same walk, to the last bit."""
+        g, depth = self.depth_exponent, self.depth_usd_per_pct if depth_usd_per_pct is None else depth_usd_per_pct
+        n1 = float(consumed_usd)
+        n2 = n1 + abs(size_signed_base) * mid
+        reach, start = PCT * (n2 / depth) ** (1.0 / g), PCT * (n1 / depth) ** (1.0 / g)
+        if size_signed_base < 0 and reach >= 1.0:
+            worst = abs(size_signed_base)
+            raise BookExhaustedError("size_base", f"a sale of {worst} walks the book to a price of zero or below")
+        avg_walk = (reach * n2 - start * n1) / (n2 - n1) * (g / (g + 1.0)) if n2 > n1 else 0.0
+        sign = (size_signed_base > 0) - (size_signed_base < 0)
+        return mid * (1.0 + sign * avg_walk), mid * (1.0 + sign * self.permanent_fraction * (reach - start))
+
 
 @dataclass(frozen=True)
 class ConstantProductPool:

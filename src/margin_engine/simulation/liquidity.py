@@ -22,9 +22,7 @@ State lives here, the maths in `impact.DepthBook`; every input comes from the ru
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-
-import numpy as np
+from dataclasses import dataclass
 
 from margin_engine.simulation.errors import BookExhaustedError
 from margin_engine.simulation.impact import PCT, DepthBook
@@ -69,11 +67,11 @@ class Liquidity:
             depth *= max(0.0, 1.0 - held / p.inventory_max_usd)
         return depth
 
-    def _book(self, side: int, mid: float, vol: float) -> DepthBook:
+    def _depth(self, side: int, mid: float, vol: float) -> float:
         depth = self.depth_usd_per_pct(side, mid, vol)
         if depth <= 0:
             raise BookExhaustedError("size_base", "the market maker has withdrawn: its inventory is at its limit")
-        return replace(self.base, depth_usd_per_pct=depth)
+        return depth
 
     def _used(self, side: int) -> float:
         return self.consumed_usd[side] if self.p.refill_half_life_s is not None else 0.0
@@ -81,8 +79,7 @@ class Liquidity:
     def quote(self, size_signed_base: float, mid: float, vol: float) -> tuple[float, float]:
         """(average fill price, mid after) of a trade, taking nothing from the book."""
         side = 1 if size_signed_base > 0 else -1
-        avg, new_mid = self._book(side, mid, vol).fill(np.array([size_signed_base]), np.array([mid]), self._used(side))
-        return float(avg[0]), float(new_mid[0])
+        return self.base.fill_one(size_signed_base, mid, self._used(side), self._depth(side, mid, vol))
 
     def fill(self, size_signed_base: float, mid: float, vol: float) -> tuple[float, float]:
         """As `quote`, and the trade consumes depth and moves into the market maker's inventory."""

@@ -143,15 +143,15 @@ class Recording:
         self.notional.append(float(totals.notional_usd[users].sum()))
 
     def _perp_longs(self) -> dict[str, float]:
-        """Open interest of each perp in base units (the longs), recounted only when some account changed."""
+        """Open interest of each perp in base units (the longs), summed over the engine's book
+        (perps are its non-option rows: an underlying lists one perp), recounted when some account changed."""
         s = self.engine.state
         if self._longs[0] != s.revision:
-            longs = dict.fromkeys(self.perp_leg, 0.0)
-            for a in s.accounts.values():
-                for perp in longs:
-                    if (p := a.positions.get(perp)) and p.size > 0:
-                        longs[perp] += float(p.size)
-            self._longs = (s.revision, longs)
+            book = self.engine.book()
+            rows = ~book.is_option & (book.size > 0)
+            sums = np.bincount(book.underlying[rows], weights=book.size[rows], minlength=len(book.underlyings))
+            held = dict(zip(book.underlyings, sums.tolist(), strict=True))
+            self._longs = (s.revision, {p: held.get(leg.underlying, 0.0) for p, leg in self.perp_leg.items()})
         return self._longs[1]
 
     def _open_interest_usd(self) -> float:

@@ -5,9 +5,10 @@ published (signed `oracle_update`s from several sources when guards are on, `set
 off), the covered-call vault rolls when its series has expired, then up to `rounds_max` rounds
 `round_s` apart: MEV searchers, then keepers, read the liquidation queue as it was their latency
 ago, call `start_liquidation` / `bid`, and sell what they took into the depth book, which moves
-the mid the next round publishes: the cascade. Conservation is audited after every command that
-moves money or positions (what the audit checks changes with nothing else, so every step ends on
-an audited state); a break raises `InvariantViolation` (a bug, never caught here).
+the mid the next round publishes: the cascade. Each command that moves money or positions has its
+transfers checked (`audit_events`), and every step in which one did ends with the full audit of
+the ledger (what it checks changes with nothing else, so every step ends on an audited state); a
+break raises `InvariantViolation` (a bug, never caught here).
 
 One module per job: `design` (a variant resolved), `prices` (the paths), `publishing` (oracle
 updates and parameters), `agents` (keepers, searchers, the backstop, the vault), `unwinds` (their
@@ -21,7 +22,7 @@ from collections import deque
 
 import numpy as np
 
-from margin_engine.engine import Engine, Rejection, audit, liquidation_queue
+from margin_engine.engine import Engine, Rejection, audit, audit_events, liquidation_queue
 from margin_engine.engine.events import (
     PositionChanged,
     Transferred,
@@ -158,7 +159,8 @@ class _Sim(Publishing, Agents, Unwinds, Recording):
             return out  # a rejection changes nothing (the engine's tests hold it to that)
         moved = any(isinstance(e, (Transferred, PositionChanged)) for e in out)
         if moved:
-            audit(s)  # every command that moved money or positions: a break raises InvariantViolation
+            audit_events(s, out)  # this command's transfers; the whole ledger once at the end of the step
+            self.unaudited = True
         if step is not None:
             self._record_events(out, step, rnd)
         if liquidating and moved:
@@ -211,6 +213,7 @@ class _Sim(Publishing, Agents, Unwinds, Recording):
             {leg.perp: leg.mid for leg in self.legs},
         )
         audit(self.engine.state)
+        self.unaudited = False  # a command moved money or positions since the last full audit
         self.open_interest0_usd = self._open_interest_usd()
         ratio = self.d.insurance_fund_oi_ratio
         self.fund0_usd = sc.insurance_fund_usd if ratio is None else round(ratio * self.open_interest0_usd, 2)
@@ -285,4 +288,7 @@ class _Sim(Publishing, Agents, Unwinds, Recording):
                 moved = self._unwind(k - 1, r)
                 if not (acted or moved or self.engine.state.auctions):
                     break
+            if self.unaudited:  # every step that moved money or positions ends on an audited state
+                audit(self.engine.state)
+                self.unaudited = False
             self.views = self.views[-64:]
