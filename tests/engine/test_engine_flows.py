@@ -961,8 +961,14 @@ def test_a_deposit_may_not_lift_a_balance_past_the_limit():
 def test_fills_and_positions_are_bounded_in_notional_and_huge_accounts_still_margin():
     """The engine fuzz found a 1e9 ETH-PERP fill (5e13 USD) in portfolio mode ending in an int64
     OverflowError: fills and the positions they enlarge are bounded at limits.notional_max_usd
-    (1e10 USD), and requirements past 2**62 units (a 100x index move) still margin."""
-    e = Engine(load_profile("derive-pmrm"))
+    (1e10 USD), and requirements past 2**62 units (a 100x index move) still margin. (Without
+    Derive's open-interest caps, which would refuse these sizes first.)"""
+    p = load_profile("derive-pmrm")
+    uncapped = {
+        u: x.model_copy(update={"perp": x.perp.model_copy(update={"open_interest_max_base": None})})
+        for u, x in p.underlyings.items()
+    }
+    e = Engine(p.model_copy(update={"underlyings": uncapped}))
     ok(e, {"type": "advance_time", "time": "2026-11-25T08:00:00Z"})
     ok(e, {"type": "set_market", "underlying": "ETH", "index": "3000", "vol": "0.6"})
     for account, mode in (("p", "portfolio"), ("q", "cross")):

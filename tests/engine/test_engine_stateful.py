@@ -28,7 +28,7 @@ from margin_engine.errors import InputError
 from margin_engine.instruments.names import parse_instrument
 from margin_engine.ledger.ledger import FEES, allocation_key
 from margin_engine.ledger.units import ceil_units
-from margin_engine.margin.profile import load_profile
+from margin_engine.margin.profile import InterestParams, load_profile
 
 T0 = 1795593600  # 2026-11-25T08:00:00Z
 EXPIRIES = {"25DEC26": 1798185600, "26MAR27": 1806048000}  # 08:00 UTC
@@ -252,9 +252,13 @@ class EngineMachine(RuleBasedStateMachine):
         qty = Decimal(size).scaleb(-8)
         new = {buyer: old[buyer] + qty, seller: old[seller] - qty}
         if isinstance(out, Rejection):
-            if out.code == "insufficient_margin":
-                # only a side that adds risk may be refused for margin
+            if out.code in ("insufficient_margin", "position_limit", "borrow_cap") and out.account:
+                # only a side that adds risk may be refused for margin, size or a loan
                 assert _grew(old[out.account], new[out.account]), (out, old, new)
+            if out.code == "position_limit":
+                assert abs(new[out.account]) > Decimal(out.cap)
+            if out.code == "open_interest_cap":
+                assert Decimal(out.requested) > Decimal(out.cap) and Decimal(out.requested) > Decimal(out.current)
             return
         positions = self.engine.state.accounts
         for account in (buyer, seller):
@@ -360,6 +364,8 @@ class EngineMachine(RuleBasedStateMachine):
             return
         out, _ = self.submit({"type": "advance_time", "time": target})
         assert isinstance(out, Rejection) == (now is not None and target < now)
+        if not isinstance(out, Rejection) and any(x.type == "interest_accrued" for x in out or ()):
+            event("advance_time: interest accrued")
 
     @rule(
         underlying=st.sampled_from(("BTC", "ETH")),
@@ -446,7 +452,46 @@ class DeribitPortfolioEngineMachine(EngineMachine):
     profile_name = "deribit-pm"
 
 
+class PerpMarketsEngineMachine(EngineMachine):
+    """Interest on loans (`[interest]`: Derive's model, hourly accruals to the fund and lenders,
+    borrow caps), open-interest caps and position limits in the mix, with funding and expiries:
+    conservation to the unit after every command, and the caps never exceeded."""
+
+    def __init__(self):
+        super().__init__()
+        p = load_profile("deribit")
+        unders = {
+            u: x.model_copy(
+                update={"perp": x.perp.model_copy(update={"open_interest_max_base": 4.0, "position_max_base": 2.5})}
+            )
+            for u, x in p.underlyings.items()
+        }
+        interest = InterestParams(borrow_max_usd_per_account=8_000, borrow_max_usd_total=20_000)
+        self.profile = p.model_copy(update={"underlyings": unders, "interest": interest})
+        self.engine = Engine(self.profile)
+
+    @rule(seller=st.sampled_from(OPENED), premium=st.integers(1_000, 9_000))
+    def buy_on_credit(self, seller, premium):
+        """A new account with one BTC and no USDC buys a call and holds it an hour: a loan of the
+        premium that accrues."""
+        buyer = f"b{len(self.engine.state.accounts)}"
+        self.submit({"type": "open_account", "account": buyer, "mode": "cross"})
+        self.submit({"type": "deposit", "account": buyer, "asset": "BTC", "amount": "1"})
+        self.do_trade(buyer, seller, "BTC-26MAR27-60000-C", 10**8, 0, premium * 100, None)
+        event(f"buy_on_credit: {'loan' if self.balance(buyer, 'USDC') < 0 else 'no loan'}")
+        self.advance_time(3600)  # held an hour: an accrual boundary crossed
+
+    @invariant()
+    def caps_hold(self):
+        s = self.engine.state
+        for name in PERPS:
+            held = [s.accounts[a].positions[name].size for a in s.holders.get(name, {})]
+            assert sum(x for x in held if x > 0) <= 4 and all(abs(x) <= Decimal("2.5") for x in held)
+
+
 DeriveEngineMachine.TestCase.settings = settings(SETTINGS, max_examples=40)
+PerpMarketsEngineMachine.TestCase.settings = settings(SETTINGS, max_examples=60)
+TestEnginePerpMarkets = PerpMarketsEngineMachine.TestCase
 TestEngineDerive = DeriveEngineMachine.TestCase
 DeribitPortfolioEngineMachine.TestCase.settings = settings(SETTINGS, max_examples=40)
 TestEngineDeribitPortfolio = DeribitPortfolioEngineMachine.TestCase

@@ -23,6 +23,7 @@ from margin_engine.engine.events import (
     Event,
     ExpirySettled,
     FundingApplied,
+    InterestAccrued,
     LiquidationFill,
     LiquidationStarted,
     MarketSet,
@@ -108,6 +109,11 @@ def describe(event: Event, profile: Profile) -> str:
         case FundingApplied():
             index = human_number(float(event.index))
             return f"funding {_percent(event.rate, 4)} on {event.instrument} at index {index} USD"
+        case InterestAccrued():
+            return (
+                f"interest {_percent(event.rate, 2)} a year at {_percent(event.utilization, 0)} utilization over "
+                f"{event.elapsed_s:,} s: {money(event.total_units)} from borrowers"
+            )
         case ExpirySettled():
             price = human_number(float(event.price))
             return f"{event.underlying} options of {_time(event.expiry_s)} settled at {price} USD"

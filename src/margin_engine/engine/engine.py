@@ -50,6 +50,7 @@ from margin_engine.engine.events import (
     WithdrawalRequested,
 )
 from margin_engine.engine.rejection import Rejection
+from margin_engine.engine.interest import check_borrow_caps
 from margin_engine.engine.state import State, evolve
 from margin_engine.engine.tx import (
     Reject,
@@ -329,9 +330,58 @@ def book_trade(state: State, cmd: Trade, booked: tuple[str, ...]) -> list[Event]
             risky.append(account)
     if risky:
         oracle_feed.require_fresh(state, [cmd.instrument.underlying], "a trade that adds risk")
+        _check_size_caps(state, tx.scratch, cmd.instrument, risky)
+        check_borrow_caps(state, tx.scratch, risky)
     for account in risky:
         _check_after_risk(tx, account, name)
     return tx.events
+
+
+def _check_size_caps(before: State, after: State, inst: Instrument, risky: list[str]) -> None:
+    """A perp's caps (`[underlyings.X.perp]`): each risk-adding side's position within
+    position_max_base, and open interest (the longs) within open_interest_max_base unless the
+    trade does not raise it."""
+    if isinstance(inst, Option):
+        return
+    perp = before.profile.underlyings[inst.underlying].perp
+    name, unit = inst.name, inst.underlying
+    if perp.position_max_base is not None:
+        cap = Decimal(repr(perp.position_max_base))
+        for account in risky:
+            old = before.accounts[account].positions.get(name)
+            new = after.accounts[account].positions[name].size
+            if abs(new) > cap:
+                raise reject(
+                    "position_limit",
+                    f"{account}'s {name} position would be {new} {unit}, beyond position_max_base {cap}",
+                    account=account,
+                    cap=str(cap),
+                    current=str(old.size if old else Decimal(0)),
+                    requested=str(new),
+                    unit=unit,
+                )
+    if perp.open_interest_max_base is not None:
+        cap = Decimal(repr(perp.open_interest_max_base))
+        current, new_oi = open_interest(before, name), open_interest(after, name)
+        if new_oi > current and new_oi > cap:
+            raise reject(
+                "open_interest_cap",
+                f"{name} open interest would be {new_oi} {unit}, beyond open_interest_max_base {cap}",
+                cap=str(cap),
+                current=str(current),
+                requested=str(new_oi),
+                unit=unit,
+            )
+
+
+def open_interest(state: State, name: str) -> Decimal:
+    """An instrument's open interest in base units: the sum of the long positions."""
+    total = Decimal(0)
+    for account in state.holders.get(name, {}):
+        size = state.accounts[account].positions[name].size
+        if size > 0:
+            total += size
+    return total
 
 
 def _check_after_risk(tx: Tx, account: str, name: str) -> None:

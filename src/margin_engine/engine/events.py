@@ -121,6 +121,19 @@ class FundingApplied(Event):
 
 
 @dataclass(frozen=True)
+class InterestAccrued(Event):
+    """Interest on the settlement asset's loans over `elapsed_s`, at the yearly `rate` of the
+    `utilization` before it (profile `[interest]`); the transfers that follow move `total_units`."""
+
+    type: ClassVar[str] = "interest_accrued"
+    asset: str
+    rate: Decimal
+    utilization: Decimal
+    elapsed_s: int
+    total_units: int
+
+
+@dataclass(frozen=True)
 class ExpirySettled(Event):
     type: ClassVar[str] = "expiry_settled"
     underlying: str
@@ -270,6 +283,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         MarketSet,
         TimeAdvanced,
         FundingApplied,
+        InterestAccrued,
         ExpirySettled,
         LiquidationStarted,
         BidPlaced,
@@ -284,7 +298,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         PriceRangeSet,
     )
 }
-_DECIMAL_FIELDS = {"size", "price", "rate", "fraction"}
+_DECIMAL_FIELDS = {"size", "price", "rate", "fraction", "utilization"}
 _FLOAT_EVENTS = {"oracle_updated"}  # oracle prices are floats, as the sources send them
 # Journals written before event fields carried their unit (format 1) name them without the suffix;
 # they still load. The hash chain covers the stored text, so old rows are never rewritten.

@@ -29,6 +29,7 @@ from margin_engine.engine.events import (
     TimeAdvanced,
     Transferred,
 )
+from margin_engine.engine.interest import accrue_interest
 from margin_engine.engine.state import Auction, State
 from margin_engine.engine.tx import Reject, Tx, fill, margin_reject, reject, require_account
 from margin_engine.instruments.names import Option, parse_instrument
@@ -702,6 +703,7 @@ def advance_time(state: State, cmd: AdvanceTime) -> list[Event]:
         )
     tx = Tx(state)
     tx.emit(TimeAdvanced(cmd.time_s))
+    accrue_interest(tx, state.now_s, cmd.time_s)
     for auction in list(state.auctions.values()):
         if any(tx.scratch.oracle_blocked(u) for u in oracle_feed.exposure(tx.scratch, auction.account)):
             continue  # no liquidation moves on a stale or halted mark; it resumes when the mark recovers

@@ -52,6 +52,9 @@ REASON_CODES = (
     "duplicate_key",
     "sources_limit",
     "source_in_profile",
+    "open_interest_cap",
+    "position_limit",
+    "borrow_cap",
     *(f"oracle_{r}" for r in RejectReason),  # the guards refused the update
     *(f"oracle_{s}" for s in (OracleStatus.stale, OracleStatus.halted)),  # the mark is blocked (fail closed)
 )
@@ -66,6 +69,12 @@ class Rejection:
     available: int | None = None
     asset: str | None = None
     decimals: int | None = None
+    # a size limit (open interest, position): the cap, what is there now and what the command asks
+    # for, as decimals of `unit` (base units of an underlying)
+    cap: str | None = None
+    current: str | None = None
+    requested: str | None = None
+    unit: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": "rejected", "code": self.code, "message": self.message}
@@ -77,4 +86,6 @@ class Rejection:
             out["asset"] = self.asset
             out["needed_units"] = self.needed
             out["available_units"] = self.available or 0
+        if self.cap is not None:
+            out.update(cap=self.cap, current=self.current, requested=self.requested, unit=self.unit)
         return out

@@ -25,6 +25,7 @@ from margin_engine.engine.events import (
     Event,
     ExpirySettled,
     FundingApplied,
+    InterestAccrued,
     LiquidationFill,
     LiquidationStarted,
     MarketSet,
@@ -305,7 +306,7 @@ def evolve(state: State, event: Event) -> None:
         case PriceRangeSet():
             state.price_ranges[event.underlying] = event.price_range
             state.profile = with_price_ranges(state.profile, {event.underlying: event.price_range})
-        case TradeExecuted() | FundingApplied() | Deleveraged():
+        case TradeExecuted() | FundingApplied() | InterestAccrued() | Deleveraged():
             pass  # the transfers and position changes that follow carry the state change
         case _:
             raise InvariantViolation(f"no evolve rule for event {event!r}")

@@ -42,11 +42,17 @@ class AssetParams(_Frozen):
 
 
 class PerpParams(_Frozen):
-    """Requirement ratio of notional = base ratio + size_ratio_per_unit * |size| (Deribit's size add-on)."""
+    """Requirement ratio of notional = base ratio + size_ratio_per_unit * |size| (Deribit's size add-on).
+
+    `open_interest_max_base` caps the market's open interest (the longs, in base units; Derive's
+    manager `perpCap`); `position_max_base` caps one account's position either side. A trade that
+    adds risk beyond either is rejected; closing trades always pass."""
 
     im_ratio: float = Field(gt=0, le=1)
     mm_ratio: float = Field(gt=0, le=1)
     size_ratio_per_unit: float = Field(default=0.0, ge=0)
+    open_interest_max_base: float | None = Field(default=None, gt=0, le=1e12)
+    position_max_base: float | None = Field(default=None, gt=0, le=1e12)
 
     @model_validator(mode="after")
     def _im_above_mm(self) -> PerpParams:
@@ -239,6 +245,26 @@ class LimitParams(_Frozen):
     notional_max_usd: float = Field(default=1e10, gt=0, le=1e13)
 
 
+class InterestParams(_Frozen):
+    """Interest on negative settlement balances (loans), Derive's CashAsset model
+    (`InterestRateModel.sol`; defaults: mainnet `getDefaultInterestRateModel`, `CASH_SM_FEE`).
+
+    Accrued at every `accrual_interval_s` boundary of the clock that advance_time crosses, on the
+    balances at that moment; borrowers pay, `fund_share` goes to the insurance fund, lenders (the
+    positive balances) get the rest pro rata (ledger.interest). The borrow caps limit what a
+    trade or a withdrawal may leave owed, per account and across the venue (USD of the settlement
+    asset); interest and liquidations are never refused for them."""
+
+    min_rate: float = Field(default=0.02, ge=0, le=1)
+    rate_multiplier: float = Field(default=0.08, ge=0, le=1)
+    high_rate_multiplier: float = Field(default=0.9, ge=0, le=1)
+    optimal_util: float = Field(default=0.85, ge=0, le=1)
+    fund_share: float = Field(default=0.2, ge=0, le=1)
+    accrual_interval_s: int = Field(default=3600, ge=60, le=86_400)
+    borrow_max_usd_per_account: float | None = Field(default=None, gt=0, le=1e12)
+    borrow_max_usd_total: float | None = Field(default=None, gt=0, le=1e13)
+
+
 class Profile(_Frozen):
     name: str
     schema_version: int
@@ -255,6 +281,7 @@ class Profile(_Frozen):
     liquidation: LiquidationParams = LiquidationParams()
     oracle: OracleConfig = OracleConfig()
     limits: LimitParams = LimitParams()
+    interest: InterestParams | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Profile:
