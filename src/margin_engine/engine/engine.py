@@ -49,8 +49,8 @@ from margin_engine.engine.events import (
     WithdrawalClosed,
     WithdrawalRequested,
 )
-from margin_engine.engine.rejection import Rejection
 from margin_engine.engine.interest import check_borrow_caps
+from margin_engine.engine.rejection import Rejection
 from margin_engine.engine.state import State, evolve
 from margin_engine.engine.tx import (
     Reject,
