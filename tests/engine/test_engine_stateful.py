@@ -28,7 +28,7 @@ from margin_engine.errors import InputError
 from margin_engine.instruments.names import parse_instrument
 from margin_engine.ledger.ledger import FEES, allocation_key
 from margin_engine.ledger.units import ceil_units
-from margin_engine.margin.profile import InterestParams, load_profile
+from margin_engine.margin.profile import FundingParams, InterestParams, load_profile
 
 T0 = 1795593600  # 2026-11-25T08:00:00Z
 EXPIRIES = {"25DEC26": 1798185600, "26MAR27": 1806048000}  # 08:00 UTC
@@ -364,8 +364,9 @@ class EngineMachine(RuleBasedStateMachine):
             return
         out, _ = self.submit({"type": "advance_time", "time": target})
         assert isinstance(out, Rejection) == (now is not None and target < now)
-        if not isinstance(out, Rejection) and any(x.type == "interest_accrued" for x in out or ()):
-            event("advance_time: interest accrued")
+        for kind in ("interest_accrued", "funding_computed"):
+            if not isinstance(out, Rejection) and any(x.type == kind for x in out or ()):
+                event(f"advance_time: {kind}")
 
     @rule(
         underlying=st.sampled_from(("BTC", "ETH")),
@@ -454,7 +455,8 @@ class DeribitPortfolioEngineMachine(EngineMachine):
 
 class PerpMarketsEngineMachine(EngineMachine):
     """Interest on loans (`[interest]`: Derive's model, hourly accruals to the fund and lenders,
-    borrow caps), open-interest caps and position limits in the mix, with funding and expiries:
+    borrow caps), open-interest caps and position limits, the mark from the fills' basis and
+    funding computed hourly (Hyperliquid's rule) in the mix, with admin funding and expiries:
     conservation to the unit after every command, and the caps never exceeded."""
 
     def __init__(self):
@@ -462,12 +464,17 @@ class PerpMarketsEngineMachine(EngineMachine):
         p = load_profile("deribit")
         unders = {
             u: x.model_copy(
-                update={"perp": x.perp.model_copy(update={"open_interest_max_base": 4.0, "position_max_base": 2.5})}
+                update={
+                    "perp": x.perp.model_copy(
+                        update={"open_interest_max_base": 4.0, "position_max_base": 2.5, "basis_ema_s": 30}
+                    )
+                }
             )
             for u, x in p.underlyings.items()
         }
         interest = InterestParams(borrow_max_usd_per_account=8_000, borrow_max_usd_total=20_000)
-        self.profile = p.model_copy(update={"underlyings": unders, "interest": interest})
+        funding = FundingParams(rule="hyperliquid")
+        self.profile = p.model_copy(update={"underlyings": unders, "interest": interest, "funding": funding})
         self.engine = Engine(self.profile)
 
     @rule(seller=st.sampled_from(OPENED), premium=st.integers(1_000, 9_000))

@@ -17,12 +17,14 @@ from margin_engine.engine.events import (
     AuctionEnded,
     AuctionPhaseChanged,
     BankruptcyResolved,
+    BasisObserved,
     BidPlaced,
     CustodyConfirmed,
     Deleveraged,
     Event,
     ExpirySettled,
     FundingApplied,
+    FundingComputed,
     InterestAccrued,
     LiquidationFill,
     LiquidationStarted,
@@ -162,6 +164,16 @@ def describe(event: Event, profile: Profile) -> str:
             if event.uncovered_units:
                 parts.append(f"uncovered {money(event.uncovered_units)} (withdrawals gated)")
             return f"{event.account} bankrupt by {money(event.deficit_units)}, paid by " + ", ".join(parts)
+        case BasisObserved():
+            return (
+                f"{event.instrument} basis {human_number(event.basis_usd)} USD at a fill; its EMA "
+                f"{human_number(event.ema_usd)} USD puts the mark at {human_number(event.mark)} USD"
+            )
+        case FundingComputed():
+            return (
+                f"{event.instrument} funding computed by the {event.rule} rule: mean premium "
+                f"{_percent(event.premium, 4)}, {_percent(event.rate, 5)} over {event.periods} period(s)"
+            )
         case PriceRangeSet():
             return f"{event.underlying} portfolio price range set to +/-{event.price_range:.1%}"
         case OracleUpdated():

@@ -37,10 +37,10 @@ from margin_engine.engine.commands import (
 )
 from margin_engine.engine.events import (
     AccountOpened,
+    BasisObserved,
     CustodyConfirmed,
     Event,
     ExpirySettled,
-    FundingApplied,
     MarketSet,
     PositionChanged,
     PriceRangeSet,
@@ -49,6 +49,7 @@ from margin_engine.engine.events import (
     WithdrawalClosed,
     WithdrawalRequested,
 )
+from margin_engine.engine.funding import pay_funding
 from margin_engine.engine.interest import check_borrow_caps
 from margin_engine.engine.rejection import Rejection
 from margin_engine.engine.state import State, evolve
@@ -73,6 +74,7 @@ from margin_engine.ledger.units import (
     floor_units,
 )
 from margin_engine.margin.result import PositionMargin
+from margin_engine.perp.mark import basis_ema, clamped_basis, mark_price
 
 
 def apply(state: State, command: Command) -> list[Event] | Rejection:
@@ -328,6 +330,7 @@ def book_trade(state: State, cmd: Trade, booked: tuple[str, ...]) -> list[Event]
         if adds_risk(old_size, new_size):
             _check_notional(state, cmd.instrument, abs(new_size), f"{account}'s {name} position")
             risky.append(account)
+    _observe_basis(tx, cmd.instrument, cmd.price)  # the checks below see the mark this fill leaves
     if risky:
         oracle_feed.require_fresh(state, [cmd.instrument.underlying], "a trade that adds risk")
         _check_size_caps(state, tx.scratch, cmd.instrument, risky)
@@ -335,6 +338,26 @@ def book_trade(state: State, cmd: Trade, booked: tuple[str, ...]) -> list[Event]
     for account in risky:
         _check_after_risk(tx, account, name)
     return tx.events
+
+
+def _observe_basis(tx: Tx, inst: Instrument, price: Decimal) -> None:
+    """Fold a perp fill's basis into the mark (`basis_ema_s`): Deribit's index + EMA of the basis."""
+    state = tx.scratch
+    if isinstance(inst, Option) or state.now_s is None:
+        return
+    perp = state.profile.underlyings[inst.underlying].perp
+    if perp.basis_ema_s is None:
+        return
+    index = state.markets[inst.underlying].index
+    basis = clamped_basis(float(price), index, perp.basis_max_ratio)
+    previous = state.basis.get(inst.name)
+    ema = basis_ema(
+        None if previous is None else previous[0],
+        basis,
+        0 if previous is None else state.now_s - previous[1],
+        perp.basis_ema_s,
+    )
+    tx.emit(BasisObserved(inst.name, basis, ema, mark_price(index, ema, perp.basis_max_ratio), state.now_s))
 
 
 def _check_size_caps(before: State, after: State, inst: Instrument, risky: list[str]) -> None:
@@ -461,30 +484,12 @@ def _allocate(state: State, cmd: Allocate) -> list[Event]:
 
 
 def _apply_funding(state: State, cmd: ApplyFunding) -> list[Event]:
-    """Payers pay rounded up, receivers get rounded down; the dust goes to the fee pool."""
-    name = cmd.instrument.name
+    """An admin's funding at a given rate."""
     market = state.markets.get(cmd.instrument.underlying)
     if market is None:
         raise reject("no_market", f"no market for {cmd.instrument.underlying}; send set_market first")
-    settle, d = state.profile.settlement_asset, state.profile.settlement_decimals
-    index = Decimal(repr(market.index))
     tx = Tx(state)
-    tx.emit(FundingApplied(name, cmd.rate, repr(market.index)))
-    dust = 0
-    for account in state.holders.get(name, {}):
-        size = state.accounts[account].positions[name].size
-        owed = size * index * cmd.rate  # > 0: this account pays
-        isolated = state.accounts[account].mode == "isolated"
-        key = allocation_key(account, name) if isolated else user_key(account)
-        if owed > 0:
-            paid = decimal_to_units_ceil(owed, d)
-            tx.transfer(key, SETTLEMENT, settle, paid, "funding")
-            dust += paid
-        else:
-            got = decimal_to_units_floor(-owed, d)
-            tx.transfer(SETTLEMENT, key, settle, got, "funding")
-            dust -= got
-    tx.transfer(SETTLEMENT, FEES, settle, dust, "rounding")
+    pay_funding(tx, cmd.instrument.name, cmd.instrument.underlying, cmd.rate)
     return tx.events
 
 

@@ -270,6 +270,34 @@ class PriceRangeSet(Event):
     price_range: float
 
 
+@dataclass(frozen=True)
+class BasisObserved(Event):
+    """A perp fill's basis (price - index, clamped) folded into the basis EMA; the perp's mark is
+    now index + the EMA (`[underlyings.X.perp] basis_ema_s`, Deribit's mark)."""
+
+    type: ClassVar[str] = "basis_observed"
+    instrument: str
+    basis_usd: float
+    ema_usd: float
+    mark: float
+    time_s: int
+
+
+@dataclass(frozen=True)
+class FundingComputed(Event):
+    """The engine's funding for `periods` funding times up to `time_s` (profile `[funding]`): the
+    venue's `rule` on the window's mean `premium` ((mark - index) / index, time-weighted); the
+    funding_applied event and transfers that follow pay `rate`; the next window starts here."""
+
+    type: ClassVar[str] = "funding_computed"
+    instrument: str
+    rule: str
+    premium: float
+    periods: int
+    rate: Decimal
+    time_s: int
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
@@ -296,6 +324,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         SourceRegistered,
         SourceRevoked,
         PriceRangeSet,
+        BasisObserved,
+        FundingComputed,
     )
 }
 _DECIMAL_FIELDS = {"size", "price", "rate", "fraction", "utilization"}

@@ -29,6 +29,7 @@ from margin_engine.engine.events import (
     TimeAdvanced,
     Transferred,
 )
+from margin_engine.engine.funding import computed_funding
 from margin_engine.engine.interest import accrue_interest
 from margin_engine.engine.state import Auction, State
 from margin_engine.engine.tx import Reject, Tx, fill, margin_reject, reject, require_account
@@ -702,6 +703,7 @@ def advance_time(state: State, cmd: AdvanceTime) -> list[Event]:
             f"one advance_time moves it at most limits.clock_step_max_s = {step_max:,} s",
         )
     tx = Tx(state)
+    computed_funding(tx, state.now_s, cmd.time_s)  # at the funding times passed, before the clock moves on
     tx.emit(TimeAdvanced(cmd.time_s))
     accrue_interest(tx, state.now_s, cmd.time_s)
     for auction in list(state.auctions.values()):

@@ -19,12 +19,14 @@ from margin_engine.engine.events import (
     AuctionEnded,
     AuctionPhaseChanged,
     BankruptcyResolved,
+    BasisObserved,
     BidPlaced,
     CustodyConfirmed,
     Deleveraged,
     Event,
     ExpirySettled,
     FundingApplied,
+    FundingComputed,
     InterestAccrued,
     LiquidationFill,
     LiquidationStarted,
@@ -62,6 +64,7 @@ from margin_engine.margin.result import AccountMargin
 from margin_engine.market.snapshot import MarketSnapshot, parse_market
 from margin_engine.oracle.aggregator import Mark, OracleState, OracleStatus, PriceUpdate, apply_update, mark_at
 from margin_engine.oracle.params import OracleParams
+from margin_engine.perp.mark import mark_price
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,10 @@ class State:
     sources: MutableMapping[str, PriceSource] = field(default_factory=dict)  # registered price sources
     # portfolio price ranges set by set_price_range, over the profile's (its effective profile holds them)
     price_ranges: MutableMapping[str, float] = field(default_factory=dict)
+    # perp -> (basis EMA in USD, time of the last fill folded in): the mark's basis (basis_observed)
+    basis: MutableMapping[str, tuple[float, int]] = field(default_factory=dict)
+    # perp -> (integral of the premium over seconds, window start, integrated up to): funding's window
+    premiums: MutableMapping[str, tuple[float, int, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.price_ranges:  # a restored snapshot: the profile it runs under, with the ranges set since
@@ -196,6 +203,8 @@ class State:
             pending_withdrawals=Overlay(self.pending_withdrawals),
             sources=Overlay(self.sources),
             price_ranges=Overlay(self.price_ranges),
+            basis=Overlay(self.basis),
+            premiums=Overlay(self.premiums),
         )
 
     def view(self, account_id: str) -> AccountView:
@@ -241,11 +250,21 @@ def evolve(state: State, event: Event) -> None:
             state.touch(event.account)
         case MarketSet():
             price_only = event.underlying not in state.profile.underlyings
-            state.markets[event.underlying] = parse_market(
-                event.underlying, event.market, f"market.{event.underlying}", price_only=price_only
-            )
+            market = parse_market(event.underlying, event.market, f"market.{event.underlying}", price_only=price_only)
+            basis = state.basis.get(f"{event.underlying}-PERP")
+            if basis is not None and market.perp is None:  # the mark keeps its basis from the fills
+                ratio = state.profile.underlyings[event.underlying].perp.basis_max_ratio
+                market = replace(market, perp=mark_price(market.index, basis[0], ratio))
+            state.markets[event.underlying] = market
         case TimeAdvanced():
+            _integrate_premiums(state, event.time_s)
             state.now_s = event.time_s
+        case BasisObserved():
+            state.basis[event.instrument] = (event.ema_usd, event.time_s)
+            u = event.instrument.removesuffix("-PERP")
+            state.markets[u] = replace(state.markets[u], perp=event.mark)
+        case FundingComputed():
+            state.premiums[event.instrument] = (0.0, event.time_s, event.time_s)
         case ExpirySettled():
             state.settled[(event.underlying, event.expiry_s)] = event.price
         case LiquidationStarted():
@@ -310,6 +329,25 @@ def evolve(state: State, event: Event) -> None:
             pass  # the transfers and position changes that follow carry the state change
         case _:
             raise InvariantViolation(f"no evolve rule for event {event!r}")
+
+
+def premium_now(state: State, underlying: str) -> float:
+    """(mark - index) / index of the underlying's perp as the market stands."""
+    m = state.markets[underlying]
+    return (m.perp_mark - m.index) / m.index
+
+
+def _integrate_premiums(state: State, now_s: int) -> None:
+    """Funding's windows (`[funding]`): the premium is constant between commands, so each
+    window's integral grows by the premium times the seconds the clock moves."""
+    if state.profile.funding is None:
+        return
+    for u in state.profile.underlyings:
+        name = f"{u}-PERP"
+        if u not in state.markets or state.now_s is None:
+            continue
+        integral, since, as_of = state.premiums.get(name, (0.0, state.now_s, state.now_s))
+        state.premiums[name] = (integral + premium_now(state, u) * (now_s - as_of), since, now_s)
 
 
 _last_guarded: tuple | None = None  # (oracle, update, params, now_s, result) of the last guard run

@@ -53,6 +53,11 @@ class PerpParams(_Frozen):
     size_ratio_per_unit: float = Field(default=0.0, ge=0)
     open_interest_max_base: float | None = Field(default=None, gt=0, le=1e12)
     position_max_base: float | None = Field(default=None, gt=0, le=1e12)
+    # The mark from the venue's own fills (Deribit: index + a 30 s EMA of the basis); None: the
+    # perp given by set_market, else the index. The basis is clamped to +/- basis_max_ratio of the
+    # index (this project's guard: one print in a thin book must not move every account's margin).
+    basis_ema_s: int | None = Field(default=None, gt=0, le=86_400)
+    basis_max_ratio: float = Field(default=0.05, ge=0, lt=1)
 
     @model_validator(mode="after")
     def _im_above_mm(self) -> PerpParams:
@@ -265,6 +270,15 @@ class InterestParams(_Frozen):
     borrow_max_usd_total: float | None = Field(default=None, gt=0, le=1e13)
 
 
+class FundingParams(_Frozen):
+    """Funding computed by the engine and paid at every funding time the clock crosses (each of
+    these venues pays hourly, FUNDING_INTERVAL_S): the venue's rule on the window's time-weighted
+    mean premium (mark - index) / index (perp.funding). `apply_funding` stays for admins."""
+
+    rule: Literal["dydx", "hyperliquid", "drift"]
+    drift_contract_tier: Literal["A", "B", "C", "speculative", "highly_speculative", "isolated"] = "A"
+
+
 class Profile(_Frozen):
     name: str
     schema_version: int
@@ -282,6 +296,7 @@ class Profile(_Frozen):
     oracle: OracleConfig = OracleConfig()
     limits: LimitParams = LimitParams()
     interest: InterestParams | None = None
+    funding: FundingParams | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Profile:
