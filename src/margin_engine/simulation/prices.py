@@ -4,9 +4,11 @@ vol path that follows it."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 
+from margin_engine.calibration.prices import read_prices
 from margin_engine.errors import InputError
 from margin_engine.simulation.history import historical_path
 from margin_engine.simulation.paths import (
@@ -79,6 +81,33 @@ def underlying_path(scenario: Scenario, u: Underlying, btc: np.ndarray, rng: np.
     returns = beta * btc_returns + math.sqrt(1.0 - u.correlation**2) * np.diff(np.log(own))
     spot = own[0] * np.exp(np.concatenate([[0.0], np.cumsum(returns)])) * shock
     return spot, f"generated (GBM, correlation {u.correlation:g} with BTC)"
+
+
+BASIS_MAX = 0.2  # [market] perp_basis_ratio's bound: a basis beyond it is a bad print, not a market
+
+
+def basis_path(scenario: Scenario, spot_csv: Path | None, perp_csv: Path | None, start_s: int) -> np.ndarray | None:
+    """The perp's basis at each step (perp close / spot close - 1 of the hourly bar the step falls
+    in, held through the bar, within +/- BASIS_MAX), from the two files of a replay; None without
+    a perp file. Both files must hold every bar of the window."""
+    if perp_csv is None:
+        return None
+    where = "scenario.market.perp_csv"
+    if scenario.price.kind != "historical" or spot_csv is None:
+        raise InputError(where, "a perp file gives the basis of a historical replay only")
+    if not perp_csv.is_file():
+        raise InputError(where, f"no perp price file at {perp_csv}: the mark's basis needs its data")
+    spot, perp = read_prices(spot_csv), read_prices(perp_csv)
+    closes = dict(zip(perp.time_s.tolist(), perp.close.tolist(), strict=True))
+    times = start_s + scenario.dt_s * np.arange(scenario.steps + 1)
+    bar = np.searchsorted(spot.time_s, times, side="right") - 1  # the bar each step falls in
+    out = np.empty(len(times))
+    for k, i in enumerate(bar.tolist()):
+        t = int(spot.time_s[max(i, 0)])
+        if t not in closes:
+            raise InputError(where, f"{perp_csv.name} has no bar at {t} (Unix s), which {spot_csv.name} has")
+        out[k] = closes[t] / float(spot.close[max(i, 0)]) - 1.0
+    return np.clip(out, -BASIS_MAX, BASIS_MAX)
 
 
 def vol_path(scenario: Scenario, spot: np.ndarray, v: VolModel | None = None) -> np.ndarray:

@@ -37,7 +37,7 @@ class Publishing:
             "index": repr(index),
             "vol": self._vols(leg, index, vol),
         }
-        basis = self.sc.market.perp_basis_ratio
+        basis = self.sc.market.perp_basis_ratio if leg.basis is None else leg.basis_now
         if basis:
             cmd["perp"] = repr(round(index * (1.0 + basis), 2))
         self.ok(cmd)

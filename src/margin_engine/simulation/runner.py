@@ -40,7 +40,7 @@ from margin_engine.simulation.population import (
     draw_traders,
     open_population,
 )
-from margin_engine.simulation.prices import price_path, underlying_path, vol_path
+from margin_engine.simulation.prices import basis_path, price_path, underlying_path, vol_path
 from margin_engine.simulation.publishing import Publishing
 from margin_engine.simulation.recording import SPLIT_PARTIES, PathResult, Recording
 from margin_engine.simulation.scenario import Scenario, Variant
@@ -63,10 +63,18 @@ def run_path(scenario: Scenario, variant: Variant, path: int) -> PathResult:
     price_rng, pop_rng, noise_rng, chain_rng, *extra_rngs = (np.random.Generator(np.random.PCG64(s)) for s in seeds)
     spot, source, start_s = price_path(scenario, price_rng)
     legs = [Leg(UNDERLYING, PERP, spot, vol_path(scenario, spot), scenario.vol)]
+    legs[0].basis = basis_path(scenario, scenario.csv_path(), scenario.perp_csv_path(), start_s)
     for u, rng in zip(scenario.underlyings, extra_rngs, strict=True):
         other, where = underlying_path(scenario, u, spot, rng)
         legs.append(Leg(u.name, f"{u.name}-PERP", other, vol_path(scenario, other, u.vol), u.vol, u.depth_usd_per_pct))
+        legs[-1].basis = basis_path(
+            scenario, u.csv_path(scenario.base_dir), u.perp_csv_path(scenario.base_dir), start_s
+        )
         source += f"; {u.name}: {where}"
+    for leg in legs:
+        if leg.basis is not None:
+            leg.basis_now = float(leg.basis[0])
+            source += f"; {leg.perp} marked at its own file's hourly basis"
     started = time.perf_counter()
     sim = _Sim(scenario, design, legs, pop_rng, noise_rng, chain_rng)
     sim.run()
@@ -87,6 +95,8 @@ class Leg:
         self.mid = float(self.spot[0])
         self.min_mid = self.mid  # over every round, forced sales included
         self.vol_now = float(self.vol[0])  # of the step being run
+        self.basis: np.ndarray | None = None  # the perp's basis per step from its own file (None: [market]'s)
+        self.basis_now = 0.0
         self.variance = vol_model.vol0_annual**2  # EWMA of the mid's squared log returns
         self.depth_usd_per_pct = depth_usd_per_pct  # None: the scenario's
         self.history: deque[tuple[int, float]] = deque(maxlen=512)  # (time, mid) published: what late sources see
@@ -261,6 +271,8 @@ class _Sim(Publishing, Agents, Unwinds, Recording):
                 if leg.vol_model.follows == "mid":
                     leg.vol[k] = self._mid_vol(leg, before)
                 leg.vol_now = float(leg.vol[k])
+                if leg.basis is not None:
+                    leg.basis_now = float(leg.basis[k])
             self._apply_price_range(k)
             for r in range(sc.keepers.rounds_max):
                 now = t + r * sc.keepers.round_s

@@ -230,6 +230,9 @@ class Market(_Frozen):
 
     perp_basis_ratio: float = Field(default=0.0, ge=-0.2, le=0.2)  # perp mark = index x (1 + this)
     stablecoin_usd: float | None = Field(default=None, gt=0.5, le=1.5)
+    # BTC's perp's own file (a historical replay): each bar's basis, perp close / spot close - 1,
+    # held through the bar, sets the perp's mark instead of perp_basis_ratio (prices.basis_path)
+    perp_csv: str | None = None
 
 
 class Underlying(_Frozen):
@@ -248,12 +251,20 @@ class Underlying(_Frozen):
     traders: int = Field(default=60, ge=0, le=10_000)  # drawn as [population]'s traders
     vol: VolModel = VolModel()
     depth_usd_per_pct: float | None = Field(default=None, gt=0, le=1e12)  # None: [depth]'s (or its OI ratio)
+    perp_csv: str | None = None  # its perp's file: the basis of its mark, as [market] perp_csv
 
     def csv_path(self, base_dir: str) -> Path | None:
-        if self.csv is None:
-            return None
-        path = Path(self.csv)
-        return path if path.is_absolute() else Path(base_dir) / path
+        return _relative(self.csv, base_dir)
+
+    def perp_csv_path(self, base_dir: str) -> Path | None:
+        return _relative(self.perp_csv, base_dir)
+
+
+def _relative(name: str | None, base_dir: str) -> Path | None:
+    if name is None:
+        return None
+    path = Path(name)
+    return path if path.is_absolute() else Path(base_dir) / path
 
 
 class Variant(_Frozen):
@@ -324,10 +335,10 @@ class Scenario(_Frozen):
         return self.variants or (Variant(name="base"),)
 
     def csv_path(self) -> Path | None:
-        if self.price.csv is None:
-            return None
-        path = Path(self.price.csv)
-        return path if path.is_absolute() else Path(self.base_dir) / path
+        return _relative(self.price.csv, self.base_dir)
+
+    def perp_csv_path(self) -> Path | None:
+        return _relative(self.market.perp_csv, self.base_dir)
 
 
 def parse_scenario(data: dict, source: str = "<scenario>", base_dir: str = ".") -> Scenario:
@@ -355,4 +366,11 @@ def load_scenario(path: Path | str) -> Scenario:
         other = u.csv_path(scenario.base_dir)
         if scenario.price.kind == "historical" and other is not None and not other.is_file():
             raise InputError(f"scenario.underlyings.{u.name}.csv", f"no price file at {other} (named in {path})")
+    perps = [("scenario.market.perp_csv", _relative(scenario.market.perp_csv, scenario.base_dir))]
+    perps += [
+        (f"scenario.underlyings.{u.name}.perp_csv", u.perp_csv_path(scenario.base_dir)) for u in scenario.underlyings
+    ]
+    for where, perp in perps:
+        if perp is not None and not perp.is_file():
+            raise InputError(where, f"no perp price file at {perp} (named in {path}); the mark's basis needs its data")
     return scenario
