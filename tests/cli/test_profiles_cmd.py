@@ -17,12 +17,12 @@ def test_profiles_lists_every_packaged_profile_with_its_source():
     assert (
         set(rows)
         == set(packaged_profiles())
-        >= {"deribit", "deribit-pm", "derive", "derive-test", "derive-pmrm", "derive-pmrm-test"}
+        >= {"deribit", "deribit-pm", "derive", "derive-test", "derive-pmrm", "derive-pmrm-test", "dydx", "hyperliquid"}
     )
     assert rows["derive"]["version"] == "mainnet" and "config-mainnet.sol" in rows["derive"]["source"]
     assert rows["derive-pmrm-test"]["version"] == "test" and "config-test.sol" in rows["derive-pmrm-test"]["source"]
     assert rows["derive-pmrm"]["margin"] == "standard + portfolio" and rows["derive"]["margin"] == "standard"
-    assert {r["venue"] for r in rows.values()} == {"Deribit", "Derive"}
+    assert {r["venue"] for r in rows.values()} == {"Deribit", "Derive", "dYdX", "Hyperliquid"}
     table = runner.invoke(app, ["profiles"], terminal_width=200)
     assert table.exit_code == 0 and "derive-pmrm-test" in table.output
 

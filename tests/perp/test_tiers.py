@@ -57,3 +57,15 @@ def test_drift_size_premium():
     # r = 5%, imf_factor 0.0005 per sqrt(base): 100 BTC -> 0.8 x 5% + 0.0005 x 10 = 4.5% < 5%; 1,600 -> 6%
     assert drift_size_premium_ratio(0.05, 100, 0.0005) == 0.05
     assert drift_size_premium_ratio(0.05, -1_600, 0.0005) == pytest.approx(0.04 + 0.0005 * 40)
+
+
+@given(st.lists(st.floats(-1e10, 1e10), min_size=1, max_size=20))
+def test_tiers_on_arrays_equal_the_scalar_formulas(notionals):
+    import numpy as np
+
+    from margin_engine.perp.tiers import tiered_requirements
+
+    tiers = check_tiers([Tier(0, 50), Tier(1e6, 25), Tier(2e7, 10)])
+    im, mm = tiered_requirements(tiers, np.array(notionals))
+    assert im.tolist() == pytest.approx([tiered_initial_usd(tiers, n) for n in notionals])
+    assert mm.tolist() == pytest.approx([tiered_maintenance_usd(tiers, n) for n in notionals])

@@ -256,7 +256,9 @@ def _position_requirements(book: FlatBook, spot, mark, value, profile: Profile):
         if rows.any():
             p = profile.underlying(u).perp
             # on the perp's mark price (Derive: perp.getPerpPrice(); Deribit: the mark price)
-            im[rows], mm[rows] = perp_requirements(qty[rows], mark[rows], p.im_ratio, p.mm_ratio, p.size_ratio_per_unit)
+            im[rows], mm[rows] = perp_requirements(
+                qty[rows], mark[rows], p.im_ratio, p.mm_ratio, p.size_ratio_per_unit, p.imf_factor, p.tier_table()
+            )
     short = book.is_option & (book.size < 0)
     if short.any():
         opts = profile.options

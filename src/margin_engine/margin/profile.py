@@ -8,6 +8,7 @@ pass its path instead of a name. Units sit in the names (`_ratio`, `_rate`, `_we
 
 from __future__ import annotations
 
+import math
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from margin_engine.errors import InputError
 from margin_engine.liquidation.params import LiquidationParams
 from margin_engine.oracle.params import OracleParams
+from margin_engine.perp.tiers import Tier, check_tiers
 from margin_engine.reading import parse_toml, read_text
 
 SCHEMA_VERSION = 1
@@ -41,6 +43,14 @@ class AssetParams(_Frozen):
         return self
 
 
+class TierParams(_Frozen):
+    """One margin tier (Hyperliquid's table): from `lower_bound_usd` of notional, at most
+    `max_leverage`; initial 1 / leverage, maintenance half of it, deducted to stay continuous."""
+
+    lower_bound_usd: float = Field(ge=0, le=1e13)
+    max_leverage: float = Field(ge=1, le=200)
+
+
 class PerpParams(_Frozen):
     """Requirement ratio of notional = base ratio + size_ratio_per_unit * |size| (Deribit's size add-on).
 
@@ -58,12 +68,36 @@ class PerpParams(_Frozen):
     # index (this project's guard: one print in a thin book must not move every account's margin).
     basis_ema_s: int | None = Field(default=None, gt=0, le=86_400)
     basis_max_ratio: float = Field(default=0.05, ge=0, lt=1)
+    # Margin that grows with size beyond the size add-on: tiers replace im_ratio and mm_ratio
+    # (perp.tiers: Hyperliquid); imf_factor adds Drift's size premium to both ratios
+    tiers: tuple[TierParams, ...] | None = None
+    imf_factor: float = Field(default=0.0, ge=0, le=1)
+
+    @field_validator("tiers", mode="before")
+    @classmethod
+    def _tier_list(cls, value: object) -> object:
+        """A TOML array of tables, as the tuple the strict model takes."""
+        return tuple(value) if isinstance(value, list) else value
 
     @model_validator(mode="after")
     def _im_above_mm(self) -> PerpParams:
         if self.im_ratio < self.mm_ratio:
             raise ValueError("im_ratio must be >= mm_ratio")
+        if self.tiers is not None:
+            try:
+                check_tiers([Tier(t.lower_bound_usd, t.max_leverage) for t in self.tiers])
+            except InputError as exc:
+                raise ValueError(exc.message) from None
+            first = self.tiers[0]
+            if not (
+                math.isclose(self.im_ratio, 1 / first.max_leverage)
+                and math.isclose(self.mm_ratio, 0.5 / first.max_leverage)
+            ):
+                raise ValueError("with tiers, im_ratio and mm_ratio are the first tier's: 1 / and 0.5 / max_leverage")
         return self
+
+    def tier_table(self) -> tuple[Tier, ...] | None:
+        return None if self.tiers is None else tuple(Tier(t.lower_bound_usd, t.max_leverage) for t in self.tiers)
 
 
 class UnderlyingParams(_Frozen):

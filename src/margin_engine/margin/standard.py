@@ -10,16 +10,26 @@ from __future__ import annotations
 import numpy as np
 
 from margin_engine.margin.profile import DeribitOptionParams, DeriveOptionParams
+from margin_engine.perp.tiers import tiered_requirements
 
 
-def perp_requirements(qty_abs, index, im_ratio, mm_ratio, size_ratio_per_unit):
+def perp_requirements(qty_abs, index, im_ratio, mm_ratio, size_ratio_per_unit, imf_factor=0.0, tiers=None):
     """Deribit (2022-01-11): ratio = base + size_ratio_per_unit * |size|, times notional.
 
-    With size_ratio_per_unit = 0 this is the flat ratio of dYdX tiers and Derive.
+    With size_ratio_per_unit = 0 this is the flat ratio of dYdX tiers and Derive. `tiers`
+    (Hyperliquid) replace the flat ratios by the tiered formula with its deductions; `imf_factor`
+    raises each ratio to Drift's size premium, max(r, 0.8 r + imf_factor * sqrt(|size|)).
     """
     notional = qty_abs * index
     add_on = size_ratio_per_unit * qty_abs
-    return notional * (im_ratio + add_on), notional * (mm_ratio + add_on)
+    if tiers is not None:
+        im, mm = tiered_requirements(tiers, notional)
+        return im + notional * add_on, mm + notional * add_on
+    im_r, mm_r = im_ratio + add_on, mm_ratio + add_on
+    if imf_factor:
+        premium = imf_factor * np.sqrt(qty_abs)
+        im_r, mm_r = np.maximum(im_r, 0.8 * im_r + premium), np.maximum(mm_r, 0.8 * mm_r + premium)
+    return notional * im_r, notional * mm_r
 
 
 def deribit_short_option(spot, strike, is_call, qty_abs, mark, p: DeribitOptionParams):

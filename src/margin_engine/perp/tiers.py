@@ -19,6 +19,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from margin_engine.perp.errors import PerpInputError
 
 
@@ -71,14 +73,27 @@ def tiered_maintenance_usd(tiers: Sequence[Tier], notional_usd: float) -> float:
     return abs(notional_usd) * tiers[i].maintenance_ratio - deductions(tiers)[i]
 
 
+def initial_deductions(tiers: Sequence[Tier]) -> tuple[float, ...]:
+    """The same recursion on the initial rates (1 / max leverage): continuous initial margin."""
+    out = [0.0]
+    for prev, t in zip(tiers, tiers[1:], strict=False):
+        out.append(out[-1] + t.lower_bound_usd * (t.initial_ratio - prev.initial_ratio))
+    return tuple(out)
+
+
 def tiered_initial_usd(tiers: Sequence[Tier], notional_usd: float) -> float:
     """The initial margin at the tier's max leverage, deducted the same way (continuous too)."""
     i = _tier_index(tiers, notional_usd)
-    deduction = sum(
-        t.lower_bound_usd * (t.initial_ratio - prev.initial_ratio)
-        for prev, t in zip(tiers[: i + 1], tiers[1 : i + 1], strict=False)
-    )
-    return abs(notional_usd) * tiers[i].initial_ratio - deduction
+    return abs(notional_usd) * tiers[i].initial_ratio - initial_deductions(tiers)[i]
+
+
+def tiered_requirements(tiers: Sequence[Tier], notional_usd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(initial, maintenance) of many positions' notionals at once (USD, |notional|), the formulas above."""
+    n = np.abs(np.asarray(notional_usd, dtype=float))
+    i = np.searchsorted([t.lower_bound_usd for t in tiers], n, side="right") - 1
+    imr = np.array([t.initial_ratio for t in tiers])[i]
+    mmr = np.array([t.maintenance_ratio for t in tiers])[i]
+    return n * imr - np.asarray(initial_deductions(tiers))[i], n * mmr - np.asarray(deductions(tiers))[i]
 
 
 def dydx_initial_fraction(imf: float, open_interest_usd: float, lower_cap_usd: float, upper_cap_usd: float) -> float:
