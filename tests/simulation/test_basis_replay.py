@@ -82,3 +82,17 @@ def test_a_missing_perp_file_is_an_error(tmp_path):
     )
     with pytest.raises(InputError, match="perp_csv"):
         load_scenario(scenario)
+
+
+def test_the_simulator_pays_the_funding_the_profile_computes():
+    """Under a profile with [funding] the engine pays every hour the run crosses: with a 0.2% basis
+    Hyperliquid's rule charges the longs (P + clamp(I - P) = 0.15% per 8 h); deribit has no rule."""
+    from test_runner import CASCADE
+
+    paid = {}
+    for profile in ("deribit", "hyperliquid"):
+        sc = parse_scenario(
+            {**CASCADE, "profile": profile, "steps": 30, "dt_s": 600, "market": {"perp_basis_ratio": 0.002}}
+        )
+        paid[profile] = run_path(sc, sc.all_variants()[0], 0).metrics["funding_paid_usd"]
+    assert paid["deribit"] == 0 and paid["hyperliquid"] > 0

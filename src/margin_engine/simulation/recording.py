@@ -14,7 +14,7 @@ from margin_engine.engine.events import (
     LiquidationStarted,
     Transferred,
 )
-from margin_engine.ledger.ledger import FEES, INSURANCE
+from margin_engine.ledger.ledger import FEES, INSURANCE, SETTLEMENT
 from margin_engine.simulation.metrics import run_metrics
 from margin_engine.simulation.population import (
     BACKSTOP,
@@ -116,6 +116,8 @@ class Recording:
         if e.reason == "insurance" and e.debit == INSURANCE:
             f["insurance_paid_usd"][step] += usd
             f["bad_debt_usd"][step] += usd
+        elif e.reason == "funding" and e.credit == SETTLEMENT:
+            f["funding_paid_usd"][step] += usd  # payers to the clearing account; receivers get it less rounding
         elif e.reason == "adl":
             f["adl_usd"][step] += usd
             f["bad_debt_usd"][step] += usd
@@ -209,6 +211,7 @@ class Recording:
             {
                 "cascade_liquidations": float(f["cascade_liquidations"].sum()),
                 "adl_usd": float(f["adl_usd"].sum()),
+                "funding_paid_usd": float(f["funding_paid_usd"].sum()),
                 "insurance_paid_usd": float(f["insurance_paid_usd"].sum()),
                 "uncovered_usd": float(f["uncovered_usd"].sum()),
                 "peak_open_interest_usd": max(self.states["open_interest_usd"]),

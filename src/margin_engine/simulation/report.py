@@ -30,6 +30,7 @@ DEFINITIONS: dict[str, tuple[str, str]] = {
     "accounts_underwater_at_end": ("accounts", "accounts with negative equity at the end"),
     "socialized_loss_usd": ("USD", "losses spread over accounts after the fund ran dry"),
     "adl_usd": ("USD", "losses closed by auto-deleveraging profitable opposite positions"),
+    "funding_paid_usd": ("USD", "funding paid by the perps' payers at the profile's [funding] rule (none without one)"),
     "fund_min_usd": ("USD", "lowest insurance fund balance during the run"),
     "insurance_fund_start_usd": ("USD", "insurance fund at the start"),
     "open_interest_start_usd": ("USD", "perp open interest (longs x mark) at the start"),

@@ -135,6 +135,7 @@ class _Sim(Publishing, Agents, Unwinds, Recording):
                 "bad_debt_usd",
                 "socialized_loss_usd",
                 "adl_usd",
+                "funding_paid_usd",
                 "insurance_paid_usd",
                 "uncovered_usd",
                 "relistings",
