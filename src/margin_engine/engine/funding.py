@@ -16,6 +16,7 @@ from decimal import Decimal
 from margin_engine.engine.events import FundingApplied, FundingComputed
 from margin_engine.engine.state import premium_now
 from margin_engine.engine.tx import Tx
+from margin_engine.errors import InvariantViolation
 from margin_engine.ledger.ledger import FEES, SETTLEMENT, allocation_key, user_key
 from margin_engine.ledger.units import decimal_to_units_ceil, decimal_to_units_floor
 from margin_engine.margin.profile import Profile
@@ -27,7 +28,8 @@ FUNDING_INTERVAL_S = 3600  # dYdX v4, Hyperliquid and Drift all pay every hour
 def period_rate(profile: Profile, underlying: str, premium: float) -> float:
     """One funding period's rate under the profile's rule, at this mean premium."""
     params = profile.funding
-    assert params is not None
+    if params is None:
+        raise InvariantViolation("a funding rate asked of a profile without [funding]")
     if params.rule == "dydx":
         perp = profile.underlyings[underlying].perp
         return dydx_rate_hourly([premium], perp.im_ratio, perp.mm_ratio)
