@@ -112,3 +112,10 @@ def test_funding_takes_the_time_weighted_premium_of_the_window():
     ok(e, {"type": "set_market", "underlying": "BTC", "index": "60000", "vol": 0.6, "perp": "60000"})
     out = ok(e, {"type": "advance_time", "time": T0 + 3600})  # 0 for the other half
     assert next(x for x in out if isinstance(x, FundingComputed)).premium == pytest.approx(0.001)
+
+
+def test_the_basis_shows_in_the_margin_output():
+    e = engine(profile(basis_ema_s=30))
+    ok(e, trade("alice", "bob", "1", "60300"))
+    out = next(m for m in e.margins() if m.id == "alice").to_json()
+    assert out["positions"][0]["basis"] == "300.000000" and out["positions"][0]["mark_price"] == "60300.000000"

@@ -232,7 +232,8 @@ def compute_margins(
     book = book if book is not None else flatten(accounts, profile)
     priced = _price_book(book, markets, profile, now_s)
     totals, pm_rows, pm = _with_portfolio(book, priced, markets, profile, now_s)
-    results = [_account_result(a, book, priced, totals, profile) for a in range(len(book))]
+    index = {u: markets[u].index for u in book.underlyings}
+    results = [_account_result(a, book, priced, totals, profile, index) for a in range(len(book))]
     if pm_rows is not None:
         rows, pm_book = pm_rows
         for r, i in enumerate(rows):
@@ -373,7 +374,9 @@ def _collateral(
     return lines
 
 
-def _account_result(a: int, book: FlatBook, priced: _Priced, totals: MarginTotals, profile: Profile) -> AccountMargin:
+def _account_result(
+    a: int, book: FlatBook, priced: _Priced, totals: MarginTotals, profile: Profile, index: dict[str, float]
+) -> AccountMargin:
     decimals = profile.settlement_decimals
     view = book.views[a]
     start, end = int(book.offsets[a]), int(book.offsets[a + 1])
@@ -394,6 +397,7 @@ def _account_result(a: int, book: FlatBook, priced: _Priced, totals: MarginTotal
                 greeks,
                 pos.allocation_units if isolated else None,
                 bool(priced.position_liquidatable[i]) if isolated else None,
+                None if book.is_option[i] else float(priced.mark[i]) - index[pos.instrument.underlying],
             )
         )
         acc = by_underlying.setdefault(pos.instrument.underlying, [0.0, 0.0, 0.0, 0.0])

@@ -47,6 +47,7 @@ class PositionMargin:
     greeks: Greeks
     allocation_units: int | None = None  # isolated only
     liquidatable: bool | None = None  # isolated only
+    basis: float | None = None  # perps: the mark less the index (USD)
 
     def to_json(self, decimals: int) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -61,6 +62,8 @@ class PositionMargin:
         if self.allocation_units is not None:
             out["collateral"] = format_units(self.allocation_units, decimals)
             out["liquidatable"] = self.liquidatable
+        if self.basis is not None:
+            out["basis"] = _num(self.basis, decimals)
         return out
 
 
