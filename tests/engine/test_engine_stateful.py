@@ -455,7 +455,8 @@ class DeribitPortfolioEngineMachine(EngineMachine):
 
 class PerpMarketsEngineMachine(EngineMachine):
     """Interest on loans (`[interest]`: Derive's model, hourly accruals to the fund and lenders,
-    borrow caps), open-interest caps and position limits, the mark from the fills' basis and
+    borrow caps), open-interest caps and position limits, dYdX's OI-scaled initial margin, the mark
+    from the fills' basis and
     funding computed hourly (Hyperliquid's rule) in the mix, with admin funding and expiries:
     conservation to the unit after every command, and the caps never exceeded."""
 
@@ -466,7 +467,13 @@ class PerpMarketsEngineMachine(EngineMachine):
             u: x.model_copy(
                 update={
                     "perp": x.perp.model_copy(
-                        update={"open_interest_max_base": 4.0, "position_max_base": 2.5, "basis_ema_s": 30}
+                        update={
+                            "open_interest_max_base": 4.0,
+                            "position_max_base": 2.5,
+                            "basis_ema_s": 30,
+                            "open_interest_lower_cap_usd": 60_000.0,  # dYdX's OI-scaled IMF within reach
+                            "open_interest_upper_cap_usd": 300_000.0,
+                        }
                     )
                 }
             )

@@ -119,3 +119,27 @@ def test_the_basis_shows_in_the_margin_output():
     ok(e, trade("alice", "bob", "1", "60300"))
     out = next(m for m in e.margins() if m.id == "alice").to_json()
     assert out["positions"][0]["basis"] == "300.000000" and out["positions"][0]["mark_price"] == "60300.000000"
+
+
+def test_dydx_initial_margin_scales_with_the_markets_open_interest():
+    """v4-chain test genesis caps (25M, 50M USD): at 37.5M of open interest IMF = 5% + 0.5 x 95%."""
+    p = load_profile("dydx")
+    btc = p.underlyings["BTC"]
+    perp = btc.perp.model_copy(update={"open_interest_lower_cap_usd": 25e6, "open_interest_upper_cap_usd": 50e6})
+    p = p.model_copy(update={"underlyings": {**p.underlyings, "BTC": btc.model_copy(update={"perp": perp})}})
+    e = Engine(p)
+    ok(e, {"type": "advance_time", "time": T0})
+    ok(e, {"type": "set_market", "underlying": "BTC", "index": "100000", "vol": 0.6})
+    for a in ("alice", "bob", "carl"):
+        ok(e, {"type": "open_account", "account": a, "mode": "cross"})
+        ok(e, {"type": "deposit", "account": a, "asset": "USDC", "amount": "30000000"})
+    ok(e, trade("alice", "bob", "100", "100000"))  # 10M of open interest: under the lower cap
+    assert e.state.margin("alice").initial_margin == 10_000_000 * 0.05 * U
+    ok(e, trade("alice", "bob", "275", "100000"))  # 37.5M
+    assert e.state.markets["BTC"].open_interest == 375.0
+    m = e.state.margin("alice")
+    assert m.initial_margin == pytest.approx(37_500_000 * 0.525 * U) and m.maintenance_margin == 37_500_000 * 0.03 * U
+    ok(e, {"type": "set_market", "underlying": "BTC", "index": "100000", "vol": 0.7})  # keeps the engine's count
+    assert e.state.markets["BTC"].open_interest == 375.0
+    ok(e, trade("bob", "alice", "375", "100000"))  # all closed
+    assert e.state.markets["BTC"].open_interest == 0.0

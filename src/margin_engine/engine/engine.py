@@ -52,7 +52,7 @@ from margin_engine.engine.events import (
 from margin_engine.engine.funding import pay_funding
 from margin_engine.engine.interest import check_borrow_caps
 from margin_engine.engine.rejection import Rejection
-from margin_engine.engine.state import State, evolve
+from margin_engine.engine.state import State, evolve, longs
 from margin_engine.engine.tx import (
     Reject,
     Tx,
@@ -385,7 +385,7 @@ def _check_size_caps(before: State, after: State, inst: Instrument, risky: list[
                 )
     if perp.open_interest_max_base is not None:
         cap = Decimal(repr(perp.open_interest_max_base))
-        current, new_oi = open_interest(before, name), open_interest(after, name)
+        current, new_oi = longs(before, name), longs(after, name)
         if new_oi > current and new_oi > cap:
             raise reject(
                 "open_interest_cap",
@@ -395,16 +395,6 @@ def _check_size_caps(before: State, after: State, inst: Instrument, risky: list[
                 requested=str(new_oi),
                 unit=unit,
             )
-
-
-def open_interest(state: State, name: str) -> Decimal:
-    """An instrument's open interest in base units: the sum of the long positions."""
-    total = Decimal(0)
-    for account in state.holders.get(name, {}):
-        size = state.accounts[account].positions[name].size
-        if size > 0:
-            total += size
-    return total
 
 
 def _check_after_risk(tx: Tx, account: str, name: str) -> None:

@@ -251,6 +251,9 @@ def evolve(state: State, event: Event) -> None:
         case MarketSet():
             price_only = event.underlying not in state.profile.underlyings
             market = parse_market(event.underlying, event.market, f"market.{event.underlying}", price_only=price_only)
+            before = state.markets.get(event.underlying)
+            if before is not None and before.open_interest:  # the engine's count, not the admin's
+                market = replace(market, open_interest=before.open_interest)
             basis = state.basis.get(f"{event.underlying}-PERP")
             if basis is not None and market.perp is None:  # the mark keeps its basis from the fills
                 ratio = state.profile.underlyings[event.underlying].perp.basis_max_ratio
@@ -411,6 +414,21 @@ def _set_position(state: State, event: PositionChanged) -> None:
     state.accounts[event.account] = replace(account, positions=positions)
     state.holders[name] = holders
     state.touch(event.account)
+    perp = state.profile.underlyings.get(name.removesuffix("-PERP"))
+    if name.endswith("-PERP") and perp is not None and perp.perp.open_interest_upper_cap_usd is not None:
+        u = name.removesuffix("-PERP")
+        if u in state.markets:
+            state.markets[u] = replace(state.markets[u], open_interest=float(longs(state, name)))
+
+
+def longs(state: State, name: str) -> Decimal:
+    """An instrument's open interest in base units: the sum of its long positions."""
+    total = Decimal(0)
+    for account in state.holders.get(name, {}):
+        size = state.accounts[account].positions[name].size
+        if size > 0:
+            total += size
+    return total
 
 
 def replay(profile: Profile, events: list[Event]) -> State:

@@ -31,6 +31,7 @@ from margin_engine.margin.standard import (
     perp_requirements,
 )
 from margin_engine.market.snapshot import MarketSnapshot
+from margin_engine.perp.tiers import dydx_initial_fraction
 from margin_engine.pricing.black76 import SECONDS_PER_YEAR, black76
 
 
@@ -128,7 +129,7 @@ def _price_book(book: FlatBook, markets, profile: Profile, now_s: int) -> _Price
     if len(book.options):
         greeks = np.where(is_opt, book.size * opt_greeks[:, key], greeks)
 
-    im, mm = _position_requirements(book, spot, mark, value, profile)
+    im, mm = _position_requirements(book, spot, mark, value, profile, markets)
     stable = stable_price(markets, profile)
     adjustments = (
         _derive_spread_adjustments(book, im, mm, mark, opt_forward, profile)
@@ -248,7 +249,7 @@ def _portfolio_result(std: AccountMargin, pm_book, pm: PortfolioResult, r: int, 
     )
 
 
-def _position_requirements(book: FlatBook, spot, mark, value, profile: Profile):
+def _position_requirements(book: FlatBook, spot, mark, value, profile: Profile, markets):
     qty = np.abs(book.size)
     im, mm = np.zeros_like(qty), np.zeros_like(qty)
     perp = ~book.is_option
@@ -256,9 +257,16 @@ def _position_requirements(book: FlatBook, spot, mark, value, profile: Profile):
         rows = perp & (book.underlying == code)
         if rows.any():
             p = profile.underlying(u).perp
+            im_ratio = p.im_ratio
+            if p.open_interest_lower_cap_usd is not None and p.open_interest_upper_cap_usd is not None:
+                m = markets[u]  # dYdX: the fraction grows with the market's open interest at the index
+                oi_usd = m.open_interest * m.index
+                im_ratio = dydx_initial_fraction(
+                    p.im_ratio, oi_usd, p.open_interest_lower_cap_usd, p.open_interest_upper_cap_usd
+                )
             # on the perp's mark price (Derive: perp.getPerpPrice(); Deribit: the mark price)
             im[rows], mm[rows] = perp_requirements(
-                qty[rows], mark[rows], p.im_ratio, p.mm_ratio, p.size_ratio_per_unit, p.imf_factor, p.tier_table()
+                qty[rows], mark[rows], im_ratio, p.mm_ratio, p.size_ratio_per_unit, p.imf_factor, p.tier_table()
             )
     short = book.is_option & (book.size < 0)
     if short.any():

@@ -72,6 +72,10 @@ class PerpParams(_Frozen):
     # (perp.tiers: Hyperliquid); imf_factor adds Drift's size premium to both ratios
     tiers: tuple[TierParams, ...] | None = None
     imf_factor: float = Field(default=0.0, ge=0, le=1)
+    # dYdX v4's open-interest caps (USD at the index): initial margin rises from im_ratio at the
+    # lower cap to 100% at the upper (perp.tiers.dydx_initial_fraction)
+    open_interest_lower_cap_usd: float | None = Field(default=None, ge=0, le=1e13)
+    open_interest_upper_cap_usd: float | None = Field(default=None, gt=0, le=1e13)
 
     @field_validator("tiers", mode="before")
     @classmethod
@@ -83,6 +87,9 @@ class PerpParams(_Frozen):
     def _im_above_mm(self) -> PerpParams:
         if self.im_ratio < self.mm_ratio:
             raise ValueError("im_ratio must be >= mm_ratio")
+        low, high = self.open_interest_lower_cap_usd, self.open_interest_upper_cap_usd
+        if (low is None) != (high is None) or (low is not None and high is not None and low >= high):
+            raise ValueError("open_interest_lower_cap_usd and open_interest_upper_cap_usd go together, lower < upper")
         if self.tiers is not None:
             try:
                 check_tiers([Tier(t.lower_bound_usd, t.max_leverage) for t in self.tiers])

@@ -140,6 +140,9 @@ class MarketSnapshot:
     forward_confidence: ByExpiry = ByExpiry(default=1.0)
     vol_confidence: ByExpiry = ByExpiry(default=1.0)
     rate_confidence: ByExpiry = ByExpiry(default=1.0)
+    # the perp's open interest (its longs, base units) as the engine counts it, kept only where the
+    # profile scales initial margin with it (dYdX's open-interest caps); never from set_market
+    open_interest: float = 0.0
 
     @property
     def price_only(self) -> bool:
