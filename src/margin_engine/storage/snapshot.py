@@ -64,6 +64,8 @@ ENUMS: dict[str, type[Enum]] = {cls.__name__: cls for cls in (OracleStatus,)}
 # State fields added after format 1 was first written: left out while empty, so that a snapshot taken
 # before they existed still restores to its own text (the journal checks that, see Journal._restore)
 ADDED_FIELDS = ("sources", "price_ranges", "basis", "premiums")
+# The same for fields added to a dataclass of the state: left out while at their default
+ADDED_DATACLASS_FIELDS = {"MarketSnapshot": {"open_interest": 0.0}}
 
 
 class SnapshotFormatError(InputError):
@@ -146,7 +148,9 @@ def _encode(value: Any) -> Any:
         name = type(value).__name__
         if DATACLASSES.get(name) is not type(value):
             raise InvariantViolation(f"dataclass {name} is in the state but not in storage.snapshot.DATACLASSES")
-        return {"$type": name, **{f.name: _encode(getattr(value, f.name)) for f in fields(value)}}
+        added = ADDED_DATACLASS_FIELDS.get(name, {})
+        kept = (f for f in fields(value) if not (f.name in added and getattr(value, f.name) == added[f.name]))
+        return {"$type": name, **{f.name: _encode(getattr(value, f.name)) for f in kept}}
     raise InvariantViolation(f"cannot snapshot a {type(value).__name__} ({value!r}): teach storage.snapshot its form")
 
 
