@@ -76,3 +76,16 @@ def test_borrow_caps_refuse_a_trade_that_would_owe_more():
     e = engine(borrow_max_usd_total=3_000)
     r = rejected(e, buy_call("1"), "borrow_cap")
     assert r.current == "0.000000" and r.account is None
+
+
+def test_the_accrual_reads_in_words_and_its_span_is_not_a_date():
+    from margin_engine.engine.describe import event_view
+
+    e = engine()
+    ok(e, buy_call())
+    out = ok(e, {"type": "advance_time", "time": "2026-11-25T09:30:00Z"})
+    view = event_view(next(x for x in out if isinstance(x, InterestAccrued)), e.state.profile)
+    assert view["elapsed_s"] == 3600 and "elapsed" not in view
+    assert (
+        view["text"].startswith("interest 2.") and "a year at" in view["text"] and "USDC from borrowers" in view["text"]
+    )

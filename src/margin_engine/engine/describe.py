@@ -46,15 +46,19 @@ from margin_engine.margin.profile import Profile
 FORMAT_VERSION = 2  # of readers' JSON: 2 names every integer amount `_units` and every time `_s`
 
 
+DURATIONS = {"elapsed_s"}  # event fields in seconds that are spans, not times
+
+
 def event_view(event: Event, profile: Profile) -> dict[str, Any]:
     """The event's JSON plus, for each `x_units`, `x` as a decimal string of its asset, for each
-    `x_s`, `x` as ISO UTC (None for 0, "not set"), and `text`."""
+    `x_s` (a time; DURATIONS are seconds, left as they are), `x` as ISO UTC (None for 0, "not
+    set"), and `text`."""
     out = event.to_json()
     decimals = _decimals(event, profile)
     for key, value in list(out.items()):
         if key.endswith("_units") and isinstance(value, int):
             out[key[: -len("_units")]] = format_units(value, decimals)
-        elif key.endswith("_s") and isinstance(value, int):
+        elif key.endswith("_s") and isinstance(value, int) and key not in DURATIONS:
             out[key[: -len("_s")]] = format_time(value) if value else None
     out["text"] = describe(event, profile)
     return out
