@@ -59,26 +59,29 @@ def _tier_index(tiers: Sequence[Tier], notional_usd: float) -> int:
     return max(i for i, t in enumerate(tiers) if size >= t.lower_bound_usd)
 
 
-def deductions(tiers: Sequence[Tier]) -> tuple[float, ...]:
-    """Each tier's maintenance deduction (USD): 0 for the first, then the recursion above."""
+def _deductions(tiers: Sequence[Tier], rate) -> tuple[float, ...]:
+    """The recursion above on one rate of each tier: 0 for the first tier, then
+    deduction_{n-1} + lower_bound_n x (rate_n - rate_{n-1}), which keeps the requirement continuous."""
     out = [0.0]
     for prev, t in zip(tiers, tiers[1:], strict=False):
-        out.append(out[-1] + t.lower_bound_usd * (t.maintenance_ratio - prev.maintenance_ratio))
+        out.append(out[-1] + t.lower_bound_usd * (rate(t) - rate(prev)))
     return tuple(out)
+
+
+def deductions(tiers: Sequence[Tier]) -> tuple[float, ...]:
+    """Each tier's maintenance deduction (USD)."""
+    return _deductions(tiers, lambda t: t.maintenance_ratio)
+
+
+def initial_deductions(tiers: Sequence[Tier]) -> tuple[float, ...]:
+    """The same on the initial rates (1 / max leverage): continuous initial margin."""
+    return _deductions(tiers, lambda t: t.initial_ratio)
 
 
 def tiered_maintenance_usd(tiers: Sequence[Tier], notional_usd: float) -> float:
     """Hyperliquid's maintenance margin of a position of this notional (a short counts its size)."""
     i = _tier_index(tiers, notional_usd)
     return abs(notional_usd) * tiers[i].maintenance_ratio - deductions(tiers)[i]
-
-
-def initial_deductions(tiers: Sequence[Tier]) -> tuple[float, ...]:
-    """The same recursion on the initial rates (1 / max leverage): continuous initial margin."""
-    out = [0.0]
-    for prev, t in zip(tiers, tiers[1:], strict=False):
-        out.append(out[-1] + t.lower_bound_usd * (t.initial_ratio - prev.initial_ratio))
-    return tuple(out)
 
 
 def tiered_initial_usd(tiers: Sequence[Tier], notional_usd: float) -> float:
