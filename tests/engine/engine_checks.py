@@ -23,6 +23,7 @@ def snapshot(engine: Engine) -> dict:
         "withdrawals": dict(s.withdrawals),
         "auctions": dict(s.auctions),
         "bankrupt": dict(s.bankrupt),
+        "bankrupt_funds": dict(s.bankrupt_funds),
         "started": s.liquidations_started,
         "oracles": dict(s.oracles),
         "journal": len(engine.journal),

@@ -24,9 +24,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from margin_engine.engine import Engine, Rejection, audit
+from margin_engine.engine.isolated_markets import fund_of, withdrawal_gate
 from margin_engine.errors import InputError
 from margin_engine.instruments.names import parse_instrument
-from margin_engine.ledger.ledger import FEES, allocation_key
+from margin_engine.ledger.ledger import FEES, INSURANCE, allocation_key, market_fund_key
 from margin_engine.ledger.units import ceil_units
 from margin_engine.margin.profile import FundingParams, InterestParams, load_profile
 
@@ -45,6 +46,7 @@ OPTIONS = (
 )
 INSTRUMENTS = PERPS + OPTIONS
 BASE_INDEX = {"BTC": 60000, "ETH": 3000}
+ETH_FUND = market_fund_key("ETH-PERP")
 
 OPENED = NAMES[:4]  # opened at the start; a4 only by the open_account rule
 accounts = st.one_of(
@@ -456,9 +458,10 @@ class DeribitPortfolioEngineMachine(EngineMachine):
 class PerpMarketsEngineMachine(EngineMachine):
     """Interest on loans (`[interest]`: Derive's model, hourly accruals to the fund and lenders,
     borrow caps), open-interest caps and position limits, dYdX's OI-scaled initial margin, the mark
-    from the fills' basis and
-    funding computed hourly (Hyperliquid's rule) in the mix, with admin funding and expiries:
-    conservation to the unit after every command, and the caps never exceeded."""
+    from the fills' basis, funding computed hourly (Hyperliquid's rule) and ETH-PERP as an isolated
+    market with its own fund (liquidations and bankruptcies included) in the mix, with admin funding
+    and expiries: conservation to the unit after every command, the caps never exceeded, each fund
+    paying only its own market's losses and withdrawals gated per pool."""
 
     def __init__(self):
         super().__init__()
@@ -473,6 +476,7 @@ class PerpMarketsEngineMachine(EngineMachine):
                             "basis_ema_s": 30,
                             "open_interest_lower_cap_usd": 60_000.0,  # dYdX's OI-scaled IMF within reach
                             "open_interest_upper_cap_usd": 300_000.0,
+                            "isolated_market": u == "ETH",  # its own fund and withdrawal gate
                         }
                     )
                 }
@@ -494,6 +498,62 @@ class PerpMarketsEngineMachine(EngineMachine):
         self.do_trade(buyer, seller, "BTC-26MAR27-60000-C", 10**8, 0, premium * 100, None)
         event(f"buy_on_credit: {'loan' if self.balance(buyer, 'USDC') < 0 else 'no loan'}")
         self.advance_time(3600)  # held an hour: an accrual boundary crossed
+
+    @rule(amount=st.integers(1, 5_000), main=st.booleans())
+    def fund(self, amount, main):
+        market = {} if main else {"market": "ETH-PERP"}
+        self.submit({"type": "fund_insurance", "asset": "USDC", "amount": str(amount), **market})
+
+    @rule(account=st.sampled_from(OPENED), liquidator=st.sampled_from(OPENED + ("k",)))
+    def liquidate_one(self, account, liquidator):
+        self.liquidate(account, liquidator)
+
+    def liquidate(self, account, liquidator):
+        """A liquidation, often of nobody liquidatable; "k" is a keeper that holds nothing. What an
+        ETH-PERP trader loses is paid from ETH-PERP's fund, never the main one, and the reverse."""
+        if liquidator == "k" and "k" not in self.engine.state.accounts:
+            self.submit({"type": "open_account", "account": "k", "mode": "cross"})
+            self.submit({"type": "deposit", "account": "k", "asset": "USDC", "amount": "500000"})
+        out, before = self.submit({"type": "start_liquidation", "account": account, "liquidator": liquidator})
+        if out is None or isinstance(out, Rejection):
+            return
+        isolated = "ETH-PERP" in before["positions"][account] or account in before["bankrupt_funds"]
+        fund, other = (ETH_FUND, INSURANCE) if isolated else (INSURANCE, ETH_FUND)
+        for x in out:
+            if x.type == "transfer" and x.reason in ("insurance", "liquidation_penalty"):
+                assert other not in (x.debit, x.credit), x
+            if x.type == "bankruptcy":
+                gated = ", uncovered: withdrawals gated" if x.uncovered_units else ""
+                event(f"liquidate: bankruptcy ({'isolated market' if isolated else 'cross'}{gated})")
+                assert x.fund == fund
+
+    @rule(collateral=st.integers(40, 600), drop_bp=st.integers(200, 2_500), maker_usdc=st.sampled_from((0, 50_000)))
+    def isolated_crash(self, collateral, drop_bp, maker_usdc):
+        """Two new accounts trade 1 ETH-PERP, ETH falls and the long is liquidated: often bankrupt,
+        its deficit then on ETH-PERP's fund and, beyond it, on that market's traders alone (a maker
+        with no free USDC leaves it uncovered, gating the market's withdrawals)."""
+        n = len(self.engine.state.accounts)
+        long, short = f"l{n}", f"s{n}"
+        for name, asset, amount in ((long, "USDC", collateral), (short, "USDC", maker_usdc), (short, "BTC", 2)):
+            self.submit({"type": "open_account", "account": name, "mode": "cross"})
+            if amount:
+                self.submit({"type": "deposit", "account": name, "asset": asset, "amount": str(amount)})
+        price = self.index("ETH")
+        cmd = {"type": "trade", "buyer": long, "seller": short, "instrument": "ETH-PERP", "size": "1"}
+        self.submit({**cmd, "price": str(price), "aggressor": "buyer"})
+        crashed = (price * (10_000 - drop_bp) / 10_000).quantize(Decimal("0.01"))
+        self.submit({"type": "set_market", "underlying": "ETH", "index": str(crashed), "vol": 0.6})
+        self.liquidate(long, "k")
+
+    @invariant()
+    def isolated_market_holds(self):
+        s = self.engine.state
+        for a in s.holders.get("ETH-PERP", {}):
+            assert list(s.accounts[a].positions) == ["ETH-PERP"], a
+        pools = {a: fund_of(s, a) for a in s.accounts}
+        for a, pool in pools.items():
+            gated = any(s.bankrupt_funds.get(b, INSURANCE) == pool for b in s.bankrupt)
+            assert (withdrawal_gate(s, a) is not None) == gated, a
 
     @invariant()
     def caps_hold(self):

@@ -34,6 +34,7 @@ from typer.testing import CliRunner
 
 from margin_engine.cli.app import app
 from margin_engine.engine import Engine, Rejection, audit
+from margin_engine.engine.isolated_markets import withdrawal_gate
 from margin_engine.ledger.ledger import INSURANCE, allocation_key, user_key
 from margin_engine.margin.profile import OracleConfig, load_profile
 from margin_engine.oracle.aggregator import PriceUpdate
@@ -45,6 +46,11 @@ DERIBIT = load_profile("deribit")
 DERIVE = load_profile("derive")
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 STEP = Decimal("0.00000001")  # BTC size step (size_decimals = 8)
+
+
+def gated(e) -> bool:
+    """Withdrawals of the cross pool wait (every account of these books is in it)."""
+    return withdrawal_gate(e.state, "maker") is not None
 
 
 def with_liquidation(profile, **changes):
@@ -459,7 +465,7 @@ def test_insolvent_account_drawn_on_the_insurance_fund_ends_at_zero():
     assert user(e, "trader") == 0  # 13,000 - 20,000 + 7,000
     assert insurance(e) == 3_000 * U
     assert user(e, "keeper") == 1_000_000 * U and margin(e, "keeper").equity == 1_000_000 * U
-    assert not e.state.withdrawals_gated
+    assert not gated(e)
     ok(e, withdraw("short1", 1))
 
 
@@ -575,7 +581,7 @@ def test_uncovered_deficit_gates_withdrawals_until_resolved_again():
         5_000 * U,
     )
     assert user(e, "iso") == -5_000 * U and user(e, "maker") == 0 and user(e, "keeper") == 0
-    assert e.state.withdrawals_gated
+    assert gated(e)
     rejected(e, {"type": "deposit", "account": "ghost", "asset": "USDC", "amount": "1"}, "unknown_account")
     ok(e, {"type": "deposit", "account": "maker", "asset": "USDC", "amount": "10"})
     rejected(e, withdraw("maker", 1), "withdrawals_gated")
@@ -584,7 +590,7 @@ def test_uncovered_deficit_gates_withdrawals_until_resolved_again():
     out = ok(e, start("iso", "keeper"))
     (b,) = of_type(out, "bankruptcy")
     assert (b.deficit_units, b.insurance_units, b.uncovered_units) == (5_000 * U, 5_000 * U, 0)
-    assert user(e, "iso") == 0 and not e.state.withdrawals_gated
+    assert user(e, "iso") == 0 and not gated(e)
     ok(e, withdraw("maker", 1))
 
 
@@ -607,7 +613,7 @@ def test_dutch_solvent_auction_at_five_minutes():
     out = ok(e, start("trader"))
     (s,) = of_type(out, "liquidation_started")
     assert (s.auction, s.account, s.mechanism, s.phase, s.time_s) == ("L1", "trader", "dutch", "solvent", T0)
-    assert e.state.auctions["L1"].phase == "solvent" and not e.state.withdrawals_gated
+    assert e.state.auctions["L1"].phase == "solvent" and not gated(e)
     ok(e, at(300))
     # d(300) = 0.95 - 0.25 x 300 / 900 = 0.866667
     d = 0.95 - 0.25 * 300 / 900
@@ -723,7 +729,7 @@ def test_dutch_insolvent_payment_grows_from_mtm_to_mm(minutes, payment):
     # MtM = 65,000 - 80,000 = -15,000; requirement 6.5% x 520,000 = 33,800; MM = -48,800: insolvent auction
     out = ok(e, start("trader"))
     assert of_type(out, "liquidation_started")[0].phase == "insolvent"
-    assert e.state.withdrawals_gated
+    assert gated(e)
     rejected(e, withdraw("maker", 1), "withdrawals_gated")
     ok(e, at(60 * minutes))
     rejected(e, withdraw("maker", 1), "withdrawals_gated")
@@ -739,7 +745,7 @@ def test_dutch_insolvent_payment_grows_from_mtm_to_mm(minutes, payment):
     assert user(e, "keeper") == 1_000_000 * U - 15_000 * U + payment
     assert insurance(e) == 50_000 * U - payment
     assert of_type(out, "bankruptcy") == []  # nothing left to resolve
-    assert not e.state.withdrawals_gated
+    assert not gated(e)
     ok(e, withdraw("maker", 1))
 
 
@@ -814,7 +820,7 @@ def test_solvent_auction_turned_insolvent_by_a_gap_changes_phase():
     out = ok(e, at(60))
     (change,) = of_type(out, "auction_phase_changed")
     assert (change.phase, change.time_s) == ("insolvent", T0 + 60)
-    assert e.state.withdrawals_gated
+    assert gated(e)
     out = ok(e, bid("L1", "keeper", 1))
     assert of_type(out, "liquidation_fill")[0].paid_units == -15_000 * U  # |MtM| at the phase's start
 
@@ -1006,7 +1012,7 @@ def test_batch_insolvent_lot_is_paid_for_by_the_fund():
     # MtM 65,000 - 80,000 = -15,000: the whole account, reserve -15,000 - 0.3 x 15,000 = -19,500
     # (at most 19,500 paid)
     assert (s.phase, s.fraction, s.reserve_price_units) == ("insolvent", 1, -19_500 * U)
-    assert e.state.withdrawals_gated
+    assert gated(e)
     ok(e, bid("L1", "k1", 1, max_price=-21_000))  # asks too much: below the reserve
     ok(e, bid("L1", "k2", 1, max_price=-18_000))
     out = ok(e, at(10))
@@ -1016,7 +1022,7 @@ def test_batch_insolvent_lot_is_paid_for_by_the_fund():
     assert transfers(out, "insurance") == [(INSURANCE, user_key("k2"), 18_000 * U)]
     # the fund: 50,000 - 18,000
     assert user(e, "trader") == 0 and insurance(e) == 32_000 * U
-    assert not e.state.withdrawals_gated
+    assert not gated(e)
 
 
 def test_batch_insolvent_lot_nobody_takes_is_offered_again_and_keeps_withdrawals_gated():
@@ -1033,11 +1039,11 @@ def test_batch_insolvent_lot_nobody_takes_is_offered_again_and_keeps_withdrawals
         -19_500 * U,
         T0 + 20,
     )
-    assert e.state.withdrawals_gated
+    assert gated(e)
     rejected(e, withdraw("maker", 1_000), "withdrawals_gated")
     ok(e, bid("L2", "k2", 1, max_price=-18_000))
     ok(e, at(20))
-    assert not e.state.withdrawals_gated and user(e, "trader") == 0
+    assert not gated(e) and user(e, "trader") == 0
 
 
 # oracle keys for the stale-feed case (the sweep skips auctions on a stale mark)
@@ -1200,7 +1206,7 @@ def test_a_dutch_insolvent_bid_the_fund_cannot_pay_is_refused_and_the_fund_never
     out = ok(e, bid("L1", "keeper", "0.5"))
     assert transfers(out, "insurance") == [(INSURANCE, user_key("keeper"), 33_750 * U)]
     assert sum(t[2] for t in transfers(out, "socialized_loss")) == 33_750 * U  # exactly what it pays
-    assert insurance(e) == 0 and e.state.withdrawals_gated  # half is still in the insolvent auction
+    assert insurance(e) == 0 and gated(e)  # half is still in the insolvent auction
 
 
 def test_a_batch_lot_at_a_negative_price_the_fund_cannot_pay_goes_unsold():

@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from margin_engine.engine import Engine, Rejection, audit
+from margin_engine.engine.isolated_markets import withdrawal_gate
 from margin_engine.errors import InputError
 from margin_engine.ledger.ledger import user_key
 from margin_engine.margin.calculator import compute_margins
@@ -174,7 +175,7 @@ class LiquidationMachine(RuleBasedStateMachine):
 
     @rule(account=accounts, fraction=st.sampled_from((Decimal("0.1"), Decimal("0.5"), Decimal(1))))
     def withdraw(self, account, fraction):
-        gated = self.engine.state.withdrawals_gated
+        gated = withdrawal_gate(self.engine.state, account) is not None
         held = self.engine.state.ledger.balance(user_key(account), "USDC")
         amount = max(int(held * fraction), 1)
         out = self.submit({"type": "withdraw", "account": account, "asset": "USDC", "amount": _dec(amount)})
@@ -348,7 +349,8 @@ class LiquidationMachine(RuleBasedStateMachine):
         audit(self.engine.state)
         s = self.engine.state
         # withdrawals are gated exactly while an insolvent auction runs or a deficit is uncovered
-        assert s.withdrawals_gated == (bool(s.bankrupt) or any(a.phase == "insolvent" for a in s.auctions.values()))
+        expected = bool(s.bankrupt) or any(a.phase == "insolvent" for a in s.auctions.values())
+        assert all((withdrawal_gate(s, a) is not None) == expected for a in s.accounts)
         # every running auction belongs to an existing account, one auction per account
         owners = [a.account for a in s.auctions.values()]
         assert len(owners) == len(set(owners)) and all(o in s.accounts for o in owners)

@@ -130,10 +130,12 @@ class AdvanceTime:
 
 @dataclass(frozen=True)
 class FundInsurance:
-    """Capital paid into the insurance fund from outside (a treasury, a protocol's reserve)."""
+    """Capital paid into the insurance fund from outside (a treasury, a protocol's reserve); into an
+    isolated market's own fund when `market` names its perp."""
 
     asset: str
     amount: int
+    market: str | None = None
 
 
 @dataclass(frozen=True)
@@ -414,8 +416,17 @@ def _advance_time(obj, profile) -> AdvanceTime:
 
 
 def _fund_insurance(obj, profile) -> FundInsurance:
-    f = _Fields(obj, {"asset", "amount"})
-    return FundInsurance(*_money(f, profile))
+    f = _Fields(obj, {"asset", "amount", "market"})
+    asset, amount = _money(f, profile)
+    market = f.get("market", None)
+    if market is not None:
+        inst = _instrument(f, profile, "market")
+        if inst.is_option or not profile.underlying(inst.underlying).perp.isolated_market:
+            raise InputError("market", f"{market!r} is not an isolated market (perp.isolated_market) of this profile")
+        if asset != profile.settlement_asset:
+            raise InputError("asset", f"an isolated market's fund holds {profile.settlement_asset} only")
+        market = inst.name
+    return FundInsurance(asset, amount, market)
 
 
 def _start_liquidation(obj, profile) -> StartLiquidation:

@@ -51,6 +51,7 @@ from margin_engine.engine.events import (
 )
 from margin_engine.engine.funding import pay_funding
 from margin_engine.engine.interest import check_borrow_caps
+from margin_engine.engine.isolated_markets import check_isolation, isolated_market_of, withdrawal_gate
 from margin_engine.engine.rejection import Rejection
 from margin_engine.engine.state import State, evolve, longs
 from margin_engine.engine.tx import (
@@ -166,10 +167,13 @@ def _request_withdrawal(state: State, cmd: RequestWithdrawal) -> list[Event]:
 
 def _debit(state: State, account: str, asset: str, amount: int, to: str, reason: str, first: list[Event]):
     require_account(state, account)
-    if state.withdrawals_gated:
+    gate = withdrawal_gate(state, account)
+    if gate is not None:
+        market = isolated_market_of(state, account)
+        pool = "the cross accounts" if market is None else f"the isolated market {market}"
         raise reject(
             "withdrawals_gated",
-            "withdrawals wait until every insolvent account is resolved (dYdX, Lyra)",
+            f"withdrawals of {pool} wait: {gate} (dYdX, Lyra gate withdrawals until it is resolved)",
             account=account,
         )
     oracle_feed.require_fresh(state, oracle_feed.exposure(state, account), "a withdrawal")
@@ -330,6 +334,7 @@ def book_trade(state: State, cmd: Trade, booked: tuple[str, ...]) -> list[Event]
         if adds_risk(old_size, new_size):
             _check_notional(state, cmd.instrument, abs(new_size), f"{account}'s {name} position")
             risky.append(account)
+    check_isolation(tx.scratch, booked)
     _observe_basis(tx, cmd.instrument, cmd.price)  # the checks below see the mark this fill leaves
     if risky:
         oracle_feed.require_fresh(state, [cmd.instrument.underlying], "a trade that adds risk")

@@ -3,11 +3,11 @@ journal of events replays to the same state, to the unit."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from margin_engine.ledger.ledger import Transfer
+from margin_engine.ledger.ledger import INSURANCE, Transfer
 
 
 @dataclass(frozen=True)
@@ -15,9 +15,13 @@ class Event:
     type: ClassVar[str]
 
     def to_json(self) -> dict[str, Any]:
+        """A field with a default came after the event's first form: left out at its default, so an
+        event that does not use it keeps the text (and the journal hash) it always had."""
         out: dict[str, Any] = {"type": self.type}
         for f in fields(self):
             v = getattr(self, f.name)
+            if f.default is not MISSING and v == f.default:
+                continue
             out[f.name] = format(v.normalize(), "f") if isinstance(v, Decimal) else v
         return out
 
@@ -214,7 +218,8 @@ class Deleveraged(Event):
 @dataclass(frozen=True)
 class BankruptcyResolved(Event):
     """The loss waterfall of one bankrupt account: who paid its deficit; `uncovered_units` > 0 keeps
-    withdrawals gated until the insurance fund is refilled and the account resolved again."""
+    withdrawals (of its pool: cross or its isolated market) gated until the fund is refilled and the
+    account resolved again."""
 
     type: ClassVar[str] = "bankruptcy"
     account: str
@@ -223,6 +228,7 @@ class BankruptcyResolved(Event):
     adl_units: int
     socialized_units: int
     uncovered_units: int
+    fund: str = INSURANCE  # the fund that paid: the main one, or an isolated market's (insurance:<perp>)
 
 
 @dataclass(frozen=True)
@@ -361,6 +367,8 @@ def event_from_json(data: dict[str, Any]) -> Event:
     decimals = set() if cls.type in _FLOAT_EVENTS else _DECIMAL_FIELDS
     kwargs = {}
     for f in fields(cls):
+        if f.name not in data and f.default is not MISSING:
+            continue
         value = data[f.name] if f.name in data else data[_FORMAT_1_NAMES.get(f.name, f.name)]
         kwargs[f.name] = Decimal(value) if f.name in decimals else value
     return cls(**kwargs)

@@ -31,10 +31,11 @@ from margin_engine.engine.events import (
 )
 from margin_engine.engine.funding import computed_funding
 from margin_engine.engine.interest import accrue_interest
+from margin_engine.engine.isolated_markets import check_isolation, fund_of
 from margin_engine.engine.state import Auction, State
 from margin_engine.engine.tx import Reject, Tx, fill, margin_reject, reject, require_account
 from margin_engine.instruments.names import Option, parse_instrument
-from margin_engine.ledger.ledger import EXTERNAL, INSURANCE, allocation_key, user_key
+from margin_engine.ledger.ledger import EXTERNAL, INSURANCE, allocation_key, market_fund_key, user_key
 from margin_engine.ledger.units import decimal_to_units_half_even, floor_units, share_units, to_units
 from margin_engine.liquidation import (
     AdlBook,
@@ -70,7 +71,8 @@ ONE = Decimal(1)
 
 def fund_insurance(state: State, cmd: FundInsurance) -> list[Event]:
     """Capital from outside into the insurance fund; it counts as a deposit in the audit."""
-    return [Transferred(EXTERNAL, INSURANCE, cmd.asset, cmd.amount, "deposit")]
+    fund = INSURANCE if cmd.market is None else market_fund_key(cmd.market)
+    return [Transferred(EXTERNAL, fund, cmd.asset, cmd.amount, "deposit")]
 
 
 def _settle(state: State) -> str:
@@ -182,6 +184,7 @@ def _trade_at_mark(tx: Tx, src: str, dst: str, inst, size: Decimal, mark: Decima
     else:
         fill(tx, src, inst, src_old, src_old.size - size, value)
         fill(tx, dst, inst, dst_old, dst_size, -value)
+    check_isolation(state, (dst,))
 
 
 def _check_liquidator(tx: Tx, liquidator: str, before: AccountMargin) -> None:
@@ -286,7 +289,7 @@ def _charge_penalty(
     t = penalty_transfers(notional, tx.scratch.profile.liquidation.fixed, max_penalty_units=max(equity_after, 0))
     settle = _settle(tx.scratch)
     tx.transfer(payer_key, user_key(liquidator), settle, t.liquidator_units, "liquidation_penalty")
-    tx.transfer(payer_key, INSURANCE, settle, t.insurance_units, "liquidation_penalty")
+    tx.transfer(payer_key, fund_of(tx.before, account), settle, t.insurance_units, "liquidation_penalty")
     return t.penalty_units, t.insurance_units
 
 
@@ -379,7 +382,8 @@ def _bankrupt(tx: Tx, lid: str, account: str, liquidator: str, mechanism: str) -
     settle = _settle(state)
     wf = state.profile.liquidation.waterfall
     deficit = -tx.margin(account).equity
-    expected_insurance = insurance_draw_units(deficit, max(state.ledger.balance(INSURANCE, settle), 0), wf)
+    fund = fund_of(tx.before, account)
+    expected_insurance = insurance_draw_units(deficit, max(state.ledger.balance(fund, settle), 0), wf)
     adl: list[AdlFill] = []
     if wf.mode == "adl" and deficit > expected_insurance:
         adl = _auto_deleverage(tx, account, deficit - expected_insurance)
@@ -403,15 +407,16 @@ def _settle_waterfall(tx: Tx, account: str, owed: int, adl: tuple[AdlFill, ...] 
     state = tx.scratch
     settle = _settle(state)
     wf = state.profile.liquidation.waterfall
-    depositors = _depositors(state, exclude=account) if wf.mode == "socialized" else None
-    result = cover_deficit(owed, max(state.ledger.balance(INSURANCE, settle), 0), wf, adl, depositors)
-    tx.transfer(INSURANCE, user_key(account), settle, result.insurance_units, "insurance")
+    fund = fund_of(tx.before, account)
+    depositors = _depositors(tx, fund, exclude=account) if wf.mode == "socialized" else None
+    result = cover_deficit(owed, max(state.ledger.balance(fund, settle), 0), wf, adl, depositors)
+    tx.transfer(fund, user_key(account), settle, result.insurance_units, "insurance")
     for charge in result.socialized:
         tx.transfer(user_key(charge.account), user_key(account), settle, charge.units, "socialized_loss")
     socialized = sum(c.units for c in result.socialized)
     adl_units = sum(f.loss_units for f in adl)
     return BankruptcyResolved(
-        account, result.deficit_units, result.insurance_units, adl_units, socialized, result.uncovered_units
+        account, result.deficit_units, result.insurance_units, adl_units, socialized, result.uncovered_units, fund
     )
 
 
@@ -428,19 +433,25 @@ def _adl_rounding(tx: Tx, account: str, last: AdlFill, amount: int) -> int:
     return amount
 
 
-def _depositors(state: State, exclude: str | None = None) -> dict[str, int]:
-    """Free settlement balances above zero: who a socialized loss is spread over."""
+def _depositors(tx: Tx, fund: str, exclude: str | None = None) -> dict[str, int]:
+    """Free settlement balances above zero of the accounts `fund` backs (everyone but an isolated
+    market's traders, or those traders alone): who a socialized loss is spread over."""
+    state = tx.scratch
     settle = _settle(state)
-    balances = {a: state.ledger.balance(user_key(a), settle) for a in state.accounts if a != exclude}
+    balances = {
+        a: state.ledger.balance(user_key(a), settle)
+        for a in state.accounts
+        if a != exclude and fund_of(tx.before, a) == fund
+    }
     return {a: b for a, b in balances.items() if b > 0}
 
 
-def _socialize(tx: Tx, amount: int, payee_key: str, exclude: str | None = None) -> int:
-    """Spread `amount` over depositors' free settlement balances, pro rata and exact (Lyra, Drift)."""
+def _socialize(tx: Tx, amount: int, fund: str) -> int:
+    """Spread `amount` over the fund's depositors, pro rata and exact, into the fund (Lyra, Drift)."""
     settle = _settle(tx.scratch)
-    charges, _ = socialize(amount, _depositors(tx.scratch, exclude))
+    charges, _ = socialize(amount, _depositors(tx, fund))
     for charge in charges:
-        tx.transfer(user_key(charge.account), payee_key, settle, charge.units, "socialized_loss")
+        tx.transfer(user_key(charge.account), fund, settle, charge.units, "socialized_loss")
     return sum(c.units for c in charges)
 
 
@@ -548,8 +559,9 @@ def _dutch_bid(state: State, auction: Auction, cmd: Bid) -> list[Event]:
     tx.transfer(
         user_key(auction.account), user_key(cmd.liquidator), settle, value - fill_.bidder_pays_units, "liquidation"
     )
-    tx.transfer(user_key(cmd.liquidator), INSURANCE, settle, fill_.insurance_fee_units, "liquidation_fee")
-    _insurance_pays(tx, user_key(cmd.liquidator), fill_.insurance_pays_units)
+    fund = fund_of(tx.before, auction.account)
+    tx.transfer(user_key(cmd.liquidator), fund, settle, fill_.insurance_fee_units, "liquidation_fee")
+    _insurance_pays(tx, fund, user_key(cmd.liquidator), fill_.insurance_pays_units)
     _check_liquidator(tx, cmd.liquidator, before)
     after = tx.margin(auction.account)
     emptied = not tx.scratch.accounts[auction.account].positions
@@ -560,17 +572,17 @@ def _dutch_bid(state: State, auction: Auction, cmd: Bid) -> list[Event]:
     return tx.events
 
 
-def _insurance_pays(tx: Tx, payee_key: str, amount: int) -> None:
+def _insurance_pays(tx: Tx, fund: str, payee_key: str, amount: int) -> None:
     """The insurance fund pays; what it lacks is first socialized into it (Lyra's cash socialization).
     It pays only what it holds after that: a bid that asks for more is refused (a smaller fraction
     asks less), so the fund never goes below zero and no money is made up."""
     state = tx.scratch
     settle = _settle(state)
-    short = amount - max(state.ledger.balance(INSURANCE, settle), 0)
+    short = amount - max(state.ledger.balance(fund, settle), 0)
     if short > 0:
-        collected = _socialize(tx, short, INSURANCE)
+        collected = _socialize(tx, short, fund)
         if collected < short:
-            held = tx.scratch.ledger.balance(INSURANCE, settle)
+            held = tx.scratch.ledger.balance(fund, settle)
             d = state.profile.settlement_decimals
             raise reject(
                 "insurance_insufficient",
@@ -581,7 +593,7 @@ def _insurance_pays(tx: Tx, payee_key: str, amount: int) -> None:
                 asset=settle,
                 decimals=d,
             )
-    tx.transfer(INSURANCE, payee_key, settle, amount, "insurance")
+    tx.transfer(fund, payee_key, settle, amount, "insurance")
 
 
 def _resolve_leftover(tx: Tx, account: str) -> None:
@@ -682,7 +694,7 @@ def _batch_fill(tx: Tx, auction: Auction, alloc, m: AccountMargin, taken: Decima
         tx.transfer(user_key(auction.account), user_key(alloc.bidder), settle, value - alloc.pays_units, "liquidation")
     else:
         tx.transfer(user_key(auction.account), user_key(alloc.bidder), settle, value, "liquidation")
-        _insurance_pays(tx, user_key(alloc.bidder), -alloc.pays_units)
+        _insurance_pays(tx, fund_of(tx.before, auction.account), user_key(alloc.bidder), -alloc.pays_units)
     _check_liquidator(tx, alloc.bidder, before)
     return share
 

@@ -55,6 +55,7 @@ REASON_CODES = (
     "open_interest_cap",
     "position_limit",
     "borrow_cap",
+    "isolated_market",
     *(f"oracle_{r}" for r in RejectReason),  # the guards refused the update
     *(f"oracle_{s}" for s in (OracleStatus.stale, OracleStatus.halted)),  # the mark is blocked (fail closed)
 )

@@ -48,12 +48,14 @@ from margin_engine.ledger.ledger import (
     EXTERNAL,
     FEES,
     INSURANCE,
+    MARKET_FUND_PREFIX,
     PENDING,
     SETTLEMENT,
     SYSTEM_ACCOUNTS,
     USER_PREFIX,
     Ledger,
     allocation_key,
+    is_fund,
     user_key,
 )
 from margin_engine.ledger.overlay import Overlay
@@ -146,6 +148,8 @@ class State:
     basis: MutableMapping[str, tuple[float, int]] = field(default_factory=dict)
     # perp -> (integral of the premium over seconds, window start, integrated up to): funding's window
     premiums: MutableMapping[str, tuple[float, int, int]] = field(default_factory=dict)
+    # bankrupt account -> the isolated market's fund that owes its uncovered deficit (cross: absent)
+    bankrupt_funds: MutableMapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.price_ranges:  # a restored snapshot: the profile it runs under, with the ranges set since
@@ -179,11 +183,6 @@ class State:
     def auction_of(self, account: str) -> Auction | None:
         return next((a for a in self.auctions.values() if a.account == account), None)
 
-    @property
-    def withdrawals_gated(self) -> bool:
-        """While a bankrupt account is unresolved or an insolvent auction runs (dYdX, Lyra)."""
-        return bool(self.bankrupt) or any(a.phase == "insolvent" for a in self.auctions.values())
-
     def scratch(self) -> State:
         """A what-if copy in O(1): every mapping gets a layer of its own for writes, and evolve
         replaces accounts rather than mutating them, so nothing written reaches this state."""
@@ -205,6 +204,7 @@ class State:
             price_ranges=Overlay(self.price_ranges),
             basis=Overlay(self.basis),
             premiums=Overlay(self.premiums),
+            bankrupt_funds=Overlay(self.bankrupt_funds),
         )
 
     def view(self, account_id: str) -> AccountView:
@@ -304,6 +304,10 @@ def evolve(state: State, event: Event) -> None:
                 state.bankrupt[event.account] = event.uncovered_units
             else:
                 state.bankrupt.pop(event.account, None)
+            if event.uncovered_units and event.fund != INSURANCE:
+                state.bankrupt_funds[event.account] = event.fund
+            else:
+                state.bankrupt_funds.pop(event.account, None)
         case OracleUpdated():
             _apply_oracle(state, event)
         case CustodyConfirmed():
@@ -453,10 +457,10 @@ def audit_events(state: State, events) -> None:
             if event.reason != ("deposit" if inward else "withdrawal"):
                 raise InvariantViolation(f"money crossed the venue's edge as {event.reason!r}: {event}")
             inner = event.credit if inward else event.debit
-            if not (inner.startswith(USER_PREFIX) or inner == (INSURANCE if inward else PENDING)):
+            if not (inner.startswith(USER_PREFIX) or (is_fund(inner) if inward else inner == PENDING)):
                 raise InvariantViolation(f"a {event.reason} touches {inner}: {event}")
         for key in (event.debit, event.credit):
-            if key in (INSURANCE, PENDING):
+            if key == PENDING or is_fund(key):
                 touched.add((key, event.asset))
     for key, asset in touched:
         if state.ledger.balance(key, asset) < 0:
@@ -477,22 +481,29 @@ def with_price_ranges(profile: Profile, ranges: Mapping[str, float]) -> Profile:
 def audit(state: State) -> dict[str, dict[str, int]]:
     """Check conservation and the clearing identity; raise InvariantViolation on any break.
 
-    Per asset: deposits - withdrawals = user balances + insurance + fees + settlement + pending
-    withdrawals, and the external account mirrors it; the pending account holds exactly the
-    withdrawals still waiting for custody. For the settlement asset, the settlement account equals the sum
-    of open perp quotes (what open perps will realize in aggregate).
+    Per asset: deposits - withdrawals = user balances + insurance (the main fund and isolated
+    markets') + fees + settlement + pending withdrawals, and the external account mirrors it; the
+    pending account holds exactly the withdrawals still waiting for custody. For the settlement
+    asset, the settlement account equals the sum of open perp quotes (what open perps will realize
+    in aggregate).
     """
     report = {}
     total_by_asset: dict[str, int] = defaultdict(int)
-    for (_, asset), units in state.ledger.balances.items():  # one pass over the ledger
+    market_funds: dict[str, int] = defaultdict(int)  # isolated markets' funds, summed per asset
+    for (key, asset), units in state.ledger.balances.items():  # one pass over the ledger
         total_by_asset[asset] += units
+        if key.startswith(MARKET_FUND_PREFIX):
+            market_funds[asset] += units
+            if units < 0:
+                raise InvariantViolation(f"{key} holds {units} {asset} units: below zero")
     for asset in sorted(total_by_asset.keys() | set(state.deposits)):
         system = {key: state.ledger.balance(key, asset) for key in SYSTEM_ACCOUNTS}
         row = {
             "deposits": state.deposits.get(asset, 0),
             "withdrawals": state.withdrawals.get(asset, 0),
-            "users": total_by_asset.get(asset, 0) - sum(system.values()),  # every other ledger account
-            "insurance": system[INSURANCE],
+            # every other ledger account
+            "users": total_by_asset.get(asset, 0) - sum(system.values()) - market_funds[asset],
+            "insurance": system[INSURANCE] + market_funds[asset],
             "fees": system[FEES],
             "settlement": system[SETTLEMENT],
             "pending": system[PENDING],
@@ -503,8 +514,8 @@ def audit(state: State) -> dict[str, dict[str, int]]:
             raise InvariantViolation(
                 f"conservation broken for {asset}: {row}, external {state.ledger.balance(EXTERNAL, asset)}"
             )
-        if row["insurance"] < 0:
-            raise InvariantViolation(f"the insurance fund holds {row['insurance']} {asset} units: below zero")
+        if system[INSURANCE] < 0:
+            raise InvariantViolation(f"the insurance fund holds {system[INSURANCE]} {asset} units: below zero")
         waiting = sum(w.amount for w in state.pending_withdrawals.values() if w.asset == asset)
         if waiting != row["pending"]:
             raise InvariantViolation(f"pending {asset} {row['pending']} != withdrawals waiting for custody {waiting}")

@@ -18,6 +18,7 @@ class Tx:
     """Events of one command, each applied at once to a scratch state that later steps read."""
 
     def __init__(self, state: State):
+        self.before = state  # as the command found it (read, never written)
         self.scratch = state.scratch()
         self.events: list[Event] = []
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from margin_engine.clock import format_time
 from margin_engine.engine.state import State
-from margin_engine.ledger.ledger import FEES, INSURANCE, SETTLEMENT, allocation_key, user_key
+from margin_engine.ledger.ledger import FEES, INSURANCE, SETTLEMENT, allocation_key, market_fund_key, user_key
 from margin_engine.ledger.units import format_units
 
 
@@ -53,11 +53,17 @@ def pending_json(state: State, w) -> dict:
 
 
 def state_json(state: State) -> dict:
-    """Balances, positions, insurance fund, fee pool and settlement account."""
+    """Balances, positions, insurance funds, fee pool and settlement account."""
     return {
         "time": None if state.now_s is None else format_time(state.now_s),
         "accounts": [account_json(state, a) for a in state.accounts],
         "insurance_fund": balances_json(state, INSURANCE),
+        # isolated markets' own funds, by perp (perp.isolated_market)
+        "market_funds": {
+            f"{u}-PERP": balances_json(state, market_fund_key(f"{u}-PERP"))
+            for u, params in state.profile.underlyings.items()
+            if params.perp.isolated_market
+        },
         "fee_pool": balances_json(state, FEES),
         "settlement": balances_json(state, SETTLEMENT),
     }

@@ -5,7 +5,8 @@ ledger accounts of each asset is zero at all times. `external` is the world outs
 is minus the net deposits. `withdrawals_pending` holds what traders asked to withdraw until custody
 pays it out or returns it. The others: `user:<id>` (an account's free collateral),
 `user:<id>/<instrument>` (collateral allocated to an isolated position), `settlement` (perp and
-option clearing), `insurance` (insurance fund) and `fees` (fee pool).
+option clearing), `insurance` (insurance fund), `insurance:<perp>` (an isolated market's own fund,
+dYdX v4's `insurance_fund:<perpetual id>`) and `fees` (fee pool).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ SYSTEM_ACCOUNTS = (EXTERNAL, SETTLEMENT, INSURANCE, FEES, PENDING)
 
 
 USER_PREFIX = "user:"
+MARKET_FUND_PREFIX = f"{INSURANCE}:"
 
 
 def user_key(account: str) -> str:
@@ -32,6 +34,16 @@ def user_key(account: str) -> str:
 
 def allocation_key(account: str, instrument: str) -> str:
     return f"{USER_PREFIX}{account}/{instrument}"
+
+
+def market_fund_key(instrument: str) -> str:
+    """The insurance fund of an isolated market (`perp.isolated_market`)."""
+    return f"{MARKET_FUND_PREFIX}{instrument}"
+
+
+def is_fund(key: str) -> bool:
+    """The main insurance fund or an isolated market's."""
+    return key == INSURANCE or key.startswith(MARKET_FUND_PREFIX)
 
 
 @dataclass(frozen=True)

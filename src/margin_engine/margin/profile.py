@@ -76,6 +76,11 @@ class PerpParams(_Frozen):
     # lower cap to 100% at the upper (perp.tiers.dydx_initial_fraction)
     open_interest_lower_cap_usd: float | None = Field(default=None, ge=0, le=1e13)
     open_interest_upper_cap_usd: float | None = Field(default=None, gt=0, le=1e13)
+    # dYdX v4's isolated market type: the perp has its own insurance fund (`insurance:<perp>`) that
+    # alone backs its losses before ADL or a socialized loss; an account holding it holds nothing
+    # else, and withdrawals are gated per market (x/perpetuals GetInsuranceFundName, x/subaccounts
+    # isolated-market constraints, withdrawal gating per collateral pool)
+    isolated_market: bool = False
 
     @field_validator("tiers", mode="before")
     @classmethod
