@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,10 @@ def test_price_options_rows():
     assert call["time_years"] == pytest.approx(30 / 365)
     assert str(call["expiry"]) == "2026-12-25 08:00:00+00:00"
     assert (perp["price"], perp["delta"], perp["gamma"]) == (60000.0, 1.0, 0.0)
+    future = me.price_options("BTC-25DEC26", {"BTC": {"index": 60000, "vol": 0.6, "rate": 0.05}}, WHEN).iloc[0]
+    assert future["kind"] == "future" and str(future["expiry"]) == "2026-12-25 08:00:00+00:00"
+    assert future["price"] == pytest.approx(60000 * math.exp(0.05 * 30 / 365), rel=1e-12)  # the forward
+    assert (future["forward_usd"], future["delta"]) == (future["price"], 1.0)
     one = me.price_options("BTC-25DEC26-60000-C", MARKET, WHEN)
     assert one.loc["BTC-25DEC26-60000-C", "price"] == call["price"]
 

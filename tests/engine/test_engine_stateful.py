@@ -44,7 +44,8 @@ OPTIONS = (
     "BTC-26MAR27-50000-P",
     "ETH-25DEC26-3000-C",
 )
-INSTRUMENTS = PERPS + OPTIONS
+FUTURES = ("BTC-25DEC26", "ETH-26MAR27")
+INSTRUMENTS = PERPS + FUTURES + OPTIONS
 BASE_INDEX = {"BTC": 60000, "ETH": 3000}
 ETH_FUND = market_fund_key("ETH-PERP")
 
@@ -378,7 +379,12 @@ class EngineMachine(RuleBasedStateMachine):
     def settle_expiry(self, underlying, expiry, move):
         price = (Decimal(BASE_INDEX[underlying]) * (1 + Decimal(move) / 10_000)).quantize(Decimal("0.001"))
         s = self.engine.state
-        expiring = [(a, n) for n, hs in s.holders.items() for a in hs if n.startswith(f"{underlying}-{expiry}-")]
+        expiring = [
+            (a, n)
+            for n, hs in s.holders.items()
+            for a in hs
+            if n.startswith(f"{underlying}-{expiry}-") or n == f"{underlying}-{expiry}"  # options, futures
+        ]
         fees = s.ledger.balance(FEES, "USDC")
         out, before = self.submit(
             {"type": "settle_expiry", "underlying": underlying, "expiry": expiry, "price": str(price)}
@@ -391,10 +397,13 @@ class EngineMachine(RuleBasedStateMachine):
         for account, name in expiring:
             assert name not in s.accounts[account].positions
             assert s.ledger.balance(allocation_key(account, name), "USDC") == 0
-            size = before["positions"][account][name][0]
+            size, quote = before["positions"][account][name]
             inst = parse_instrument(name)
-            intrinsic = max(price - inst.strike, Decimal(0)) if inst.is_call else max(inst.strike - price, Decimal(0))
-            value = (size * intrinsic).scaleb(6)
+            if inst.is_option:
+                intrinsic = max(price - inst.strike, 0) if inst.is_call else max(inst.strike - price, Decimal(0))
+                value = (size * intrinsic).scaleb(6)
+            else:  # a future is delivered: it realizes its quote plus its value at the price
+                value = (size * price).scaleb(6) + quote
             # longs receive rounded down, shorts pay rounded up: both are the floor of the signed payoff
             got = int(value.to_integral_value(rounding=ROUND_FLOOR))
             # an isolated position's allocation comes back to the free pool with its payoff

@@ -39,10 +39,12 @@ def test_single_digit_day_and_fractional_strike():
         "BTC-PERPETUAL",
         "",
         "BTC-25DEC26--1-C",
+        "BTC-25DEC2026",
+        "BTC-25DXC26",
     ],
 )
 def test_malformed_names_show_expected_form(bad):
-    with pytest.raises(InputError, match="expected UNDERLYING-PERP or UNDERLYING-DMMMYY-STRIKE-C\\|P"):
+    with pytest.raises(InputError, match="expected UNDERLYING-PERP, UNDERLYING-DMMMYY or UNDERLYING-DMMMYY-STRIKE-C\\|P"):
         parse_instrument(bad)
 
 

@@ -255,9 +255,10 @@ position = st.one_of(
             Decimal(t[4]) / 10,
         )
     ),
-    st.tuples(st.sampled_from(["BTC-PERP", "ETH-PERP"]), st.integers(-50, 50).filter(bool)).map(
-        lambda t: (t[0], Decimal(t[1]) / 10)
-    ),
+    st.tuples(
+        st.sampled_from(["BTC-PERP", "ETH-PERP", "BTC-25DEC26", "BTC-26MAR27", "ETH-26MAR27"]),
+        st.integers(-50, 50).filter(bool),
+    ).map(lambda t: (t[0], Decimal(t[1]) / 10)),  # perps and dated futures
 )
 account = st.tuples(
     st.lists(position, min_size=1, max_size=8, unique_by=lambda p: p[0]),

@@ -14,7 +14,7 @@ from margin_engine.clock import format_time
 from margin_engine.engine import Engine, State
 from margin_engine.engine.scan import BookCache
 from margin_engine.errors import InputError
-from margin_engine.instruments.names import Option, parse_instrument
+from margin_engine.instruments.names import Future, Option, parse_instrument
 from margin_engine.margin.calculator import compute_margins
 from margin_engine.margin.portfolio import CONTINGENCIES
 from margin_engine.margin.profile import Profile
@@ -119,7 +119,10 @@ class MarginReport:
         for a in self.accounts:
             for p in a.positions:
                 inst = parse_instrument(p.instrument)
-                kind = ("call" if inst.is_call else "put") if isinstance(inst, Option) else "perp"
+                if isinstance(inst, Option):
+                    kind = "call" if inst.is_call else "put"
+                else:
+                    kind = "future" if isinstance(inst, Future) else "perp"
                 rows.append(
                     (
                         a.id,

@@ -18,7 +18,7 @@ from margin_engine.api.inputs import _plain, _time
 from margin_engine.clock import parse_time
 from margin_engine.errors import InputError
 from margin_engine.files.portfolio import read_structured
-from margin_engine.instruments.names import Option, parse_instrument
+from margin_engine.instruments.names import Future, Option, parse_instrument
 from margin_engine.market.snapshot import parse_market
 from margin_engine.pricing.black76 import SECONDS_PER_YEAR, black76
 
@@ -45,7 +45,7 @@ def price_options(instruments: str | Sequence[str], market: Any, valuation_time:
     per expiry or per strike) or a whole portfolio (dict or path), whose valuation time is used when
     `valuation_time` is not given. Options are priced with Black-76 on each expiry's forward (the
     market's `forward`, else index x e^(rT)), discounted at the expiry's rate; a perp is worth its
-    mark (`perp`, else the index; delta 1, no other Greeks).
+    mark (`perp`, else the index) and a dated future its expiry's forward (delta 1, no other Greeks).
     """
     names = [instruments] if isinstance(instruments, str) else list(instruments)
     section, when = _market_section(market)
@@ -75,6 +75,14 @@ def price_options(instruments: str | Sequence[str], market: Any, valuation_time:
             g = black76(forward, strike, t, vol, rate, np.bool_(inst.is_call))
             greeks = [float(x) for x in (g.price, g.delta, g.gamma, g.vega, g.theta)]
             kind, expiry = ("call" if inst.is_call else "put"), _timestamp(inst.expiry_s)
+        elif isinstance(inst, Future):
+            if inst.expiry_s <= now_s:
+                raise InputError(field, f"{inst.name} expired before the valuation time")
+            forward = snap.linear_mark(inst.expiry_s, now_s)
+            t, strike, vol, kind = (inst.expiry_s - now_s) / SECONDS_PER_YEAR, None, None, "future"
+            expiry = _timestamp(inst.expiry_s)
+            rate = float(snap.rates_at(np.array([inst.expiry_s]))[0])
+            greeks = [forward, 1.0, 0.0, 0.0, 0.0]
         else:
             t, strike, vol, forward, expiry, kind = None, None, None, snap.perp_mark, None, "perp"
             rate = snap.rate

@@ -385,7 +385,7 @@ def _apply_funding(obj, profile) -> ApplyFunding:
     f = _Fields(obj, {"instrument", "rate"})
     inst = _instrument(f, profile)
     if not isinstance(inst, Perpetual):
-        raise InputError("instrument", f"funding applies to perpetuals, got option {inst.name}")
+        raise InputError("instrument", f"funding applies to perpetuals, got {inst.name}")
     rate = parse_decimal(f.get("rate"), "rate")
     if abs(rate) > FUNDING_RATE_MAX:
         raise InputError(
@@ -421,7 +421,7 @@ def _fund_insurance(obj, profile) -> FundInsurance:
     market = f.get("market", None)
     if market is not None:
         inst = _instrument(f, profile, "market")
-        if inst.is_option or not profile.underlying(inst.underlying).perp.isolated_market:
+        if not isinstance(inst, Perpetual) or not profile.underlying(inst.underlying).perp.isolated_market:
             raise InputError("market", f"{market!r} is not an isolated market (perp.isolated_market) of this profile")
         if asset != profile.settlement_asset:
             raise InputError("asset", f"an isolated market's fund holds {profile.settlement_asset} only")

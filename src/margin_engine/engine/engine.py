@@ -65,7 +65,7 @@ from margin_engine.engine.tx import (
     require_account,
 )
 from margin_engine.errors import InvariantViolation, MarketMissing
-from margin_engine.instruments.names import Instrument, Option
+from margin_engine.instruments.names import Future, Instrument, Option, Perpetual
 from margin_engine.ledger.ledger import EXTERNAL, FEES, PENDING, SETTLEMENT, allocation_key, user_key
 from margin_engine.ledger.units import (
     ceil_units,
@@ -237,7 +237,7 @@ def _set_price_range(state: State, cmd: SetPriceRange) -> list[Event]:
 def _check_tradable(state: State, inst: Instrument) -> None:
     if inst.underlying not in state.markets:
         raise reject("no_market", f"no market for {inst.underlying}; send set_market first")
-    if isinstance(inst, Option):
+    if isinstance(inst, Option | Future):
         if state.now_s is None:
             raise reject("time_unset", "the engine clock is not set; send advance_time first")
         if state.now_s >= inst.expiry_s:
@@ -348,7 +348,7 @@ def book_trade(state: State, cmd: Trade, booked: tuple[str, ...]) -> list[Event]
 def _observe_basis(tx: Tx, inst: Instrument, price: Decimal) -> None:
     """Fold a perp fill's basis into the mark (`basis_ema_s`): Deribit's index + EMA of the basis."""
     state = tx.scratch
-    if isinstance(inst, Option) or state.now_s is None:
+    if not isinstance(inst, Perpetual) or state.now_s is None:
         return
     perp = state.profile.underlyings[inst.underlying].perp
     if perp.basis_ema_s is None:
@@ -369,7 +369,7 @@ def _check_size_caps(before: State, after: State, inst: Instrument, risky: list[
     """A perp's caps (`[underlyings.X.perp]`): each risk-adding side's position within
     position_max_base, and open interest (the longs) within open_interest_max_base unless the
     trade does not raise it."""
-    if isinstance(inst, Option):
+    if not isinstance(inst, Perpetual):
         return
     perp = before.profile.underlyings[inst.underlying].perp
     name, unit = inst.name, inst.underlying
@@ -489,10 +489,12 @@ def _apply_funding(state: State, cmd: ApplyFunding) -> list[Event]:
 
 
 def _settle_expiry(state: State, cmd: SettleExpiry) -> list[Event]:
-    """Cash-settle every option of that expiry at the settlement price: shorts pay intrinsic
-    value rounded up, longs receive it rounded down, the dust goes to the fee pool."""
+    """Settle every option and dated future of that expiry at the settlement price (for futures,
+    the delivery price: Deribit's 30-minute TWAP of the index, `perp.mark.delivery_price`). Options
+    pay intrinsic value, shorts rounded up and longs down; a future closes at the price, its value
+    floored; the dust goes to the fee pool."""
     if state.now_s is None or state.now_s < cmd.expiry_s:
-        raise reject("not_expired", "options settle only once the engine clock has reached their expiry")
+        raise reject("not_expired", "options and futures settle only once the engine clock has reached their expiry")
     if (cmd.underlying, cmd.expiry_s) in state.settled:
         raise reject("already_settled", f"{cmd.underlying} expiry {cmd.expiry_s} is settled already")
     settle, d = state.profile.settlement_asset, state.profile.settlement_decimals
@@ -507,12 +509,17 @@ def _settle_expiry(state: State, cmd: SettleExpiry) -> list[Event]:
     for name, holders in expiring.items():
         for account in holders:
             pos = state.accounts[account].positions[name]
-            inst = cast(Option, pos.instrument)  # `expiring` holds options only
+            isolated = state.accounts[account].mode == "isolated"
+            if isinstance(pos.instrument, Future):
+                value = decimal_to_units_floor(pos.size * cmd.price, d)  # what the position is worth, floored
+                fill(tx, account, pos.instrument, pos, Decimal(0), value)  # realizes quote + value
+                dust -= value
+                continue
+            inst = cast(Option, pos.instrument)
             intrinsic = (
                 max(cmd.price - inst.strike, Decimal(0)) if inst.is_call else max(inst.strike - cmd.price, Decimal(0))
             )
             payoff = pos.size * intrinsic
-            isolated = state.accounts[account].mode == "isolated"
             key = allocation_key(account, name) if isolated else user_key(account)
             if payoff > 0:
                 got = decimal_to_units_floor(payoff, d)
@@ -530,7 +537,7 @@ def _settle_expiry(state: State, cmd: SettleExpiry) -> list[Event]:
 
 
 def _expires_with(inst: Instrument, cmd: SettleExpiry) -> bool:
-    return isinstance(inst, Option) and inst.underlying == cmd.underlying and inst.expiry_s == cmd.expiry_s
+    return isinstance(inst, Option | Future) and inst.underlying == cmd.underlying and inst.expiry_s == cmd.expiry_s
 
 
 _HANDLERS: dict[type, Callable[[State, Any], list[Event]]] = {

@@ -214,9 +214,15 @@ def _gross_notional_units(tx: Tx, account: str, only: str | None = None) -> int:
 
 
 def _notional_price(state: State, inst) -> Decimal:
-    """USD per unit of notional: a perp's mark (its requirement's base), an option's index."""
+    """USD per unit of notional: a perp's or future's mark (its requirement's base), an option's index."""
+    return Decimal(repr(_linear_price(state, inst)))
+
+
+def _linear_price(state: State, inst) -> float:
     market = state.markets[inst.underlying]
-    return Decimal(repr(market.index if inst.is_option else market.perp_mark))
+    if inst.is_option:
+        return market.index
+    return market.linear_mark(getattr(inst, "expiry_s", 0), state.now_s or 0)
 
 
 def _size_add_on(state: State, positions: list[PositionMargin] | tuple[PositionMargin, ...]) -> float:
@@ -227,7 +233,7 @@ def _size_add_on(state: State, positions: list[PositionMargin] | tuple[PositionM
         inst = parse_instrument(pos.instrument)
         if not inst.is_option:
             perp = state.profile.underlying(inst.underlying).perp
-            total += perp.size_ratio_per_unit * float(pos.size) ** 2 * state.markets[inst.underlying].perp_mark
+            total += perp.size_ratio_per_unit * float(pos.size) ** 2 * _linear_price(state, inst)
     return total
 
 
@@ -472,7 +478,7 @@ def _auto_deleverage(tx: Tx, account: str, amount: int) -> list[AdlFill]:
         if book is None:
             continue
         fills, _ = deleverage(shares[name], book)
-        mark = Decimal(repr(state.markets[pos.instrument.underlying].perp_mark))
+        mark = Decimal(repr(_linear_price(state, pos.instrument)))
         for f in fills:
             size = Decimal(f.closed_lots).scaleb(-step).copy_sign(pos.size)
             _trade_at_mark(tx, account, f.account, pos.instrument, size, mark)

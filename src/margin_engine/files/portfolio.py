@@ -19,7 +19,7 @@ from typing import Any
 from margin_engine.clock import parse_time
 from margin_engine.errors import InputError
 from margin_engine.ids import ACCOUNT_ID_RE
-from margin_engine.instruments.names import Option, parse_instrument
+from margin_engine.instruments.names import Future, Option, parse_instrument
 from margin_engine.ledger.units import decimal_to_units_half_even, parse_decimal, to_units
 from margin_engine.margin.book import MARGIN_MODES, AccountView, PositionView
 from margin_engine.margin.profile import Profile
@@ -119,7 +119,7 @@ def _position(raw: Any, field: str, profile: Profile, markets, now_s: int, isola
     params = profile.underlying(inst.underlying, f"{field}.instrument")
     if inst.underlying not in markets:
         raise InputError(f"{field}.instrument", f"no market for {inst.underlying} in the file's market section")
-    if isinstance(inst, Option) and inst.expiry_s <= now_s:
+    if isinstance(inst, Option | Future) and inst.expiry_s <= now_s:
         raise InputError(f"{field}.instrument", f"{inst.name} expired before the valuation time (expiry in the past)")
     size = parse_decimal(obj["size"], f"{field}.size")
     if size == 0:
@@ -131,7 +131,7 @@ def _position(raw: Any, field: str, profile: Profile, markets, now_s: int, isola
         entry_price = (
             parse_decimal(entry, f"{field}.entry_price", positive=True)
             if entry is not None
-            else Decimal(repr(markets[inst.underlying].perp_mark))
+            else Decimal(repr(markets[inst.underlying].linear_mark(getattr(inst, "expiry_s", 0), now_s)))
         )
         quote = -decimal_to_units_half_even(size * entry_price, profile.settlement_decimals)
     elif "entry_price" in obj:

@@ -1,6 +1,7 @@
-"""Instrument names in Deribit's form: `BTC-PERP` and `BTC-25DEC26-60000-C`.
+"""Instrument names in Deribit's form: `BTC-PERP`, `BTC-25DEC26` (a dated future) and
+`BTC-25DEC26-60000-C`.
 
-Options expire at 08:00 UTC on the named date (Deribit's expiry time) and are European,
+Dated futures and options expire at 08:00 UTC on the named date (Deribit's expiry time) and are European,
 cash-settled in USDC on the index. Strikes with a fraction use `d` as the decimal point
 (`XRP-27DEC26-0d625-C`), as Deribit does for small-priced underlyings.
 """
@@ -15,11 +16,15 @@ from decimal import Decimal
 from margin_engine.errors import InputError
 
 EXPIRY_HOUR_UTC = 8
-EXPECTED_FORM = "expected UNDERLYING-PERP or UNDERLYING-DMMMYY-STRIKE-C|P, e.g. BTC-PERP or BTC-25DEC26-60000-C"
+EXPECTED_FORM = (
+    "expected UNDERLYING-PERP, UNDERLYING-DMMMYY or UNDERLYING-DMMMYY-STRIKE-C|P, "
+    "e.g. BTC-PERP, BTC-25DEC26 or BTC-25DEC26-60000-C"
+)
 MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 
 _UNDERLYING = r"[A-Z][A-Z0-9]{1,9}"
 _PERP_RE = re.compile(rf"^({_UNDERLYING})-PERP$")
+_FUTURE_RE = re.compile(rf"^({_UNDERLYING})-(\d{{1,2}}(?:{'|'.join(MONTHS)})\d{{2}})$")
 _OPTION_RE = re.compile(rf"^({_UNDERLYING})-(\d{{1,2}})({'|'.join(MONTHS)})(\d{{2}})-(\d+(?:d\d+)?)-([CP])$")
 
 
@@ -62,7 +67,28 @@ class Option:
         return True
 
 
-Instrument = Perpetual | Option
+@dataclass(frozen=True, order=True)
+class Future:
+    """A linear dated future on the underlying's index, delivered in USDC at its 08:00 UTC expiry
+    on the delivery price (Deribit: the index's TWAP over the last 30 minutes)."""
+
+    underlying: str
+    expiry: datetime
+
+    @property
+    def name(self) -> str:
+        return f"{self.underlying}-{format_expiry(self.expiry)}"
+
+    @property
+    def expiry_s(self) -> int:
+        return int(self.expiry.timestamp())
+
+    @property
+    def is_option(self) -> bool:
+        return False
+
+
+Instrument = Perpetual | Future | Option
 
 
 def format_expiry(expiry: datetime) -> str:
@@ -93,6 +119,8 @@ def parse_instrument(name: object, field: str = "instrument") -> Instrument:
         raise InputError(field, f"instrument name must be a string, got {type(name).__name__}")
     if match := _PERP_RE.match(name):
         return Perpetual(match[1])
+    if match := _FUTURE_RE.match(name):
+        return Future(match[1], parse_expiry(match[2], field))
     match = _OPTION_RE.match(name)
     if match is None:
         raise InputError(field, f"malformed instrument name {name!r}: {EXPECTED_FORM}")

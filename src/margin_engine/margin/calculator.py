@@ -121,6 +121,12 @@ def _price_book(book: FlatBook, markets, profile: Profile, now_s: int) -> _Price
     n, n_acc = len(book.size), len(book)
     spot = index[book.underlying] if n else np.zeros(0)
     perp_price = perp_mark[book.underlying] if n else np.zeros(0)
+    dated = ~book.is_option & (book.expiry_s > 0)
+    if dated.any():  # a dated future is marked at its expiry's forward (the options' forward)
+        perp_price = perp_price.copy()
+        for u in np.unique(book.underlying[dated]):
+            rows = dated & (book.underlying == u)
+            perp_price[rows] = snaps[u].forwards_at(book.expiry_s[rows], now_s)[0]
     key = np.maximum(book.option_key, 0)
     is_opt = book.is_option
     mark = np.where(is_opt, opt_mark[key], perp_price) if len(book.options) else perp_price

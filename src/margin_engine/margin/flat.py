@@ -37,7 +37,7 @@ class FlatBook:
     is_option: np.ndarray
     is_call: np.ndarray
     strike: np.ndarray
-    expiry_s: np.ndarray
+    expiry_s: np.ndarray  # options and dated futures; 0 for perps
     underlyings: tuple[str, ...]  # distinct, sorted
     underlying: np.ndarray  # per position: index into underlyings
     option_key: np.ndarray  # per position: index into options, -1 for perps

@@ -44,7 +44,7 @@ class InstrumentTable:
 
     names: list[str]
     underlying: np.ndarray  # index into `underlyings`
-    kind: np.ndarray  # PERP, OPTION or COLLATERAL
+    kind: np.ndarray  # PERP (perps and dated futures, the latter with an expiry), OPTION or COLLATERAL
     strike: np.ndarray
     expiry_s: np.ndarray
     is_call: np.ndarray
@@ -158,7 +158,7 @@ def book_from_views(accounts: Sequence[AccountView], profile: Profile) -> Portfo
             if isinstance(inst, Option):
                 row = (u_index[inst.underlying], OPTION, float(inst.strike), inst.expiry_s, inst.is_call)
             else:
-                row = (u_index[inst.underlying], PERP, 0.0, 0, False)
+                row = (u_index[inst.underlying], PERP, 0.0, getattr(inst, "expiry_s", 0), False)  # dated: expiry
                 cash[a] += pos.quote_units / scale
             cash[a] += pos.allocation_units / scale
             rows.append(a)
@@ -236,6 +236,9 @@ def underlying_risk(
     spot, perp_price = snap.index, snap.perp_mark
     stable_price = 1.0 if stable is None else stable.index
     unit = np.where(kind == PERP, perp_price, spot / stable_price)  # value of one unit of a linear column
+    dated = (kind == PERP) & (t.expiry_s[cols] > 0)
+    if dated.any():  # a dated future at its expiry's forward
+        unit[dated] = snap.forwards_at(t.expiry_s[cols][dated], now_s)[0]
     v0 = unit.copy()
     values = unit[:, None] * scen.spot_mult[None, :]
     years = np.zeros(len(cols))

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from margin_engine.instruments.names import Option
+from margin_engine.instruments.names import Future, Option
 from margin_engine.margin.book import AccountView
 from margin_engine.margin.profile import Profile
 from margin_engine.margin.scenarios import scenario_set, shocked_vols
@@ -50,7 +50,7 @@ def _underlying(u: str, legs: list, markets, profile: Profile, now_s: int) -> di
             key = (inst.expiry_s, float(inst.strike))
             net_by_strike[key] = net_by_strike.get(key, 0.0) + size
             continue
-        unit = snap.perp_mark if kind == "perp" else spot / stable_price
+        unit = _linear_unit(snap, inst, now_s) if kind == "perp" else spot / stable_price
         value += size * unit
         linear += size
         pnl += size * unit * (scen.spot_mult - 1) * scen.weight
@@ -153,3 +153,10 @@ def reference_margin(account: AccountView, markets: Mapping[str, MarketSnapshot]
         "maintenance_margin": pm.mm_factor * base + haircut_mm,
         "underlyings": per_u,
     }
+
+
+def _linear_unit(snap, inst, now_s: int) -> float:
+    """A perp at its mark, a dated future at its expiry's forward."""
+    if isinstance(inst, Future):
+        return float(snap.forwards_at(np.array([inst.expiry_s]), now_s)[0][0])
+    return snap.perp_mark

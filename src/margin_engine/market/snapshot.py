@@ -158,6 +158,10 @@ class MarketSnapshot:
             raise MarketMissing(f"market.{self.underlying}.vol", f"{self.underlying} has a price but no vol surface")
         return self.vol
 
+    def linear_mark(self, expiry_s: int, now_s: int) -> float:
+        """A perp's mark (expiry 0), or a dated future's: its expiry's forward."""
+        return self.perp_mark if not expiry_s else float(self.forwards_at(np.array([expiry_s]), now_s)[0][0])
+
     def rates_at(self, expiry_s: np.ndarray) -> np.ndarray:
         return self.rates.interpolated(expiry_s) if self.rates.points else np.full(np.shape(expiry_s), self.rate)
 

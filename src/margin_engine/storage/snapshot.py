@@ -30,7 +30,7 @@ from typing import Any
 
 from margin_engine.engine.state import Account, Auction, PendingWithdrawal, Position, PriceSource, State
 from margin_engine.errors import InputError, InvariantViolation
-from margin_engine.instruments.names import Option, Perpetual
+from margin_engine.instruments.names import Future, Option, Perpetual
 from margin_engine.ledger.ledger import Ledger
 from margin_engine.margin.profile import Profile
 from margin_engine.market.snapshot import ByExpiry, MarketSnapshot, Smile, VolSurface
@@ -48,6 +48,7 @@ DATACLASSES: dict[str, type] = {
         PendingWithdrawal,
         PriceSource,
         Perpetual,
+        Future,
         Option,
         MarketSnapshot,
         ByExpiry,
