@@ -44,7 +44,8 @@ def test_single_digit_day_and_fractional_strike():
     ],
 )
 def test_malformed_names_show_expected_form(bad):
-    with pytest.raises(InputError, match="expected UNDERLYING-PERP, UNDERLYING-DMMMYY or UNDERLYING-DMMMYY-STRIKE-C\\|P"):
+    expected = "expected UNDERLYING-PERP, UNDERLYING-DMMMYY or UNDERLYING-DMMMYY-STRIKE-C\\|P"
+    with pytest.raises(InputError, match=expected):
         parse_instrument(bad)
 
 
