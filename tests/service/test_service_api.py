@@ -6,6 +6,7 @@ import json
 import pytest
 from svc_helpers import ORACLE_KEY, References, auth, deposit
 
+from margin_engine.margin.liquidation_price import perp_liquidation_price
 from margin_engine.oracle.aggregator import PriceUpdate
 from margin_engine.oracle.signing import sign_update
 
@@ -36,6 +37,11 @@ def test_commands_are_journaled_and_answered(service):
     margin = c.get("/v1/accounts/alice/margin", headers=auth(c, "alice")).json()
     # 2 BTC long at 60,000: IM 120,000 * (2% + 2 * 0.005%) = 2,412
     assert margin["initial_margin"] == "2412.000000"
+    # long 2 from 60,000 on its equity: Hyperliquid's closed form at MM 1% + 2 x 0.005%
+    (liq,) = margin["liquidation_prices"]
+    expected = perp_liquidation_price(60_000, 2, float(margin["equity"]), 0.0101)
+    assert liq["underlying"] == "BTC" and float(liq["below"]) == pytest.approx(expected, rel=1e-9)
+    assert liq["above"] is None and liq["liquidatable_now"] is False
     account = c.get("/v1/accounts/alice", headers=auth(c, "alice")).json()
     assert account["positions"] == [{"instrument": "BTC-PERP", "size": "2", "quote": "-120000.000000"}]
     what_if = c.post("/v1/accounts/alice/what-if", json={"trades": ["BTC-PERP:-2"]}, headers=auth(c, "alice")).json()

@@ -61,6 +61,7 @@ from margin_engine.ledger.ledger import (
 from margin_engine.ledger.overlay import Overlay
 from margin_engine.margin.book import AccountView, MarginMode, PositionView
 from margin_engine.margin.calculator import compute_margins
+from margin_engine.margin.liquidation_price import LiquidationPrices, liquidation_prices
 from margin_engine.margin.profile import Profile
 from margin_engine.margin.result import AccountMargin
 from margin_engine.market.snapshot import MarketSnapshot, parse_market
@@ -228,6 +229,12 @@ class State:
         """The margin of one account at the engine's clock: the one query the engine's checks, the
         service, the simulator and the tests read."""
         return compute_margins([self.view(account_id)], self.markets, self.profile, self.now_s or 0, explain=explain)[0]
+
+    def liquidation_prices(self, account_id: str) -> list[LiquidationPrices]:
+        """Per underlying the account holds positions in: the index levels that bring it to maintenance."""
+        view = self.view(account_id)
+        held = sorted({p.instrument.underlying for p in view.positions})
+        return [liquidation_prices(view, self.markets, self.profile, self.now_s or 0, u) for u in held]
 
 
 def evolve(state: State, event: Event) -> None:

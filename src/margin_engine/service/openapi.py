@@ -128,6 +128,8 @@ class Margin(_Open):
     liquidatable: bool
     positions: list[dict[str, Any]]
     collateral: list[dict[str, Any]]
+    # per underlying held: {underlying, index, below, above, liquidatable_now} (the account's margin only)
+    liquidation_prices: list[dict[str, Any]] = []
 
 
 class WhatIfAnswer(_Open):

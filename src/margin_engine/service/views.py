@@ -10,7 +10,8 @@ __all__ = ["account_json", "margin_json", "what_if_json_for"]
 
 
 def margin_json(engine: Engine, account: str, explain: bool) -> dict:
-    return engine.state.margin(account, explain).to_json()
+    prices = [p.to_json() for p in engine.state.liquidation_prices(account)]
+    return {**engine.state.margin(account, explain).to_json(), "liquidation_prices": prices}
 
 
 def what_if_json_for(engine: Engine, account: str, trades: list[str]) -> dict:
