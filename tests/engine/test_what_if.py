@@ -9,6 +9,7 @@ import json
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from engine_checks import ok, snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,6 +19,7 @@ from margin_engine.engine.what_if import mark_prices, state_of_views, what_if
 from margin_engine.files.portfolio import load_portfolio
 from margin_engine.instruments.names import parse_instrument
 from margin_engine.margin.calculator import compute_margins
+from margin_engine.margin.liquidation_price import perp_liquidation_price
 from margin_engine.margin.profile import load_profile
 
 T0 = "2026-11-25T08:00:00Z"
@@ -122,6 +124,17 @@ def test_isolated_perp_allocates_what_the_engine_allocates():
     assert answer["change"]["equity"] == "-30.000000"
     ok(e, trade("BTC-PERP", "1", "60000"))
     assert json.dumps(e.state.margin("a").to_json(), sort_keys=True) == json.dumps(answer["after"], sort_keys=True)
+
+
+def test_what_if_shows_the_liquidation_price_a_trade_leaves():
+    e = engine_with("cross", 10_000, "0", [])
+    answer = what_if(e.state, "a", ["BTC-PERP:1@60000"]).to_json()
+    assert answer["liquidation_prices"]["before"] == []
+    (after,) = answer["liquidation_prices"]["after"]
+    # 10,000 less the 30 fee, long 1 from 60,000: Hyperliquid's closed form at MM 1% + 0.005%
+    expected = perp_liquidation_price(60_000, 1, 9_970, 0.01005)
+    assert after["underlying"] == "BTC" and float(after["below"]) == pytest.approx(expected, rel=1e-9)
+    assert after["above"] is None
 
 
 def test_a_portfolio_file_state_margins_as_the_file():

@@ -231,7 +231,11 @@ class State:
         return compute_margins([self.view(account_id)], self.markets, self.profile, self.now_s or 0, explain=explain)[0]
 
     def liquidation_prices(self, account_id: str) -> list[LiquidationPrices]:
-        """Per underlying the account holds positions in: the index levels that bring it to maintenance."""
+        """Per underlying the account holds positions in: the index levels that bring it to maintenance
+        (cross and portfolio accounts; an isolated account's positions are liquidated one by one, on
+        their own collateral, and get none here yet)."""
+        if self.accounts[account_id].mode == "isolated":
+            return []
         view = self.view(account_id)
         held = sorted({p.instrument.underlying for p in view.positions})
         return [liquidation_prices(view, self.markets, self.profile, self.now_s or 0, u) for u in held]

@@ -25,6 +25,7 @@ from margin_engine.ledger.ledger import EXTERNAL, allocation_key, user_key
 from margin_engine.ledger.units import format_units, parse_decimal
 from margin_engine.margin.book import AccountView, PositionView
 from margin_engine.margin.calculator import compute_margins
+from margin_engine.margin.liquidation_price import LiquidationPrices
 from margin_engine.margin.profile import Profile
 from margin_engine.margin.result import AccountMargin
 from margin_engine.market.snapshot import MarketSnapshot
@@ -40,6 +41,9 @@ class WhatIf:
     trades: tuple[str, ...]
     rejected_trade: int | None = None  # index into trades of the fill the engine would refuse
     rejection: Rejection | None = None
+    # per underlying held: where each side of the trade leaves the liquidation prices
+    prices_before: tuple[LiquidationPrices, ...] = ()
+    prices_after: tuple[LiquidationPrices, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The shape `margin-engine what-if --format json` and the service answer with."""
@@ -53,6 +57,10 @@ class WhatIf:
             "before": b.to_json(),
             "after": a.to_json(),
             "change": {k: format_units(getattr(a, k) - getattr(b, k), b.decimals) for k in keys},
+            "liquidation_prices": {
+                "before": [p.to_json() for p in self.prices_before],
+                "after": [p.to_json() for p in self.prices_after],
+            },
         }
 
 
@@ -96,10 +104,17 @@ def what_if(state: State, account: str, trades_text: Iterable[str]) -> WhatIf:
         try:
             events = book_trade(scratch, trade, (account,))
         except Reject as r:
-            return WhatIf(state.margin(account), scratch.margin(account), texts, i, r.rejection)
+            return _answer(state, scratch, account, texts, i, r.rejection)
         for event in events:
             evolve(scratch, event)
-    return WhatIf(state.margin(account), scratch.margin(account), texts)
+    return _answer(state, scratch, account, texts)
+
+
+def _answer(
+    state: State, scratch: State, account: str, texts: tuple[str, ...], i: int | None = None, why=None
+) -> WhatIf:
+    prices = (tuple(state.liquidation_prices(account)), tuple(scratch.liquidation_prices(account)))
+    return WhatIf(state.margin(account), scratch.margin(account), texts, i, why, *prices)
 
 
 def state_of_views(
