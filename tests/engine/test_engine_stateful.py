@@ -25,11 +25,12 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from margin_engine.engine import Engine, Rejection, audit
 from margin_engine.engine.isolated_markets import fund_of, withdrawal_gate
+from margin_engine.engine.margin_calls import level_of
 from margin_engine.errors import InputError
 from margin_engine.instruments.names import parse_instrument
 from margin_engine.ledger.ledger import FEES, INSURANCE, allocation_key, market_fund_key
 from margin_engine.ledger.units import ceil_units
-from margin_engine.margin.profile import FundingParams, InterestParams, load_profile
+from margin_engine.margin.profile import FundingParams, InterestParams, MarginCallParams, load_profile
 
 T0 = 1795593600  # 2026-11-25T08:00:00Z
 EXPIRIES = {"25DEC26": 1798185600, "26MAR27": 1806048000}  # 08:00 UTC
@@ -255,7 +256,7 @@ class EngineMachine(RuleBasedStateMachine):
         qty = Decimal(size).scaleb(-8)
         new = {buyer: old[buyer] + qty, seller: old[seller] - qty}
         if isinstance(out, Rejection):
-            if out.code in ("insufficient_margin", "position_limit", "borrow_cap") and out.account:
+            if out.code in ("insufficient_margin", "position_limit", "borrow_cap", "reduce_only") and out.account:
                 # only a side that adds risk may be refused for margin, size or a loan
                 assert _grew(old[out.account], new[out.account]), (out, old, new)
             if out.code == "position_limit":
@@ -494,7 +495,9 @@ class PerpMarketsEngineMachine(EngineMachine):
         }
         interest = InterestParams(borrow_max_usd_per_account=8_000, borrow_max_usd_total=20_000)
         funding = FundingParams(rule="hyperliquid")
-        self.profile = p.model_copy(update={"underlyings": unders, "interest": interest, "funding": funding})
+        calls = MarginCallParams()  # Binance's levels: margin_call events, reduce-only enforced
+        update = {"underlyings": unders, "interest": interest, "funding": funding, "margin_calls": calls}
+        self.profile = p.model_copy(update=update)
         self.engine = Engine(self.profile)
 
     @rule(seller=st.sampled_from(OPENED), premium=st.integers(1_000, 9_000))
@@ -563,6 +566,20 @@ class PerpMarketsEngineMachine(EngineMachine):
         for a, pool in pools.items():
             gated = any(s.bankrupt_funds.get(b, INSURANCE) == pool for b in s.bankrupt)
             assert (withdrawal_gate(s, a) is not None) == gated, a
+
+    @invariant()
+    def margin_levels_are_current(self):
+        """Every account's stored margin-call level is the one its margin now gives."""
+        s = self.engine.state
+        for a in s.accounts:
+            try:
+                m = s.margin(a)
+            except InputError:
+                continue
+            level, _ = level_of(m.equity, m.maintenance_margin, s.profile.margin_calls)
+            assert s.margin_levels.get(a, "clear") == level, a
+            if level != "clear":
+                event(f"margin level: {level}")
 
     @invariant()
     def caps_hold(self):

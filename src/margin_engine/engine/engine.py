@@ -52,6 +52,7 @@ from margin_engine.engine.events import (
 from margin_engine.engine.funding import pay_funding
 from margin_engine.engine.interest import check_borrow_caps
 from margin_engine.engine.isolated_markets import check_isolation, isolated_market_of, withdrawal_gate
+from margin_engine.engine.margin_calls import check_reduce_only, margin_calls
 from margin_engine.engine.rejection import Rejection
 from margin_engine.engine.state import State, evolve, longs
 from margin_engine.engine.tx import (
@@ -94,7 +95,8 @@ def decide(state: State, command: Command) -> list[Event] | Rejection:
     (never answered as a rejection code, so that a fuzz or a test sees it)."""
     handler = _HANDLERS[type(command)]
     try:
-        return handler(state, command)
+        events = handler(state, command)
+        return events + margin_calls(state, events)
     except Reject as r:
         return r.rejection
     except MarketMissing as exc:
@@ -340,6 +342,7 @@ def book_trade(state: State, cmd: Trade, booked: tuple[str, ...]) -> list[Event]
         oracle_feed.require_fresh(state, [cmd.instrument.underlying], "a trade that adds risk")
         _check_size_caps(state, tx.scratch, cmd.instrument, risky)
         check_borrow_caps(state, tx.scratch, risky)
+        check_reduce_only(state, risky)
     for account in risky:
         _check_after_risk(tx, account, name)
     return tx.events

@@ -304,6 +304,19 @@ class FundingComputed(Event):
     time_s: int
 
 
+@dataclass(frozen=True)
+class MarginCalled(Event):
+    """An account's margin-call level changed (profile `[margin_calls]`): `warn`, `reduce_only`
+    (risk-adding trades refused), `liquidation` (equity at or below maintenance) or `clear`;
+    `equity_mm_ratio` is equity / maintenance as it was then (None: nothing required)."""
+
+    type: ClassVar[str] = "margin_call"
+    account: str
+    level: str
+    equity_mm_ratio: float | None
+    time_s: int
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
@@ -332,6 +345,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         PriceRangeSet,
         BasisObserved,
         FundingComputed,
+        MarginCalled,
     )
 }
 _DECIMAL_FIELDS = {"size", "price", "rate", "fraction", "utilization"}

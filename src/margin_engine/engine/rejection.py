@@ -56,6 +56,7 @@ REASON_CODES = (
     "position_limit",
     "borrow_cap",
     "isolated_market",
+    "reduce_only",
     *(f"oracle_{r}" for r in RejectReason),  # the guards refused the update
     *(f"oracle_{s}" for s in (OracleStatus.stale, OracleStatus.halted)),  # the mark is blocked (fail closed)
 )

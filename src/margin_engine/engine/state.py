@@ -30,6 +30,7 @@ from margin_engine.engine.events import (
     InterestAccrued,
     LiquidationFill,
     LiquidationStarted,
+    MarginCalled,
     MarketSet,
     OracleUpdated,
     PositionChanged,
@@ -151,6 +152,8 @@ class State:
     premiums: MutableMapping[str, tuple[float, int, int]] = field(default_factory=dict)
     # bankrupt account -> the isolated market's fund that owes its uncovered deficit (cross: absent)
     bankrupt_funds: MutableMapping[str, str] = field(default_factory=dict)
+    # account -> its margin-call level other than clear (profile [margin_calls])
+    margin_levels: MutableMapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.price_ranges:  # a restored snapshot: the profile it runs under, with the ranges set since
@@ -206,6 +209,7 @@ class State:
             basis=Overlay(self.basis),
             premiums=Overlay(self.premiums),
             bankrupt_funds=Overlay(self.bankrupt_funds),
+            margin_levels=Overlay(self.margin_levels),
         )
 
     def view(self, account_id: str) -> AccountView:
@@ -321,6 +325,11 @@ def evolve(state: State, event: Event) -> None:
                 state.bankrupt_funds.pop(event.account, None)
         case OracleUpdated():
             _apply_oracle(state, event)
+        case MarginCalled():
+            if event.level == "clear":
+                state.margin_levels.pop(event.account, None)
+            else:
+                state.margin_levels[event.account] = event.level
         case CustodyConfirmed():
             if event.reference in state.references:
                 raise InvariantViolation(f"custody reference {event.reference!r} spent twice")

@@ -325,6 +325,21 @@ class FundingParams(_Frozen):
     drift_contract_tier: Literal["A", "B", "C", "speculative", "highly_speculative", "isolated"] = "A"
 
 
+class MarginCallParams(_Frozen):
+    """Margin-call levels on equity / maintenance (Binance Portfolio Margin's uniMMR table: a
+    reminder at or below 150%, no new orders but reductions at or below 120%). At or below 100% the
+    account is liquidatable, the engine's own rule (Binance liquidates from 105%)."""
+
+    warn_ratio: float = Field(default=1.5, gt=1, le=100)
+    reduce_only_ratio: float = Field(default=1.2, gt=1, le=100)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MarginCallParams:
+        if self.reduce_only_ratio > self.warn_ratio:
+            raise ValueError("reduce_only_ratio must be <= warn_ratio (the warning comes first)")
+        return self
+
+
 class Profile(_Frozen):
     name: str
     schema_version: int
@@ -343,6 +358,7 @@ class Profile(_Frozen):
     limits: LimitParams = LimitParams()
     interest: InterestParams | None = None
     funding: FundingParams | None = None
+    margin_calls: MarginCallParams | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Profile:

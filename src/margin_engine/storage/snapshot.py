@@ -64,7 +64,7 @@ DATACLASSES: dict[str, type] = {
 ENUMS: dict[str, type[Enum]] = {cls.__name__: cls for cls in (OracleStatus,)}
 # State fields added after format 1 was first written: left out while empty, so that a snapshot taken
 # before they existed still restores to its own text (the journal checks that, see Journal._restore)
-ADDED_FIELDS = ("sources", "price_ranges", "basis", "premiums", "bankrupt_funds")
+ADDED_FIELDS = ("sources", "price_ranges", "basis", "premiums", "bankrupt_funds", "margin_levels")
 # The same for fields added to a dataclass of the state: left out while at their default
 ADDED_DATACLASS_FIELDS = {"MarketSnapshot": {"open_interest": 0.0}}
 
