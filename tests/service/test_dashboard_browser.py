@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import time
+from importlib import resources
 from pathlib import Path
 
 import httpx
@@ -89,7 +90,11 @@ def test_desk_reads_at_a_glance(tmp_path, browser):
 
     db = str(tmp_path / "desk.db")
     port = free_port()
-    proc = start(db, port)
+    # deribit with Binance's margin-call levels: the price move calls alice before she is liquidated
+    packaged = resources.files("margin_engine.profiles").joinpath("deribit.toml").read_text()
+    profile = tmp_path / "deribit-calls.toml"
+    profile.write_text(packaged + "\n[margin_calls]\nwarn_ratio = 1.5\nreduce_only_ratio = 1.2\n")
+    proc = start(db, port, "--profile", str(profile))
     try:
         key = create_key(db, "admin")
         api = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": key}, timeout=5)
@@ -122,6 +127,13 @@ def test_desk_reads_at_a_glance(tmp_path, browser):
             r"penalty [\d,]+\.\d\d USDC, [\d,]+\.\d\d USDC to the insurance fund",
             fills[0],
         ), fills[0]
+        # 59,200: alice's equity 14,000 - 8,000 = 6,000 <= MM 10 x 59,200 x 1.05% = 6,216
+        calls = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#events li.margin_call")]
+        assert "08:10:00 margin call: alice at liquidation (equity 96.5% of maintenance)" in calls, calls
+        # what she keeps has a liquidation price below the index, shown on the desk
+        assert wait_for(lambda: re.fullmatch(r"BTC [\d,]+\.\d\d below", text("liq-alice"))), text("liq-alice")
+        below = float(text("liq-alice").split()[1].replace(",", ""))
+        assert 50_000 < below < 59_200
         insurance = text("insurance")
         assert re.fullmatch(r"50,\d{3}\.\d\d USDC", insurance), insurance  # capital plus the penalty's share
         page = browser.find_element(By.TAG_NAME, "body").text

@@ -28,6 +28,7 @@ from margin_engine.engine.events import (
     InterestAccrued,
     LiquidationFill,
     LiquidationStarted,
+    MarginCalled,
     MarketSet,
     OracleUpdated,
     PositionChanged,
@@ -178,6 +179,13 @@ def describe(event: Event, profile: Profile) -> str:
                 f"{event.instrument} funding computed by the {event.rule} rule: mean premium "
                 f"{_percent(event.premium, 4)}, {_percent(event.rate, 5)} over {event.periods} period(s)"
             )
+        case MarginCalled():
+            ratio = (
+                "nothing required"
+                if event.equity_mm_ratio is None
+                else f"equity {event.equity_mm_ratio:.1%} of maintenance"
+            )
+            return f"margin call: {event.account} at {_LEVELS.get(event.level, event.level)} ({ratio})"
         case PriceRangeSet():
             return f"{event.underlying} portfolio price range set to +/-{event.price_range:.1%}"
         case OracleUpdated():
@@ -190,6 +198,7 @@ def describe(event: Event, profile: Profile) -> str:
 
 
 _MECHANISMS = {"fixed": "fixed penalty", "dutch": "Dutch auction", "batch": "batch auction"}
+_LEVELS = {"warn": "the warning level", "reduce_only": "reduce-only", "liquidation": "liquidation", "clear": "clear"}
 
 
 def _decimals(event: Event, profile: Profile) -> int:

@@ -27,9 +27,10 @@ from margin_engine.margin.flat import flatten
 from margin_engine.margin.profile import Profile
 from margin_engine.market.snapshot import MarketSnapshot
 
-# index moves tried on each side before refining: finest near the current index
-_DOWN = -np.geomspace(1e-4, 0.99, 48)
-_UP = np.geomspace(1e-4, 9.0, 48)
+# index moves tried on each side before refining: finest near the current index (a book whose
+# equity dips below maintenance and recovers between two of them is not seen)
+_DOWN = -np.geomspace(1e-3, 0.99, 16)
+_UP = np.geomspace(1e-3, 9.0, 16)
 
 
 def perp_liquidation_price(mark: float, size: float, equity_usd: float, maintenance_ratio: float) -> float | None:
@@ -90,7 +91,7 @@ def _crossing(gap, moves: np.ndarray, index: float) -> float | None:
     inner = 0.0
     for move in moves:
         if gap(float(move)) <= 0:
-            root = brentq(gap, inner, float(move), xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=200)
+            root = brentq(gap, inner, float(move), xtol=1e-12, maxiter=100)  # 1e-12 of the index
             return index * (1.0 + root)
         inner = float(move)
     return None

@@ -111,6 +111,8 @@ async def dashboard_data(runtime: CurrentRuntime) -> dict:
                 "margin_ratio": None if r == float("inf") else r,
                 "equity": format_units(m.equity, d),
                 "maintenance_margin": format_units(m.maintenance_margin, d),
+                # the index levels that bring it to maintenance, per underlying held
+                "liquidation_prices": [p.to_json() for p in state.liquidation_prices(m.id)],
             }
             for r, m in nearest
         ],
@@ -124,6 +126,7 @@ async def dashboard_data(runtime: CurrentRuntime) -> dict:
 
 
 _DESK_EVENTS = {
+    "margin_call",
     "liquidation_started",
     "liquidation_fill",
     "auction_ended",

@@ -8,6 +8,15 @@
   const utc = (seconds) => new Date(seconds * 1000).toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
   let insuranceChart = null, usageChart = null, pending = null, source = null;
 
+  // "BTC 57,575.76 below / 64,100.00 above": where the index would bring the account to maintenance
+  function liquidationText(prices) {
+    return (prices || []).map((p) => {
+      if (p.liquidatable_now) return `${p.underlying}: now`;
+      const sides = [p.below && `${num(p.below)} below`, p.above && `${num(p.above)} above`].filter(Boolean);
+      return `${p.underlying} ${sides.length ? sides.join(" / ") : "none within -99% / +900%"}`;
+    }).join("; ");
+  }
+
   function rows(id, items, cells) {
     const body = document.querySelector(`#${id} tbody`);
     body.replaceChildren(...items.map((item) => {
@@ -35,7 +44,8 @@
     rows("oracle", d.oracle, (o) => [[o.underlying], [num(o.index), "", `oracle-${o.underlying}-index`],
       [o.status, o.status, `oracle-${o.underlying}-status`], [o.reason]]);
     rows("nearest", d.nearest_liquidation, (a) => [[a.account], [a.margin_ratio === null ? "under water" : (100 * a.margin_ratio).toFixed(1) + "%",
-      (a.margin_ratio === null || a.margin_ratio >= 1) ? "risk" : ""], [num(a.equity)], [num(a.maintenance_margin)]]);
+      (a.margin_ratio === null || a.margin_ratio >= 1) ? "risk" : ""], [num(a.equity)], [num(a.maintenance_margin)],
+      [liquidationText(a.liquidation_prices), "", `liq-${a.account}`]]);
     rows("exposure", Object.entries(d.exposure), ([u, e]) => [[u],
       [`${num(e.open_interest, 4)} ${u} (${num(e.open_interest_usd, 0)} USD)`], [num(e.delta, 4)], [num(e.vega)], [num(e.theta)]]);
     document.getElementById("insurance").textContent = `${num(d.insurance_fund)} ${cash}`;
