@@ -123,7 +123,7 @@ def describe(event: Event, profile: Profile) -> str:
             )
         case ExpirySettled():
             price = human_number(float(event.price))
-            return f"{event.underlying} options of {_time(event.expiry_s)} settled at {price} USD"
+            return f"{event.underlying} options and futures of {_time(event.expiry_s)} settled at {price} USD"
         case LiquidationStarted():
             text = f"liquidation {event.auction} of {event.account}: {event.mechanism} auction, {event.phase} phase"
             if event.mechanism == "batch":
