@@ -30,7 +30,7 @@ from margin_engine.errors import InputError
 from margin_engine.instruments.names import parse_instrument
 from margin_engine.ledger.ledger import FEES, INSURANCE, allocation_key, market_fund_key
 from margin_engine.ledger.units import ceil_units
-from margin_engine.margin.profile import FundingParams, InterestParams, MarginCallParams, load_profile
+from margin_engine.margin.profile import FundingParams, InterestParams, MarginCallParams, TierParams, load_profile
 
 T0 = 1795593600  # 2026-11-25T08:00:00Z
 EXPIRIES = {"25DEC26": 1798185600, "26MAR27": 1806048000}  # 08:00 UTC
@@ -468,7 +468,8 @@ class DeribitPortfolioEngineMachine(EngineMachine):
 class PerpMarketsEngineMachine(EngineMachine):
     """Interest on loans (`[interest]`: Derive's model, hourly accruals to the fund and lenders,
     borrow caps), open-interest caps and position limits, dYdX's OI-scaled initial margin, the mark
-    from the fills' basis, funding computed hourly (Hyperliquid's rule) and ETH-PERP as an isolated
+    from the fills' basis, funding computed hourly (Hyperliquid's rule), margin tiers on BTC-PERP,
+    Binance's margin-call levels and ETH-PERP as an isolated
     market with its own fund (liquidations and bankruptcies included) in the mix, with admin funding
     and expiries: conservation to the unit after every command, the caps never exceeded, each fund
     paying only its own market's losses and withdrawals gated per pool."""
@@ -487,6 +488,17 @@ class PerpMarketsEngineMachine(EngineMachine):
                             "open_interest_lower_cap_usd": 60_000.0,  # dYdX's OI-scaled IMF within reach
                             "open_interest_upper_cap_usd": 300_000.0,
                             "isolated_market": u == "ETH",  # its own fund and withdrawal gate
+                            # Hyperliquid-style tiers on BTC: 50x to 100,000 USD of notional, then 25x
+                            **(
+                                {
+                                    "tiers": (
+                                        TierParams(lower_bound_usd=0, max_leverage=50),
+                                        TierParams(lower_bound_usd=100_000, max_leverage=25),
+                                    )
+                                }
+                                if u == "BTC"
+                                else {}
+                            ),
                         }
                     )
                 }
