@@ -85,7 +85,10 @@ class DepthBook:
         g, depth = self.depth_exponent, self.depth_usd_per_pct if depth_usd_per_pct is None else depth_usd_per_pct
         n1 = float(consumed_usd)
         n2 = n1 + abs(size_signed_base) * mid
-        reach, start = PCT * (n2 / depth) ** (1.0 / g), PCT * (n1 / depth) ** (1.0 / g)
+        # the power on an array, as `fill` takes it: numpy's vectorized pow and libm's differ in the
+        # last bit at times, and a tiny trade deep in the book divides that bit by its own size
+        walked = PCT * np.power(np.array((n2 / depth, n1 / depth)), 1.0 / g)
+        reach, start = float(walked[0]), float(walked[1])
         if size_signed_base < 0 and reach >= 1.0:
             worst = abs(size_signed_base)
             raise BookExhaustedError("size_base", f"a sale of {worst} walks the book to a price of zero or below")
