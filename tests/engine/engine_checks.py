@@ -30,6 +30,19 @@ def snapshot(engine: Engine) -> dict:
     }
 
 
+def buyer_takes(buyer: str, seller: str, instrument: str, size: str, price: str) -> dict:
+    """A trade command the buyer takes (pays the taker fee)."""
+    return {
+        "type": "trade",
+        "buyer": buyer,
+        "seller": seller,
+        "instrument": instrument,
+        "size": size,
+        "price": price,
+        "aggressor": "buyer",
+    }
+
+
 def ok(engine: Engine, cmd: dict) -> list:
     out = engine.submit(cmd)
     assert not isinstance(out, Rejection), f"{cmd} rejected: {out}"

@@ -10,7 +10,7 @@ import math
 from decimal import Decimal
 
 import pytest
-from engine_checks import ok, rejected
+from engine_checks import buyer_takes, ok, rejected
 
 from margin_engine.engine import Engine
 from margin_engine.engine.events import event_from_json
@@ -39,15 +39,7 @@ def book(rate: str = "0.05") -> Engine:
 
 
 def trade(buyer, seller, size, price, instrument=FUT):
-    return {
-        "type": "trade",
-        "buyer": buyer,
-        "seller": seller,
-        "instrument": instrument,
-        "size": size,
-        "price": price,
-        "aggressor": "buyer",
-    }
+    return buyer_takes(buyer, seller, instrument, size, price)
 
 
 def usdc(e: Engine, account: str) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from engine_checks import buyer_takes as trade
 from engine_checks import ok, rejected
 
 from margin_engine.engine import Engine
@@ -53,18 +54,6 @@ def book(mode: str = "socialized", market_fund: int = 100) -> Engine:
     ok(e, {"type": "fund_insurance", "asset": "USDC", "amount": str(market_fund), "market": "ETH-PERP"})
     ok(e, trade("iso", "maker", "ETH-PERP", "5", "3000"))
     return e
-
-
-def trade(buyer, seller, instrument, size, price):
-    return {
-        "type": "trade",
-        "buyer": buyer,
-        "seller": seller,
-        "instrument": instrument,
-        "size": size,
-        "price": price,
-        "aggressor": "buyer",
-    }
 
 
 def balance(e: Engine, key: str) -> int:
